@@ -1,0 +1,150 @@
+//! etcdserverpb.Maintenance and etcdserverpb.Cluster.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use kv_proto::etcdserverpb::cluster_server::Cluster;
+use kv_proto::etcdserverpb::maintenance_server::Maintenance;
+use kv_proto::etcdserverpb::*;
+use tonic::{Request, Response, Status};
+
+use super::status::to_status;
+use crate::server::Node;
+
+/// Bytes per Snapshot message.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+pub struct MaintenanceService(pub Arc<Node>);
+pub struct ClusterService(pub Arc<Node>);
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    type SnapshotStream = SnapshotStream;
+
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        self.0
+            .alarm(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(self.0.status()))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        self.0
+            .defragment()
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.0.hash().await.map(Response::new).map_err(to_status)
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        self.0
+            .hash_kv(req.get_ref().revision)
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        let data = self.0.snapshot_bytes().await.map_err(to_status)?;
+        let header = self.0.header(0);
+        let total = data.len();
+        let chunks: Vec<Result<SnapshotResponse, Status>> = data
+            .chunks(SNAPSHOT_CHUNK)
+            .scan(0usize, |sent, chunk| {
+                *sent += chunk.len();
+                Some(Ok(SnapshotResponse {
+                    header,
+                    remaining_bytes: (total - *sent) as u64,
+                    blob: chunk.to_vec(),
+                }))
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.0
+            .move_leader(req.get_ref().target_id)
+            .map_err(to_status)?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: self.0.header(0),
+        }))
+    }
+
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented("kvd: downgrade is not supported"))
+    }
+}
+
+/// Membership changes need the peer transport; until then they are refused.
+fn single_member() -> Status {
+    Status::unimplemented("kvd: membership changes are not supported by a single-member kvd yet")
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_add(
+        &self,
+        _r: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        Err(single_member())
+    }
+
+    async fn member_remove(
+        &self,
+        _r: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        Err(single_member())
+    }
+
+    async fn member_update(
+        &self,
+        _r: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        Err(single_member())
+    }
+
+    async fn member_list(
+        &self,
+        _r: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
+        Ok(Response::new(self.0.member_list()))
+    }
+
+    async fn member_promote(
+        &self,
+        _r: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        Err(single_member())
+    }
+}

@@ -1,0 +1,90 @@
+//! gRPC handlers for etcd's v3 services. Handlers validate, call the
+//! [`Node`](crate::server::Node) facade, map errors and fill headers; they
+//! never touch storage or raft types.
+
+mod kv;
+mod lease;
+mod maintenance;
+pub mod status;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kv_proto::etcdserverpb::cluster_server::ClusterServer;
+use kv_proto::etcdserverpb::kv_server::KvServer;
+use kv_proto::etcdserverpb::lease_server::LeaseServer;
+use kv_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use kv_proto::etcdserverpb::watch_server::WatchServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::server::Node;
+
+/// etcd accepts this much gRPC framing on top of --max-request-bytes.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Binds every client URL; binding happens before serving so errors surface at start.
+pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        out.push(TcpListener::bind(a).await?);
+    }
+    Ok(out)
+}
+
+/// Serves the client API on `listeners` until `stop` turns true.
+pub async fn serve(
+    node: Arc<Node>,
+    listeners: Vec<TcpListener>,
+    stop: signal::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let max_recv = node.max_request_bytes() + GRPC_OVERHEAD_BYTES;
+    let mut servers = Vec::new();
+    for l in listeners {
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(120)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .add_service(
+                KvServer::new(kv::KvService(node.clone()))
+                    .max_decoding_message_size(max_recv)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                WatchServer::new(watch::WatchService(node.clone()))
+                    .max_decoding_message_size(max_recv)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                LeaseServer::new(lease::LeaseService(node.clone()))
+                    .max_decoding_message_size(max_recv),
+            )
+            .add_service(ClusterServer::new(maintenance::ClusterService(
+                node.clone(),
+            )))
+            .add_service(
+                MaintenanceServer::new(maintenance::MaintenanceService(node.clone()))
+                    .max_encoding_message_size(usize::MAX),
+            );
+        let mut stop = stop.clone();
+        let shutdown = async move {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        servers.push(tokio::spawn(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown),
+        ));
+    }
+    for s in servers {
+        if let Ok(Err(e)) = s.await {
+            return Err(e);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! The state machine: the only code that changes the store. Each batch of
+//! committed raft entries is applied in one redb transaction that also records
+//! the last applied log id and membership, then its events go to watchers.
+
+mod request;
+mod snapshot;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kv_proto::etcdserverpb::{
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnResponse,
+};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftLogId, StorageIOError};
+use parking_lot::Mutex;
+
+use crate::lease::Lessor;
+use crate::mvcc::{MvccError, Recovered, Store, WriteBatch};
+use crate::raft::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
+use crate::raft::{RaftResponse, TypeConfig};
+use crate::storage::schema::{ALARMS, KV, LEASES, META, META_APPLIED, META_MEMBERSHIP};
+use crate::watch::WatchHub;
+
+pub use snapshot::SnapshotBuilder;
+
+/// How often an applied batch is also made durable in redb. Between these the
+/// raft log (fsynced before every ack) is what makes writes durable; restart
+/// replays the log from the last durable point.
+const DURABLE_EVERY: Duration = Duration::from_secs(5);
+
+/// The result of one applied request; headers carry only the revision here.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    None,
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
+}
+
+/// State shared between the applier and the read paths.
+pub struct Core {
+    pub store: Arc<Store>,
+    pub lessor: Arc<Mutex<Lessor>>,
+    pub hub: Arc<WatchHub>,
+    /// Active alarms: (member id, alarm type).
+    pub alarms: Mutex<BTreeSet<(u64, i32)>>,
+}
+
+impl Core {
+    /// Loads leases (with fresh deadlines) and alarms recovered from disk.
+    pub fn restore(&self, rec: &Recovered) {
+        let mut lessor = self.lessor.lock();
+        lessor.clear();
+        for (id, ttl) in &rec.leases {
+            lessor.grant(*id, *ttl);
+        }
+        for (lease, key) in self.store.leased_keys() {
+            crate::txn::LeaseBook::attach(&mut *lessor, lease, &key);
+        }
+        *self.alarms.lock() = rec.alarms.iter().copied().collect();
+    }
+}
+
+pub struct StateMachine {
+    core: Arc<Core>,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    snap_dir: PathBuf,
+    last_durable: Instant,
+}
+
+fn meta_json<T: serde::de::DeserializeOwned>(rec: &Recovered, key: &str) -> Option<T> {
+    rec.meta
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| serde_json::from_slice(v).ok())
+}
+
+pub(crate) fn sm_error(e: impl ToString) -> StorageError {
+    StorageIOError::write_state_machine(openraft::AnyError::error(e.to_string())).into()
+}
+
+impl StateMachine {
+    pub fn new(core: Arc<Core>, rec: &Recovered, snap_dir: PathBuf) -> Self {
+        StateMachine {
+            applied: meta_json(rec, META_APPLIED),
+            membership: meta_json(rec, META_MEMBERSHIP).unwrap_or_default(),
+            core,
+            snap_dir,
+            last_durable: Instant::now(),
+        }
+    }
+
+    fn apply_batch(&mut self, entries: Vec<Entry>) -> Result<Vec<RaftResponse>, MvccError> {
+        let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+        let core = self.core.clone();
+        let mut out = Vec::with_capacity(entries.len());
+        let mut applied = self.applied;
+        let mut membership = self.membership.clone();
+        let (rev, events) = core.store.write(durable, |state, wtx| {
+            let mut kv = wtx.open_table(KV)?;
+            let mut leases_t = wtx.open_table(LEASES)?;
+            let mut alarms_t = wtx.open_table(ALARMS)?;
+            let mut lessor = core.lessor.lock();
+            let mut batch = WriteBatch::new(state, &mut kv);
+            for entry in &entries {
+                applied = Some(*entry.get_log_id());
+                let resp = match &entry.payload {
+                    EntryPayload::Blank => RaftResponse(Ok(Applied::None)),
+                    EntryPayload::Membership(m) => {
+                        membership = StoredMembership::new(applied, m.clone());
+                        RaftResponse(Ok(Applied::None))
+                    }
+                    EntryPayload::Normal(req) => {
+                        let mut tables = request::Tables {
+                            leases: &mut leases_t,
+                            alarms: &mut alarms_t,
+                            alarms_mem: &core.alarms,
+                        };
+                        request::apply(&mut batch, &mut lessor, &mut tables, &req.bytes)?
+                    }
+                };
+                out.push(resp);
+            }
+            let rev = batch.end();
+            let events = std::mem::take(&mut batch.events);
+            drop(batch);
+            let mut meta = wtx.open_table(META)?;
+            // Serializing plain data into a Vec cannot fail.
+            let applied_json = serde_json::to_vec(&applied).unwrap_or_default();
+            let membership_json = serde_json::to_vec(&membership).unwrap_or_default();
+            meta.insert(META_APPLIED, applied_json.as_slice())?;
+            meta.insert(META_MEMBERSHIP, membership_json.as_slice())?;
+            Ok((rev, events))
+        })?;
+        if durable {
+            self.last_durable = Instant::now();
+        }
+        self.applied = applied;
+        self.membership = membership;
+        if !events.is_empty() {
+            self.core.hub.publish(rev, &events);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<RaftResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        tokio::task::block_in_place(|| self.apply_batch(entries)).map_err(|e| {
+            tracing::error!(error = %e, "apply failed; the member must stop");
+            sm_error(e)
+        })
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder::new(self.core.clone(), self.snap_dir.clone())
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<std::io::Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(std::io::Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<std::io::Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let rec =
+            tokio::task::block_in_place(|| self.core.store.import(&data)).map_err(sm_error)?;
+        self.core.restore(&rec);
+        self.core.hub.reset(self.core.store.current_rev());
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.last_durable = Instant::now();
+        snapshot::save(&self.snap_dir, meta, &data).map_err(sm_error)?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<openraft::Snapshot<TypeConfig>>, StorageError> {
+        snapshot::load(&self.snap_dir).map_err(sm_error)
+    }
+}

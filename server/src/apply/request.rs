@@ -1,0 +1,170 @@
+//! Applies one decoded `InternalRequest` inside a batch.
+
+use std::collections::BTreeSet;
+
+use kv_proto::etcdserverpb::alarm_request::AlarmAction;
+use kv_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, ResponseHeader,
+};
+use kv_proto::kvpb::{internal_request::Request, InternalRequest};
+use parking_lot::Mutex;
+use prost::Message;
+use redb::Table;
+
+use super::Applied;
+use crate::error::{KvError, KvResult};
+use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::mvcc::{MvccError, ReadView, WriteBatch};
+use crate::raft::RaftResponse;
+use crate::txn;
+
+pub struct Tables<'a, 't> {
+    pub leases: &'a mut Table<'t, i64, i64>,
+    pub alarms: &'a mut Table<'t, (u64, i32), ()>,
+    pub alarms_mem: &'a Mutex<BTreeSet<(u64, i32)>>,
+}
+
+/// Applies one entry's request. The outer error is fatal (storage failed);
+/// the inner one is the request's own answer.
+pub fn apply(
+    b: &mut WriteBatch,
+    lessor: &mut Lessor,
+    t: &mut Tables,
+    bytes: &[u8],
+) -> Result<RaftResponse, MvccError> {
+    b.begin();
+    let result = match InternalRequest::decode(bytes) {
+        Ok(req) => dispatch(b, lessor, t, req),
+        Err(e) => Err(KvError::Internal(format!("undecodable log entry: {e}"))),
+    };
+    let rev = b.end();
+    match result {
+        Err(KvError::Mvcc(e @ (MvccError::Storage(_) | MvccError::Corrupt(_)))) => Err(e),
+        Err(e) => Ok(RaftResponse(Err(e))),
+        Ok(mut applied) => {
+            set_revision(&mut applied, rev);
+            Ok(RaftResponse(Ok(applied)))
+        }
+    }
+}
+
+fn set_revision(a: &mut Applied, revision: i64) {
+    let h = match a {
+        Applied::None => return,
+        Applied::Put(r) => &mut r.header,
+        Applied::DeleteRange(r) => &mut r.header,
+        Applied::Txn(r) => &mut r.header,
+        Applied::Compaction(r) => &mut r.header,
+        Applied::LeaseGrant(r) => &mut r.header,
+        Applied::LeaseRevoke(r) => &mut r.header,
+        Applied::Alarm(r) => &mut r.header,
+    };
+    *h = Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    });
+}
+
+fn storage(e: redb::StorageError) -> KvError {
+    KvError::Mvcc(MvccError::Storage(e.to_string()))
+}
+
+fn dispatch(
+    b: &mut WriteBatch,
+    lessor: &mut Lessor,
+    t: &mut Tables,
+    req: InternalRequest,
+) -> KvResult<Applied> {
+    match req.request {
+        Some(Request::Put(r)) => txn::put(b, lessor, &r).map(Applied::Put),
+        Some(Request::DeleteRange(r)) => txn::delete_range(b, lessor, &r).map(Applied::DeleteRange),
+        Some(Request::Txn(r)) => txn::txn(b, lessor, &r).map(Applied::Txn),
+        Some(Request::Compaction(r)) => compact(b, &r),
+        Some(Request::LeaseGrant(r)) => grant(lessor, t, &r),
+        Some(Request::LeaseRevoke(r)) => revoke(b, lessor, t, &r),
+        Some(Request::Alarm(r)) => alarm(t, &r),
+        // Checkpoints only matter for long leases across leader changes; TTLs are
+        // renewed in full on every leader change instead (see Lessor::refresh_all).
+        Some(Request::LeaseCheckpoint(_)) => Ok(Applied::None),
+        None => Err(KvError::InvalidArgument("empty internal request".into())),
+    }
+}
+
+fn compact(b: &mut WriteBatch, r: &CompactionRequest) -> KvResult<Applied> {
+    if r.revision <= b.compact_rev() {
+        return Err(MvccError::Compacted.into());
+    }
+    if r.revision > b.rev() {
+        return Err(MvccError::FutureRev.into());
+    }
+    b.compact(r.revision)?;
+    Ok(Applied::Compaction(CompactionResponse::default()))
+}
+
+fn grant(lessor: &mut Lessor, t: &mut Tables, r: &LeaseGrantRequest) -> KvResult<Applied> {
+    if r.id <= 0 {
+        return Err(KvError::InvalidArgument("lease id must be positive".into()));
+    }
+    if r.ttl > MAX_LEASE_TTL {
+        return Err(KvError::LeaseTtlTooLarge);
+    }
+    if crate::txn::LeaseBook::exists(lessor, r.id) {
+        return Err(KvError::LeaseExists);
+    }
+    let ttl = lessor.grant(r.id, r.ttl).ttl;
+    t.leases.insert(r.id, ttl).map_err(storage)?;
+    Ok(Applied::LeaseGrant(LeaseGrantResponse {
+        header: None,
+        id: r.id,
+        ttl,
+        error: String::new(),
+    }))
+}
+
+fn revoke(
+    b: &mut WriteBatch,
+    lessor: &mut Lessor,
+    t: &mut Tables,
+    r: &LeaseRevokeRequest,
+) -> KvResult<Applied> {
+    let keys = lessor.revoke(r.id).ok_or(KvError::LeaseNotFound)?;
+    // Sorted keys, one revision: every member produces the same history.
+    for key in &keys {
+        b.delete(key)?;
+    }
+    t.leases.remove(r.id).map_err(storage)?;
+    Ok(Applied::LeaseRevoke(LeaseRevokeResponse::default()))
+}
+
+fn alarm(t: &mut Tables, r: &AlarmRequest) -> KvResult<Applied> {
+    let key = (r.member_id, r.alarm);
+    let mut mem = t.alarms_mem.lock();
+    let alarms = match AlarmAction::try_from(r.action) {
+        Ok(AlarmAction::Activate) => {
+            t.alarms.insert(key, ()).map_err(storage)?;
+            mem.insert(key);
+            vec![key]
+        }
+        Ok(AlarmAction::Deactivate) => {
+            t.alarms.remove(key).map_err(storage)?;
+            if mem.remove(&key) {
+                vec![key]
+            } else {
+                vec![]
+            }
+        }
+        _ => mem
+            .iter()
+            .filter(|(_, a)| r.alarm == 0 || *a == r.alarm)
+            .copied()
+            .collect(),
+    };
+    Ok(Applied::Alarm(AlarmResponse {
+        header: None,
+        alarms: alarms
+            .into_iter()
+            .map(|(member_id, alarm)| AlarmMember { member_id, alarm })
+            .collect(),
+    }))
+}

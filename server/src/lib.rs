@@ -1,0 +1,26 @@
+//! kvd: an etcd-v3-compatible key-value store on openraft and redb.
+//!
+//! Data flows one way: [`api`] (gRPC handlers) → [`server`] (the facade that
+//! proposes and reads) → [`raft`] (consensus) → [`apply`] (the only mutator)
+//! → [`mvcc`] (revisioned store) → [`watch`] (watchers).
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use clap::Parser;
+//! let cfg = kvd::config::Config::parse_from(["kvd", "--data-dir", "/tmp/example.kvd"]);
+//! let node = kvd::server::Node::start(&cfg).await?;
+//! # let _ = node; Ok(()) }
+//! ```
+
+pub mod api;
+pub mod apply;
+pub mod config;
+pub mod error;
+pub mod header;
+pub mod lease;
+pub mod mvcc;
+pub mod raft;
+pub mod server;
+pub mod storage;
+pub mod txn;
+pub mod watch;

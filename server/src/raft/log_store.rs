@@ -1,0 +1,445 @@
+//! The raft log on our WAL: entries in memory for reads, records on disk for
+//! recovery. One writer thread owns the files; it drains every queued append,
+//! writes them, fdatasyncs once and then acknowledges them all (group commit).
+
+#![allow(clippy::result_large_err)] // openraft's StorageError is large by design.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    CommittedLeaderId, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader,
+    StorageIOError,
+};
+use parking_lot::Mutex;
+
+use super::types::{Entry, LogId, RaftRequest, StorageError, TypeConfig, Vote};
+use crate::storage::wal::{Wal, WalError};
+
+/// Start a new segment once the active one passes this size.
+const SEGMENT_BYTES: u64 = 64 << 20;
+/// Most queued operations written under one fsync.
+const MAX_GROUP: usize = 4096;
+
+const REC_ENTRY: u8 = 1;
+const REC_TRUNCATE: u8 = 2;
+const REC_PURGE: u8 = 3;
+const REC_VOTE: u8 = 4;
+
+const PAYLOAD_BLANK: u8 = 0;
+const PAYLOAD_NORMAL: u8 = 1;
+const PAYLOAD_MEMBERSHIP: u8 = 2;
+
+#[derive(Default)]
+struct LogMem {
+    entries: BTreeMap<u64, Entry>,
+    purged: Option<LogId>,
+    vote: Option<Vote>,
+}
+
+enum Op {
+    Write {
+        records: Vec<Vec<u8>>,
+        max_index: u64,
+        flushed: Option<LogFlushed<TypeConfig>>,
+        done: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    },
+}
+
+/// The raft log store; clones share the same log.
+#[derive(Clone)]
+pub struct LogStore {
+    mem: Arc<Mutex<LogMem>>,
+    tx: mpsc::Sender<Op>,
+}
+
+fn put_u64(buf: &mut Vec<u8>, v: u64) {
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+fn get_u64(buf: &[u8], at: usize) -> Option<u64> {
+    buf.get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+}
+
+fn encode_entry(e: &Entry) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64);
+    buf.push(REC_ENTRY);
+    put_u64(&mut buf, e.log_id.leader_id.term);
+    put_u64(&mut buf, e.log_id.leader_id.node_id);
+    put_u64(&mut buf, e.log_id.index);
+    match &e.payload {
+        EntryPayload::Blank => buf.push(PAYLOAD_BLANK),
+        EntryPayload::Normal(r) => {
+            buf.push(PAYLOAD_NORMAL);
+            buf.extend_from_slice(&r.bytes);
+        }
+        EntryPayload::Membership(m) => {
+            buf.push(PAYLOAD_MEMBERSHIP);
+            // Serializing plain data to a Vec cannot fail.
+            buf.extend_from_slice(&serde_json::to_vec(m).unwrap_or_default());
+        }
+    }
+    buf
+}
+
+fn decode_entry(buf: &[u8]) -> Result<Entry, String> {
+    let term = get_u64(buf, 1).ok_or("short entry")?;
+    let node = get_u64(buf, 9).ok_or("short entry")?;
+    let index = get_u64(buf, 17).ok_or("short entry")?;
+    let kind = *buf.get(25).ok_or("short entry")?;
+    let body = &buf[26..];
+    let payload = match kind {
+        PAYLOAD_BLANK => EntryPayload::Blank,
+        PAYLOAD_NORMAL => EntryPayload::Normal(RaftRequest {
+            bytes: body.to_vec(),
+        }),
+        PAYLOAD_MEMBERSHIP => {
+            EntryPayload::Membership(serde_json::from_slice(body).map_err(|e| e.to_string())?)
+        }
+        k => return Err(format!("unknown payload kind {k}")),
+    };
+    Ok(Entry {
+        log_id: openraft::LogId::new(CommittedLeaderId::new(term, node), index),
+        payload,
+    })
+}
+
+fn json_record<T: serde::Serialize>(kind: u8, v: &T) -> Vec<u8> {
+    let mut buf = vec![kind];
+    buf.extend_from_slice(&serde_json::to_vec(v).unwrap_or_default());
+    buf
+}
+
+fn io_error(verb: ErrorVerb, e: impl ToString) -> StorageError {
+    StorageIOError::new(
+        ErrorSubject::Logs,
+        verb,
+        openraft::AnyError::error(e.to_string()),
+    )
+    .into()
+}
+
+impl LogStore {
+    /// Opens the log in `dir`, replaying every record, and starts the writer thread.
+    pub fn open(dir: &Path) -> Result<LogStore, WalError> {
+        let opened = Wal::open(dir)?;
+        let mut mem = LogMem::default();
+        let mut seg_max: BTreeMap<u64, u64> = BTreeMap::new();
+        for (seq, records) in &opened.records {
+            for rec in records {
+                let corrupt = |reason: String| WalError::Corrupt {
+                    path: dir.join(format!("{seq:016x}.wal")),
+                    offset: 0,
+                    reason,
+                };
+                match rec.first() {
+                    Some(&REC_ENTRY) => {
+                        let e = decode_entry(rec).map_err(corrupt)?;
+                        let max = seg_max.entry(*seq).or_default();
+                        *max = (*max).max(e.log_id.index);
+                        mem.entries.insert(e.log_id.index, e);
+                    }
+                    Some(&REC_TRUNCATE) => {
+                        let at = get_u64(rec, 1).ok_or_else(|| corrupt("short truncate".into()))?;
+                        mem.entries.split_off(&at);
+                    }
+                    Some(&REC_PURGE) => {
+                        let id: LogId = serde_json::from_slice(&rec[1..])
+                            .map_err(|e| corrupt(e.to_string()))?;
+                        mem.entries = mem.entries.split_off(&(id.index + 1));
+                        mem.purged = Some(id);
+                    }
+                    Some(&REC_VOTE) => {
+                        mem.vote = Some(
+                            serde_json::from_slice(&rec[1..])
+                                .map_err(|e| corrupt(e.to_string()))?,
+                        );
+                    }
+                    _ => return Err(corrupt("unknown record type".into())),
+                }
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            wal: opened.wal,
+            seg_max,
+            vote: mem.vote,
+            purged: mem.purged,
+        };
+        std::thread::Builder::new()
+            .name("kvd-wal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| WalError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+        Ok(LogStore {
+            mem: Arc::new(Mutex::new(mem)),
+            tx,
+        })
+    }
+
+    fn submit(&self, records: Vec<Vec<u8>>, max_index: u64) -> Result<(), StorageError> {
+        self.tx
+            .send(Op::Write {
+                records,
+                max_index,
+                flushed: None,
+                done: None,
+            })
+            .map_err(|_| io_error(ErrorVerb::Write, "wal writer stopped"))
+    }
+
+    async fn submit_and_wait(
+        &self,
+        records: Vec<Vec<u8>>,
+        verb: ErrorVerb,
+    ) -> Result<(), StorageError> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Op::Write {
+                records,
+                max_index: 0,
+                flushed: None,
+                done: Some(done),
+            })
+            .map_err(|_| io_error(verb, "wal writer stopped"))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(io_error(verb, e)),
+            Err(_) => Err(io_error(verb, "wal writer stopped")),
+        }
+    }
+}
+
+struct Writer {
+    wal: Wal,
+    /// Highest entry index written to each segment.
+    seg_max: BTreeMap<u64, u64>,
+    vote: Option<Vote>,
+    purged: Option<LogId>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut ops = vec![first];
+            while ops.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            let result = self.write(&ops).map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "raft log write failed");
+            }
+            for op in ops {
+                let Op::Write { flushed, done, .. } = op;
+                if let Some(f) = flushed {
+                    f.log_io_completed(result.clone().map_err(std::io::Error::other));
+                }
+                if let Some(d) = done {
+                    let _ = d.send(result.clone());
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, ops: &[Op]) -> Result<(), WalError> {
+        for Op::Write {
+            records, max_index, ..
+        } in ops
+        {
+            for rec in records {
+                match rec.first() {
+                    Some(&REC_VOTE) => self.vote = serde_json::from_slice(&rec[1..]).ok(),
+                    Some(&REC_PURGE) => self.purged = serde_json::from_slice(&rec[1..]).ok(),
+                    _ => {}
+                }
+                self.wal.append(rec)?;
+            }
+            if let Some(seg) = self.wal.segments().last() {
+                let m = self.seg_max.entry(seg.seq).or_default();
+                *m = (*m).max(*max_index);
+            }
+        }
+        self.wal.sync()?;
+        if self.wal.active_len() > SEGMENT_BYTES {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new segment that restates vote and purge point, then drops
+    /// sealed segments holding only purged entries.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        self.wal.rotate()?;
+        if let Some(v) = &self.vote {
+            self.wal.append(&json_record(REC_VOTE, v))?;
+        }
+        if let Some(p) = &self.purged {
+            self.wal.append(&json_record(REC_PURGE, p))?;
+        }
+        self.wal.sync()?;
+        let purged = self.purged.map(|p| p.index).unwrap_or(0);
+        let active = self.wal.segments().last().map(|s| s.seq).unwrap_or(0);
+        let removable = self
+            .wal
+            .segments()
+            .iter()
+            .take_while(|s| {
+                s.seq != active && self.seg_max.get(&s.seq).copied().unwrap_or(0) <= purged
+            })
+            .map(|s| s.seq)
+            .last();
+        if let Some(seq) = removable {
+            self.wal.remove_before(seq + 1)?;
+            self.seg_max.retain(|s, _| *s > seq);
+        }
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mem = self.mem.lock();
+        Ok(mem.entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let mem = self.mem.lock();
+        let last = mem
+            .entries
+            .last_key_value()
+            .map(|(_, e)| e.log_id)
+            .or(mem.purged);
+        Ok(LogState {
+            last_purged_log_id: mem.purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.submit_and_wait(vec![json_record(REC_VOTE, vote)], ErrorVerb::Write)
+            .await?;
+        self.mem.lock().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.mem.lock().vote)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut records = Vec::new();
+        let mut max_index = 0;
+        {
+            let mut mem = self.mem.lock();
+            for e in entries {
+                records.push(encode_entry(&e));
+                max_index = max_index.max(e.log_id.index);
+                mem.entries.insert(e.log_id.index, e);
+            }
+        }
+        self.tx
+            .send(Op::Write {
+                records,
+                max_index,
+                flushed: Some(callback),
+                done: None,
+            })
+            .map_err(|_| io_error(ErrorVerb::Write, "wal writer stopped"))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.mem.lock().entries.split_off(&log_id.index);
+        let mut rec = vec![REC_TRUNCATE];
+        put_u64(&mut rec, log_id.index);
+        // Ordered before any later append by the single writer.
+        self.submit(vec![rec], 0)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        {
+            let mut mem = self.mem.lock();
+            let rest = mem.entries.split_off(&(log_id.index + 1));
+            mem.entries = rest;
+            mem.purged = Some(log_id);
+        }
+        self.submit(vec![json_record(REC_PURGE, &log_id)], 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::storage::RaftLogStorageExt;
+
+    #[test]
+    fn entry_codec_round_trips() {
+        let e = Entry {
+            log_id: openraft::LogId::new(CommittedLeaderId::new(3, 7), 42),
+            payload: EntryPayload::Normal(RaftRequest {
+                bytes: vec![1, 2, 3],
+            }),
+        };
+        let back = decode_entry(&encode_entry(&e)).unwrap();
+        assert_eq!(back.log_id, e.log_id);
+        assert!(matches!(back.payload, EntryPayload::Normal(r) if r.bytes == vec![1, 2, 3]));
+    }
+
+    #[tokio::test]
+    async fn reopen_restores_entries_vote_and_purge() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(d.path()).unwrap();
+            s.save_vote(&Vote::new(2, 1)).await.unwrap();
+            let entries: Vec<Entry> = (1..=5)
+                .map(|i| Entry {
+                    log_id: openraft::LogId::new(CommittedLeaderId::new(2, 1), i),
+                    payload: EntryPayload::Blank,
+                })
+                .collect();
+            s.blocking_append(entries).await.unwrap();
+            s.purge(openraft::LogId::new(CommittedLeaderId::new(2, 1), 2))
+                .await
+                .unwrap();
+            s.truncate(openraft::LogId::new(CommittedLeaderId::new(2, 1), 5))
+                .await
+                .unwrap();
+            s.save_vote(&Vote::new(3, 1)).await.unwrap();
+        }
+        let mut s = LogStore::open(d.path()).unwrap();
+        assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+        let st = s.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id.map(|l| l.index), Some(2));
+        assert_eq!(st.last_log_id.map(|l| l.index), Some(4));
+        assert_eq!(s.try_get_log_entries(0..100).await.unwrap().len(), 2);
+    }
+}

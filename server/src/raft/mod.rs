@@ -1,0 +1,8 @@
+//! Consensus: openraft's type configuration, our log store, the peer network
+//! and the small [`Consensus`] trait the rest of kvd proposes through.
+
+pub mod log_store;
+pub mod network;
+pub mod types;
+
+pub use types::{NodeId, RaftRequest, RaftResponse, TypeConfig};

@@ -1,0 +1,107 @@
+//! KV requests: validation, then a local read or a proposal.
+
+use kv_proto::etcdserverpb::request_op::Request as Op;
+use kv_proto::etcdserverpb::{
+    AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use kv_proto::kvpb::internal_request::Request;
+
+use super::Node;
+use crate::apply::Applied;
+use crate::error::{KvError, KvResult};
+use crate::txn;
+
+fn unexpected(a: Applied) -> KvError {
+    KvError::Internal(format!("unexpected apply result {a:?}"))
+}
+
+fn has_put(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(Op::RequestPut(_)) => true,
+            Some(Op::RequestTxn(inner)) => has_put(inner),
+            _ => false,
+        })
+}
+
+impl Node {
+    /// Refuses writes that grow the store once it is over quota (NOSPACE).
+    pub(super) async fn check_space(&self) -> KvResult<()> {
+        let nospace = AlarmType::Nospace as i32;
+        if self.core.alarms.lock().iter().any(|(_, a)| *a == nospace) {
+            return Err(KvError::NoSpace);
+        }
+        if self.core.store.db_size() as u64 > self.quota_bytes {
+            tracing::warn!(
+                quota = self.quota_bytes,
+                "backend over quota; raising NOSPACE alarm"
+            );
+            self.alarm_activate(nospace).await?;
+            return Err(KvError::NoSpace);
+        }
+        Ok(())
+    }
+
+    pub async fn range(&self, req: RangeRequest) -> KvResult<RangeResponse> {
+        txn::check_range(&req)?;
+        if !req.serializable {
+            self.read_barrier().await?;
+        }
+        let snap = self.core.store.snapshot();
+        let mut resp = txn::range(&snap, &req)?;
+        drop(snap);
+        self.fill(&mut resp.header);
+        Ok(resp)
+    }
+
+    pub async fn put(&self, req: PutRequest) -> KvResult<PutResponse> {
+        txn::check_put(&req)?;
+        self.check_space().await?;
+        match self.propose(Request::Put(req)).await? {
+            Applied::Put(mut r) => {
+                self.fill(&mut r.header);
+                Ok(r)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_range(&self, req: DeleteRangeRequest) -> KvResult<DeleteRangeResponse> {
+        txn::check_delete(&req)?;
+        match self.propose(Request::DeleteRange(req)).await? {
+            Applied::DeleteRange(mut r) => {
+                self.fill(&mut r.header);
+                Ok(r)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn txn(&self, req: TxnRequest) -> KvResult<TxnResponse> {
+        txn::check_txn_shape(&req, self.limits)?;
+        if has_put(&req) {
+            self.check_space().await?;
+        }
+        match self.propose(Request::Txn(req)).await? {
+            Applied::Txn(mut r) => {
+                self.fill(&mut r.header);
+                Ok(r)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Compaction is applied synchronously, so `physical` needs no extra wait.
+    pub async fn compact(&self, req: CompactionRequest) -> KvResult<CompactionResponse> {
+        match self.propose(Request::Compaction(req)).await? {
+            Applied::Compaction(mut r) => {
+                self.fill(&mut r.header);
+                Ok(r)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Lease requests. Grants and revokes go through the log; keep-alives and
+//! TTL queries are answered from the leader's lessor, as in etcd.
+
+use std::time::Instant;
+
+use kv_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use kv_proto::kvpb::internal_request::Request;
+
+use super::Node;
+use crate::apply::Applied;
+use crate::error::{KvError, KvResult};
+
+impl Node {
+    fn ensure_leader(&self) -> KvResult<()> {
+        let m = self.raft.metrics().borrow().clone();
+        match m.current_leader {
+            Some(l) if l == self.member_id() => Ok(()),
+            _ => Err(KvError::NoLeader),
+        }
+    }
+
+    pub async fn lease_grant(&self, mut req: LeaseGrantRequest) -> KvResult<LeaseGrantResponse> {
+        self.check_space().await?;
+        if req.id == 0 {
+            // Positive, unused, chosen before proposing so every member applies the same ID.
+            let lessor = self.core.lessor.lock();
+            loop {
+                let id = (rand::random::<u64>() >> 1) as i64;
+                if id != 0 && lessor.get(id).is_none() {
+                    req.id = id;
+                    break;
+                }
+            }
+        }
+        match self.propose(Request::LeaseGrant(req)).await? {
+            Applied::LeaseGrant(mut r) => {
+                self.fill(&mut r.header);
+                Ok(r)
+            }
+            other => Err(KvError::Internal(format!("unexpected {other:?}"))),
+        }
+    }
+
+    pub async fn lease_revoke(&self, req: LeaseRevokeRequest) -> KvResult<LeaseRevokeResponse> {
+        match self.propose(Request::LeaseRevoke(req)).await? {
+            Applied::LeaseRevoke(mut r) => {
+                self.fill(&mut r.header);
+                Ok(r)
+            }
+            other => Err(KvError::Internal(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Renews a lease; `Ok(None)` when it does not exist (etcd answers TTL 0).
+    pub fn lease_renew(&self, id: i64) -> KvResult<Option<i64>> {
+        self.ensure_leader()?;
+        Ok(self.core.lessor.lock().renew(id))
+    }
+
+    pub fn lease_time_to_live(
+        &self,
+        req: &LeaseTimeToLiveRequest,
+    ) -> KvResult<LeaseTimeToLiveResponse> {
+        let lessor = self.core.lessor.lock();
+        let mut resp = match lessor.get(req.id) {
+            Some(l) => LeaseTimeToLiveResponse {
+                header: None,
+                id: l.id,
+                ttl: l.remaining(Instant::now()),
+                granted_ttl: l.ttl,
+                keys: if req.keys {
+                    l.keys.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                },
+            },
+            None => LeaseTimeToLiveResponse {
+                header: None,
+                id: req.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        };
+        drop(lessor);
+        self.fill(&mut resp.header);
+        Ok(resp)
+    }
+
+    pub fn lease_leases(&self) -> LeaseLeasesResponse {
+        let ids = self.core.lessor.lock().ids();
+        LeaseLeasesResponse {
+            header: self.header(0),
+            leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Maintenance and cluster queries: status, alarms, hashes, defragment,
+//! snapshot, member list.
+
+use kv_proto::etcdserverpb::alarm_request::AlarmAction;
+use kv_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, DefragmentResponse, HashKvResponse, HashResponse,
+    Member, MemberListResponse, StatusResponse,
+};
+use kv_proto::kvpb::internal_request::Request;
+use sha2::{Digest, Sha256};
+
+use super::Node;
+use crate::apply::Applied;
+use crate::error::{KvError, KvResult};
+
+/// The etcd API version kvd implements, reported by Status so clients that
+/// gate features on the server version treat kvd as an etcd 3.5 server.
+pub const API_VERSION: &str = "3.5.0";
+
+impl Node {
+    pub fn status(&self) -> StatusResponse {
+        let m = self.raft.metrics().borrow().clone();
+        let db_size = self.core.store.db_size();
+        StatusResponse {
+            header: self.header(0),
+            version: API_VERSION.to_string(),
+            db_size,
+            leader: m.current_leader.unwrap_or(0),
+            raft_index: m.last_log_index.unwrap_or(0),
+            raft_term: m.current_term,
+            raft_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            errors: self
+                .core
+                .alarms
+                .lock()
+                .iter()
+                .map(|(member, alarm)| format!("memberID:{member} alarm:{alarm}"))
+                .collect(),
+            db_size_in_use: db_size,
+            is_learner: false,
+        }
+    }
+
+    pub(super) async fn alarm_activate(&self, alarm: i32) -> KvResult<()> {
+        self.alarm(AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.member_id(),
+            alarm,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// GET is answered locally; ACTIVATE and DEACTIVATE go through the log.
+    pub async fn alarm(&self, req: AlarmRequest) -> KvResult<AlarmResponse> {
+        if req.action == AlarmAction::Get as i32 {
+            let alarms = self
+                .core
+                .alarms
+                .lock()
+                .iter()
+                .filter(|(_, a)| req.alarm == 0 || *a == req.alarm)
+                .map(|(member_id, alarm)| AlarmMember {
+                    member_id: *member_id,
+                    alarm: *alarm,
+                })
+                .collect();
+            return Ok(AlarmResponse {
+                header: self.header(0),
+                alarms,
+            });
+        }
+        match self.propose(Request::Alarm(req)).await? {
+            Applied::Alarm(mut r) => {
+                self.fill(&mut r.header);
+                Ok(r)
+            }
+            other => Err(KvError::Internal(format!("unexpected {other:?}"))),
+        }
+    }
+
+    pub async fn defragment(&self) -> KvResult<DefragmentResponse> {
+        let store = self.core.store.clone();
+        tokio::task::spawn_blocking(move || store.defragment())
+            .await
+            .map_err(|e| KvError::Internal(e.to_string()))??;
+        Ok(DefragmentResponse {
+            header: self.header(0),
+        })
+    }
+
+    pub async fn hash(&self) -> KvResult<HashResponse> {
+        let store = self.core.store.clone();
+        let hash = tokio::task::spawn_blocking(move || store.hash_all())
+            .await
+            .map_err(|e| KvError::Internal(e.to_string()))??;
+        Ok(HashResponse {
+            header: self.header(0),
+            hash,
+        })
+    }
+
+    pub async fn hash_kv(&self, revision: i64) -> KvResult<HashKvResponse> {
+        let store = self.core.store.clone();
+        let (hash, compact_revision, hash_revision) =
+            tokio::task::spawn_blocking(move || store.hash_kv(revision))
+                .await
+                .map_err(|e| KvError::Internal(e.to_string()))??;
+        Ok(HashKvResponse {
+            header: self.header(0),
+            hash,
+            compact_revision,
+            hash_revision,
+        })
+    }
+
+    /// A consistent copy of the whole store followed by its sha256, as etcd
+    /// appends one to its snapshots.
+    pub async fn snapshot_bytes(&self) -> KvResult<Vec<u8>> {
+        let store = self.core.store.clone();
+        let (mut data, _) = tokio::task::spawn_blocking(move || store.export_durable(&[]))
+            .await
+            .map_err(|e| KvError::Internal(e.to_string()))??;
+        let digest = Sha256::digest(&data);
+        data.extend_from_slice(&digest);
+        Ok(data)
+    }
+
+    pub fn member_list(&self) -> MemberListResponse {
+        MemberListResponse {
+            header: self.header(0),
+            members: self
+                .members
+                .iter()
+                .map(|m| Member {
+                    id: m.id,
+                    name: m.name.clone(),
+                    peer_ur_ls: m.peer_urls.clone(),
+                    client_ur_ls: m.client_urls.clone(),
+                    is_learner: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// Leader transfer: with one member only a transfer to itself succeeds.
+    pub fn move_leader(&self, target: u64) -> KvResult<()> {
+        if target == self.member_id() {
+            return Ok(());
+        }
+        if self.members.iter().any(|m| m.id == target) {
+            return Err(KvError::BadLeaderTransferee);
+        }
+        Err(KvError::BadLeaderTransferee)
+    }
+}

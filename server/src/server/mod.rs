@@ -1,0 +1,229 @@
+//! The facade between the gRPC handlers and the rest: proposes writes through
+//! raft, serves reads after a read-index barrier, fills headers, and runs the
+//! leader's background duties (lease expiry, auto compaction).
+
+mod background;
+mod ids;
+mod kv;
+mod lease;
+mod maintenance;
+mod read_index;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kv_proto::etcdserverpb::ResponseHeader;
+use kv_proto::kvpb::{internal_request::Request, InternalRequest};
+use openraft::error::{ClientWriteError, RaftError};
+use parking_lot::Mutex;
+use prost::Message;
+
+use crate::apply::{Applied, Core, StateMachine};
+use crate::config::{Config, ConfigError, Retention};
+use crate::error::{KvError, KvResult};
+use crate::header::HeaderSource;
+use crate::lease::Lessor;
+use crate::mvcc::Store;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::types::Raft;
+use crate::raft::{NodeId, RaftRequest};
+use crate::txn::Limits;
+use crate::watch::WatchHub;
+
+pub use ids::MemberInfo;
+
+/// Errors that stop kvd from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create data dir {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Wal(#[from] crate::storage::wal::WalError),
+    #[error("backend {0}: {1}")]
+    Backend(PathBuf, crate::mvcc::MvccError),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// One running member.
+pub struct Node {
+    raft: Raft,
+    core: Arc<Core>,
+    header: Arc<HeaderSource>,
+    limits: Limits,
+    max_request_bytes: usize,
+    quota_bytes: u64,
+    retention: Retention,
+    election_timeout: Duration,
+    members: Vec<MemberInfo>,
+    next_id: AtomicU64,
+    reads: read_index::ReadIndex,
+    /// Completion handles of the background tasks, aborted on shutdown.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Node {
+    /// Opens the data dir, starts raft and the background tasks.
+    pub async fn start(cfg: &Config) -> Result<Arc<Node>, StartError> {
+        let dir = cfg.data_dir();
+        let member_dir = dir.join("member");
+        std::fs::create_dir_all(&member_dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
+        let retention = cfg.retention()?;
+        if cfg.initial_cluster_state != "new" {
+            return Err(ConfigError::UnsupportedState(cfg.initial_cluster_state.clone()).into());
+        }
+        let members = ids::members(cfg)?;
+        let cluster_id = ids::cluster_id(&members, &cfg.initial_cluster_token);
+        let me =
+            members
+                .iter()
+                .find(|m| m.name == cfg.name)
+                .cloned()
+                .ok_or(ConfigError::BadCluster(
+                    cfg.name.clone(),
+                    "does not name this member",
+                ))?;
+
+        let db_path = member_dir.join("db");
+        let (store, recovered) =
+            Store::open(&db_path).map_err(|e| StartError::Backend(db_path.clone(), e))?;
+        let store = Arc::new(store);
+        let header = Arc::new(HeaderSource::new(cluster_id, me.id));
+        let election_timeout = Duration::from_millis(cfg.election_timeout);
+        let core = Arc::new(Core {
+            store: store.clone(),
+            lessor: Arc::new(Mutex::new(Lessor::new(election_timeout))),
+            hub: WatchHub::new(store.clone(), header.clone()),
+            alarms: Mutex::new(Default::default()),
+        });
+        core.restore(&recovered);
+        let sm = StateMachine::new(core.clone(), &recovered, member_dir.join("snap"));
+        let log = LogStore::open(&member_dir.join("wal"))?;
+
+        let raft_cfg = openraft::Config {
+            cluster_name: cfg.initial_cluster_token.clone(),
+            heartbeat_interval: cfg.heartbeat_interval,
+            election_timeout_min: cfg.election_timeout,
+            election_timeout_max: cfg.election_timeout * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
+            max_in_snapshot_log_to_keep: 5000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = Raft::new(me.id, Arc::new(raft_cfg), Network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+        {
+            let nodes: BTreeMap<NodeId, openraft::BasicNode> = members
+                .iter()
+                .map(|m| (m.id, openraft::BasicNode::new(m.peer_urls.join(","))))
+                .collect();
+            raft.initialize(nodes)
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?;
+        }
+
+        let node = Arc::new(Node {
+            reads: read_index::ReadIndex::start(raft.clone()),
+            raft,
+            core,
+            header,
+            limits: Limits {
+                max_txn_ops: cfg.max_txn_ops,
+            },
+            max_request_bytes: cfg.max_request_bytes,
+            quota_bytes: cfg.quota_bytes(),
+            retention,
+            election_timeout,
+            members,
+            next_id: AtomicU64::new(rand::random::<u64>() >> 16),
+            tasks: Mutex::new(Vec::new()),
+        });
+        background::spawn_all(&node);
+        Ok(node)
+    }
+
+    /// A response header at `revision` (0 = the current revision).
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        let rev = if revision > 0 {
+            revision
+        } else {
+            self.core.store.current_rev()
+        };
+        Some(self.header.at(rev))
+    }
+
+    /// Replaces a header that carries only a revision with a full one.
+    pub fn fill(&self, h: &mut Option<ResponseHeader>) {
+        let rev = h.as_ref().map(|h| h.revision).unwrap_or(0);
+        *h = self.header(rev);
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.header.member_id
+    }
+
+    pub fn members(&self) -> &[MemberInfo] {
+        &self.members
+    }
+
+    pub fn hub(&self) -> &Arc<WatchHub> {
+        &self.core.hub
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    /// Proposes one request through raft and waits until it is applied.
+    pub async fn propose(&self, request: Request) -> KvResult<Applied> {
+        let req = InternalRequest {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            request: Some(request),
+        };
+        let bytes = req.encode_to_vec();
+        if bytes.len() > self.max_request_bytes {
+            return Err(KvError::RequestTooLarge);
+        }
+        match self.raft.client_write(RaftRequest { bytes }).await {
+            Ok(resp) => resp.data.0,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(KvError::NoLeader)
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(KvError::Internal(e.to_string()))
+            }
+            Err(RaftError::Fatal(_)) => Err(KvError::Stopped),
+        }
+    }
+
+    /// Waits until this member has applied everything committed before the call.
+    pub async fn read_barrier(&self) -> KvResult<()> {
+        self.reads.wait().await
+    }
+
+    /// Stops raft and the background tasks.
+    pub async fn shutdown(&self) {
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! On-disk formats owned by kvd: the raft log's record files and every redb table.
+pub mod schema;
+pub mod snapshot;
+pub mod wal;

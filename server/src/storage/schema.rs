@@ -1,0 +1,25 @@
+//! Every redb table kvd uses, declared in one place.
+//!
+//! The MVCC store, leases, alarms and the raft apply pointer live in one redb
+//! file (`<data-dir>/member/db`) so that one write transaction records a batch
+//! of applied entries together with the index it reached.
+
+use redb::TableDefinition;
+
+/// Revision (`main << 64 | sub`) -> `[kind][mvccpb.KeyValue]` (kind: 0 put, 1 tombstone).
+pub const KV: TableDefinition<u128, &[u8]> = TableDefinition::new("kv");
+/// Small named values: see the `META_*` keys.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Lease id -> granted TTL in seconds.
+pub const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
+/// Alarm (member id, alarm type) -> unit.
+pub const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarms");
+
+/// serde_json of the last applied raft log id.
+pub const META_APPLIED: &str = "applied";
+/// serde_json of the last applied membership.
+pub const META_MEMBERSHIP: &str = "membership";
+/// i64 LE: the store's current revision.
+pub const META_REVISION: &str = "revision";
+/// i64 LE: the revision compacted up to.
+pub const META_COMPACT: &str = "compact";

@@ -1,0 +1,155 @@
+//! Whole-store snapshots: every table in one checksummed byte stream.
+//!
+//! Used for raft snapshots (a member far behind is sent one) and for
+//! Maintenance.Snapshot. Layout: `KVSNAP01`, then records
+//! `[table u8][klen u32][key][vlen u32][value]`, then `0xFF` and a crc32 of
+//! everything before it.
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+
+use super::schema::{ALARMS, KV, LEASES, META};
+
+const MAGIC: &[u8] = b"KVSNAP01";
+const END: u8 = 0xFF;
+const T_KV: u8 = 1;
+const T_META: u8 = 2;
+const T_LEASES: u8 = 3;
+const T_ALARMS: u8 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot: storage error: {0}")]
+    Storage(String),
+    #[error("snapshot: malformed data: {0}")]
+    Malformed(&'static str),
+}
+
+impl<E: Into<redb::Error>> From<E> for SnapshotError {
+    fn from(e: E) -> Self {
+        SnapshotError::Storage(e.into().to_string())
+    }
+}
+
+fn rec(out: &mut Vec<u8>, table: u8, k: &[u8], v: &[u8]) {
+    out.push(table);
+    out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+    out.extend_from_slice(k);
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    out.extend_from_slice(v);
+}
+
+/// Serializes every table visible to `rtx`.
+pub fn export(rtx: &ReadTransaction) -> Result<Vec<u8>, SnapshotError> {
+    let mut out = MAGIC.to_vec();
+    for row in rtx.open_table(KV)?.iter()? {
+        let (k, v) = row?;
+        rec(&mut out, T_KV, &k.value().to_le_bytes(), v.value());
+    }
+    for row in rtx.open_table(META)?.iter()? {
+        let (k, v) = row?;
+        rec(&mut out, T_META, k.value().as_bytes(), v.value());
+    }
+    for row in rtx.open_table(LEASES)?.iter()? {
+        let (k, v) = row?;
+        rec(
+            &mut out,
+            T_LEASES,
+            &k.value().to_le_bytes(),
+            &v.value().to_le_bytes(),
+        );
+    }
+    for row in rtx.open_table(ALARMS)?.iter()? {
+        let (k, _) = row?;
+        let (member, alarm) = k.value();
+        let mut key = member.to_le_bytes().to_vec();
+        key.extend_from_slice(&alarm.to_le_bytes());
+        rec(&mut out, T_ALARMS, &key, &[]);
+    }
+    out.push(END);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or(SnapshotError::Malformed("length overflow"))?;
+        let s = self
+            .buf
+            .get(self.at..end)
+            .ok_or(SnapshotError::Malformed("truncated"))?;
+        self.at = end;
+        Ok(s)
+    }
+    fn len(&mut self) -> Result<usize, SnapshotError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+}
+
+fn fixed<const N: usize>(b: &[u8]) -> Result<[u8; N], SnapshotError> {
+    b.try_into()
+        .map_err(|_| SnapshotError::Malformed("bad key size"))
+}
+
+/// Replaces every table in `wtx` with the snapshot's contents.
+pub fn import(wtx: &WriteTransaction, data: &[u8]) -> Result<(), SnapshotError> {
+    if data.len() < MAGIC.len() + 5 || !data.starts_with(MAGIC) {
+        return Err(SnapshotError::Malformed("not a kvd snapshot"));
+    }
+    let (body, crc) = data.split_at(data.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(SnapshotError::Malformed("checksum mismatch"));
+    }
+    wtx.delete_table(KV)?;
+    wtx.delete_table(META)?;
+    wtx.delete_table(LEASES)?;
+    wtx.delete_table(ALARMS)?;
+    let mut kv = wtx.open_table(KV)?;
+    let mut meta = wtx.open_table(META)?;
+    let mut leases = wtx.open_table(LEASES)?;
+    let mut alarms = wtx.open_table(ALARMS)?;
+    let mut r = Reader {
+        buf: body,
+        at: MAGIC.len(),
+    };
+    loop {
+        let table = r.take(1)?[0];
+        if table == END {
+            break;
+        }
+        let klen = r.len()?;
+        let k = r.take(klen)?;
+        let vlen = r.len()?;
+        let v = r.take(vlen)?;
+        match table {
+            T_KV => {
+                kv.insert(u128::from_le_bytes(fixed(k)?), v)?;
+            }
+            T_META => {
+                let name =
+                    std::str::from_utf8(k).map_err(|_| SnapshotError::Malformed("meta key"))?;
+                meta.insert(name, v)?;
+            }
+            T_LEASES => {
+                leases.insert(i64::from_le_bytes(fixed(k)?), i64::from_le_bytes(fixed(v)?))?;
+            }
+            T_ALARMS => {
+                let k: [u8; 12] = fixed(k)?;
+                let member = u64::from_le_bytes(fixed(&k[..8])?);
+                let alarm = i32::from_le_bytes(fixed(&k[8..])?);
+                alarms.insert((member, alarm), ())?;
+            }
+            _ => return Err(SnapshotError::Malformed("unknown table")),
+        }
+    }
+    Ok(())
+}

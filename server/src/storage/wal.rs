@@ -1,0 +1,363 @@
+//! Append-only, checksummed record files ("segments") for the raft log.
+//!
+//! A record is `[len: u32 LE][crc32: u32 LE][payload]`. Records are opaque bytes:
+//! the raft log store decides what they mean. Segments are named
+//! `<seq:016x>.wal` and read in order on open.
+//!
+//! Recovery rule: a record cut short or failing its checksum at the very end of
+//! the newest segment is a torn write (the process died mid-append, so it was
+//! never acknowledged) and is dropped. A bad record anywhere else is corruption
+//! and stops the open with an error that names the file and offset.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const HEADER: usize = 8;
+/// Upper bound on one record; anything larger in a length field is corruption.
+const MAX_RECORD: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("wal: io error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("wal: corrupt record in {path} at offset {offset}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One segment file on disk.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub seq: u64,
+    pub path: PathBuf,
+}
+
+/// The writer side of the WAL: appends to the newest segment.
+pub struct Wal {
+    dir: PathBuf,
+    segments: Vec<Segment>,
+    out: BufWriter<File>,
+    active_len: u64,
+}
+
+/// Result of opening a WAL directory: the writer plus every record per segment, in order.
+pub struct Opened {
+    pub wal: Wal,
+    pub records: Vec<(u64, Vec<Vec<u8>>)>,
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `dir`, validating every record.
+    pub fn open(dir: &Path) -> Result<Opened, WalError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut segments = list_segments(dir)?;
+        if segments.is_empty() {
+            let seg = Segment {
+                seq: 1,
+                path: dir.join(segment_name(1)),
+            };
+            File::create(&seg.path).map_err(io_err(&seg.path))?;
+            sync_dir(dir)?;
+            segments.push(seg);
+        }
+        let mut records = Vec::with_capacity(segments.len());
+        let last = segments.len() - 1;
+        let mut active_len = 0;
+        for (i, seg) in segments.iter().enumerate() {
+            let (recs, good_len) = read_segment(&seg.path, i == last)?;
+            if i == last {
+                active_len = good_len;
+            }
+            records.push((seg.seq, recs));
+        }
+        let active = &segments[last].path;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(active)
+            .map_err(io_err(active))?;
+        // Drop a torn tail so new records follow the last good one.
+        file.set_len(active_len).map_err(io_err(active))?;
+        let mut file = file;
+        file.seek(SeekFrom::Start(active_len))
+            .map_err(io_err(active))?;
+        file.sync_all().map_err(io_err(active))?;
+        Ok(Opened {
+            wal: Wal {
+                dir: dir.to_path_buf(),
+                segments,
+                out: BufWriter::with_capacity(1 << 20, file),
+                active_len,
+            },
+            records,
+        })
+    }
+
+    /// Buffers one record; it is durable only after [`Wal::sync`].
+    pub fn append(&mut self, payload: &[u8]) -> Result<(), WalError> {
+        let mut head = [0u8; HEADER];
+        head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let path = self.active_path().to_path_buf();
+        self.out.write_all(&head).map_err(io_err(&path))?;
+        self.out.write_all(payload).map_err(io_err(&path))?;
+        self.active_len += (HEADER + payload.len()) as u64;
+        Ok(())
+    }
+
+    /// Flushes buffered records and fdatasyncs the active segment.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        let path = self.active_path().to_path_buf();
+        self.out.flush().map_err(io_err(&path))?;
+        self.out.get_ref().sync_data().map_err(io_err(&path))
+    }
+
+    /// Bytes in the active segment.
+    pub fn active_len(&self) -> u64 {
+        self.active_len
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Syncs the active segment and starts a new one. Returns the new sequence number.
+    pub fn rotate(&mut self) -> Result<u64, WalError> {
+        self.sync()?;
+        let seq = self.segments.last().map(|s| s.seq + 1).unwrap_or(1);
+        let path = self.dir.join(segment_name(seq));
+        let file = File::create(&path).map_err(io_err(&path))?;
+        sync_dir(&self.dir)?;
+        self.out = BufWriter::with_capacity(1 << 20, file);
+        self.active_len = 0;
+        self.segments.push(Segment { seq, path });
+        Ok(seq)
+    }
+
+    /// Deletes sealed segments with sequence numbers below `seq`.
+    pub fn remove_before(&mut self, seq: u64) -> Result<(), WalError> {
+        let active = self.segments.last().map(|s| s.seq).unwrap_or(0);
+        let mut kept = Vec::with_capacity(self.segments.len());
+        for seg in self.segments.drain(..) {
+            if seg.seq < seq && seg.seq != active {
+                fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+            } else {
+                kept.push(seg);
+            }
+        }
+        self.segments = kept;
+        sync_dir(&self.dir)
+    }
+
+    fn active_path(&self) -> &Path {
+        // `segments` is never empty after `open`.
+        self.segments
+            .last()
+            .map(|s| s.path.as_path())
+            .unwrap_or(self.dir.as_path())
+    }
+}
+
+fn segment_name(seq: u64) -> String {
+    format!("{seq:016x}.wal")
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<Segment>, WalError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(".wal") else {
+            continue;
+        };
+        if let Ok(seq) = u64::from_str_radix(stem, 16) {
+            out.push(Segment {
+                seq,
+                path: entry.path(),
+            });
+        }
+    }
+    out.sort_by_key(|s| s.seq);
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Reads every record of one segment; returns them and the length of the valid prefix.
+fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Vec<u8>>, u64), WalError> {
+    let mut buf = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut buf))
+        .map_err(io_err(path))?;
+    let mut records = Vec::new();
+    let mut off = 0usize;
+    while off < buf.len() {
+        match parse_record(&buf[off..]) {
+            Ok((payload, used)) => {
+                records.push(payload.to_vec());
+                off += used;
+            }
+            Err(reason) => {
+                let rest_blank = is_torn_tail(&buf[off..]);
+                if is_last && rest_blank {
+                    tracing::warn!(file = %path.display(), offset = off, %reason, "dropping torn record at the end of the log");
+                    return Ok((records, off as u64));
+                }
+                return Err(WalError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: off as u64,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok((records, off as u64))
+}
+
+/// A bad record is a torn tail when nothing valid can follow it: either it runs
+/// past the end of the file, or everything after its claimed end is zeros.
+fn is_torn_tail(rest: &[u8]) -> bool {
+    if rest.len() < HEADER {
+        return true;
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    match HEADER.checked_add(len) {
+        Some(end) if end <= rest.len() => rest[end..].iter().all(|b| *b == 0),
+        _ => true,
+    }
+}
+
+fn parse_record(buf: &[u8]) -> Result<(&[u8], usize), String> {
+    if buf.len() < HEADER {
+        return Err(format!("short header ({} bytes)", buf.len()));
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if len == 0 {
+        // Zero-filled space (preallocated or never written) is not a record.
+        return Err("empty record".to_string());
+    }
+    if len > MAX_RECORD {
+        return Err(format!("record length {len} exceeds limit"));
+    }
+    let end = HEADER + len;
+    if end > buf.len() {
+        return Err(format!("record of {len} bytes cut short"));
+    }
+    let payload = &buf[HEADER..end];
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch".to_string());
+    }
+    Ok((payload, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, recs: &[&[u8]]) {
+        let mut w = Wal::open(dir).unwrap().wal;
+        for r in recs {
+            w.append(r).unwrap();
+        }
+        w.sync().unwrap();
+    }
+
+    fn only_segment(dir: &Path) -> PathBuf {
+        list_segments(dir).unwrap().pop().unwrap().path
+    }
+
+    #[test]
+    fn round_trip_and_reopen_appends() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[b"a", b"bb"]);
+        write(d.path(), &[b"ccc"]);
+        let o = Wal::open(d.path()).unwrap();
+        assert_eq!(
+            o.records[0].1,
+            vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]
+        );
+    }
+
+    #[test]
+    fn torn_tail_is_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[b"one", b"two"]);
+        let p = only_segment(d.path());
+        let len = fs::metadata(&p).unwrap().len();
+        // Cut the last record in half.
+        OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len - 2)
+            .unwrap();
+        let o = Wal::open(d.path()).unwrap();
+        assert_eq!(o.records[0].1, vec![b"one".to_vec()]);
+        // And the file can be appended to again.
+        let mut w = o.wal;
+        w.append(b"three").unwrap();
+        w.sync().unwrap();
+        let o = Wal::open(d.path()).unwrap();
+        assert_eq!(o.records[0].1, vec![b"one".to_vec(), b"three".to_vec()]);
+    }
+
+    #[test]
+    fn zero_filled_tail_is_torn() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[b"one"]);
+        let p = only_segment(d.path());
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&[5, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0])
+            .unwrap();
+        let o = Wal::open(d.path()).unwrap();
+        assert_eq!(o.records[0].1.len(), 1);
+    }
+
+    #[test]
+    fn corruption_in_the_middle_names_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[b"first-record", b"second-record"]);
+        let p = only_segment(d.path());
+        let mut bytes = fs::read(&p).unwrap();
+        bytes[HEADER + 2] ^= 0xff; // flip a byte inside the first payload
+        fs::write(&p, &bytes).unwrap();
+        let err = Wal::open(d.path()).err().unwrap().to_string();
+        assert!(err.contains(&p.display().to_string()), "{err}");
+        assert!(err.contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn rotate_and_remove() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(d.path()).unwrap().wal;
+        w.append(b"x").unwrap();
+        let seq = w.rotate().unwrap();
+        w.append(b"y").unwrap();
+        w.sync().unwrap();
+        w.remove_before(seq).unwrap();
+        let o = Wal::open(d.path()).unwrap();
+        assert_eq!(o.records.len(), 1);
+        assert_eq!(o.records[0].1, vec![b"y".to_vec()]);
+    }
+}

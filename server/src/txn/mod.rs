@@ -1,0 +1,11 @@
+//! Execution of Range, Put, DeleteRange and Txn over MVCC views, shared by the
+//! applier (inside a write batch) and by serializable reads (over a snapshot).
+//! Nothing here opens or commits a transaction.
+
+mod range;
+mod validate;
+mod write;
+
+pub use range::range;
+pub use validate::{check_delete, check_put, check_range, check_txn_shape, Limits};
+pub use write::{delete_range, put, txn, LeaseBook};

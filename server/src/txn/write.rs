@@ -1,0 +1,244 @@
+//! Put, DeleteRange and Txn inside an applied write batch.
+//!
+//! Every request is checked in full before its first change (etcd's
+//! check-then-apply), so an error never leaves half a request applied.
+
+use kv_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use kv_proto::etcdserverpb::request_op::Request;
+use kv_proto::etcdserverpb::response_op::Response;
+use kv_proto::etcdserverpb::{
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RequestOp,
+    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
+use kv_proto::mvccpb::KeyValue;
+
+use super::range::{range, read_rev};
+use crate::error::{KvError, KvResult};
+use crate::mvcc::{ReadView, WriteBatch};
+
+/// What the write path needs from the lease table: existence and key attachment.
+pub trait LeaseBook {
+    fn exists(&self, id: i64) -> bool;
+    fn attach(&mut self, id: i64, key: &[u8]);
+    fn detach(&mut self, id: i64, key: &[u8]);
+}
+
+fn empty_header() -> Option<ResponseHeader> {
+    Some(ResponseHeader::default())
+}
+
+fn check_put(b: &WriteBatch, leases: &dyn LeaseBook, r: &PutRequest) -> KvResult<()> {
+    if r.ignore_value || r.ignore_lease {
+        let alive = b.index().get(&r.key).and_then(|h| h.latest.as_ref());
+        if alive.is_none() {
+            return Err(KvError::KeyNotFound);
+        }
+    }
+    if r.lease != 0 && !leases.exists(r.lease) {
+        return Err(KvError::LeaseNotFound);
+    }
+    Ok(())
+}
+
+/// Applies a put whose checks passed.
+fn do_put(b: &mut WriteBatch, leases: &mut dyn LeaseBook, r: &PutRequest) -> KvResult<PutResponse> {
+    let cur = b.index().get(&r.key).and_then(|h| h.latest.clone());
+    let value = match (&cur, r.ignore_value) {
+        (Some(c), true) => c.value.clone(),
+        _ => r.value.clone(),
+    };
+    let lease = match (&cur, r.ignore_lease) {
+        (Some(c), true) => c.lease,
+        _ => r.lease,
+    };
+    let prev = b.put(&r.key, value, lease)?;
+    if let Some(p) = &prev {
+        if p.lease != 0 && p.lease != lease {
+            leases.detach(p.lease, &r.key);
+        }
+    }
+    if lease != 0 {
+        leases.attach(lease, &r.key);
+    }
+    Ok(PutResponse {
+        header: empty_header(),
+        prev_kv: if r.prev_kv {
+            prev.map(|p| (*p).clone())
+        } else {
+            None
+        },
+    })
+}
+
+/// A standalone Put request.
+pub fn put(
+    b: &mut WriteBatch,
+    leases: &mut dyn LeaseBook,
+    r: &PutRequest,
+) -> KvResult<PutResponse> {
+    check_put(b, leases, r)?;
+    do_put(b, leases, r)
+}
+
+/// A DeleteRange request (always valid once its shape was checked).
+pub fn delete_range(
+    b: &mut WriteBatch,
+    leases: &mut dyn LeaseBook,
+    r: &DeleteRangeRequest,
+) -> KvResult<DeleteRangeResponse> {
+    let mut prev_kvs = Vec::new();
+    let keys = b.live_keys(&r.key, &r.range_end);
+    for key in &keys {
+        if let Some(p) = b.delete(key)? {
+            if p.lease != 0 {
+                leases.detach(p.lease, key);
+            }
+            if r.prev_kv {
+                prev_kvs.push((*p).clone());
+            }
+        }
+    }
+    Ok(DeleteRangeResponse {
+        header: empty_header(),
+        deleted: keys.len() as i64,
+        prev_kvs,
+    })
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    let ord = match target {
+        CompareTarget::Value => {
+            let v: &[u8] = match &c.target_union {
+                Some(TargetUnion::Value(v)) => v,
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(v)
+        }
+        _ => {
+            let want = match (&c.target_union, target) {
+                (Some(TargetUnion::Version(v)), CompareTarget::Version) => *v,
+                (Some(TargetUnion::CreateRevision(v)), CompareTarget::Create) => *v,
+                (Some(TargetUnion::ModRevision(v)), CompareTarget::Mod) => *v,
+                (Some(TargetUnion::Lease(v)), CompareTarget::Lease) => *v,
+                _ => 0,
+            };
+            let have = match target {
+                CompareTarget::Version => kv.version,
+                CompareTarget::Create => kv.create_revision,
+                CompareTarget::Mod => kv.mod_revision,
+                _ => kv.lease,
+            };
+            have.cmp(&want)
+        }
+    };
+    match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
+        CompareResult::Equal => ord.is_eq(),
+        CompareResult::NotEqual => ord.is_ne(),
+        CompareResult::Greater => ord.is_gt(),
+        CompareResult::Less => ord.is_lt(),
+    }
+}
+
+/// etcd's rule: every key in the compare's range must satisfy it; an absent key
+/// compares as a zero KeyValue, except that VALUE compares on absent keys fail.
+fn compare(view: &impl ReadView, c: &Compare) -> KvResult<bool> {
+    let rev = view.rev();
+    let mut any = false;
+    for (_, hist) in view.index().range(&c.key, &c.range_end) {
+        let Some(kv) = view.value_at(hist, rev)? else {
+            continue;
+        };
+        any = true;
+        if !compare_kv(c, &kv) {
+            return Ok(false);
+        }
+    }
+    if !any {
+        if c.target == CompareTarget::Value as i32 {
+            return Ok(false);
+        }
+        return Ok(compare_kv(c, &KeyValue::default()));
+    }
+    Ok(true)
+}
+
+/// Evaluates every compare on the path through nested txns before anything runs.
+fn path(view: &impl ReadView, t: &TxnRequest, out: &mut Vec<bool>) -> KvResult<()> {
+    let mut ok = true;
+    for c in &t.compare {
+        if !compare(view, c)? {
+            ok = false;
+            break;
+        }
+    }
+    out.push(ok);
+    for op in if ok { &t.success } else { &t.failure } {
+        if let Some(Request::RequestTxn(inner)) = &op.request {
+            path(view, inner, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_path(
+    b: &WriteBatch,
+    leases: &dyn LeaseBook,
+    t: &TxnRequest,
+    p: &mut std::slice::Iter<'_, bool>,
+) -> KvResult<()> {
+    let ok = *p.next().unwrap_or(&false);
+    for op in if ok { &t.success } else { &t.failure } {
+        match &op.request {
+            Some(Request::RequestRange(r)) if r.revision != 0 => {
+                read_rev(b, r.revision)?;
+            }
+            Some(Request::RequestPut(r)) => check_put(b, leases, r)?,
+            Some(Request::RequestTxn(inner)) => check_path(b, leases, inner, p)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn exec(
+    b: &mut WriteBatch,
+    leases: &mut dyn LeaseBook,
+    t: &TxnRequest,
+    p: &mut std::slice::Iter<'_, bool>,
+) -> KvResult<TxnResponse> {
+    let ok = *p.next().unwrap_or(&false);
+    let ops: &[RequestOp] = if ok { &t.success } else { &t.failure };
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        let resp = match &op.request {
+            Some(Request::RequestRange(r)) => Response::ResponseRange(range(b, r)?),
+            Some(Request::RequestPut(r)) => Response::ResponsePut(do_put(b, leases, r)?),
+            Some(Request::RequestDeleteRange(r)) => {
+                Response::ResponseDeleteRange(delete_range(b, leases, r)?)
+            }
+            Some(Request::RequestTxn(inner)) => Response::ResponseTxn(exec(b, leases, inner, p)?),
+            None => return Err(KvError::KeyNotFound),
+        };
+        responses.push(ResponseOp {
+            response: Some(resp),
+        });
+    }
+    Ok(TxnResponse {
+        header: empty_header(),
+        succeeded: ok,
+        responses,
+    })
+}
+
+/// A Txn request: compares, then the chosen branch, all in one revision.
+pub fn txn(
+    b: &mut WriteBatch,
+    leases: &mut dyn LeaseBook,
+    t: &TxnRequest,
+) -> KvResult<TxnResponse> {
+    let mut p = Vec::new();
+    path(b, t, &mut p)?;
+    check_path(b, leases, t, &mut p.iter())?;
+    exec(b, leases, t, &mut p.iter())
+}
