@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what builds and tests need on a fresh Debian machine: protoc (for the
+# etcd-client crate used in tests), Debian's etcd 3.4 server and etcdctl (the
+# reference the compatibility tests compare against). Idempotent.
+set -euo pipefail
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian's package may start an etcd of its own on 2379; tests use their own ports,
+# but a newcomer running kvd on 2379 needs it gone.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  ${SUDO:-} systemctl stop etcd || true
+fi
