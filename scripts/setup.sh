@@ -3,6 +3,7 @@
 # etcd-client crate used in tests), Debian's etcd 3.4 server and etcdctl (the
 # reference the compatibility tests compare against). Idempotent.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
@@ -17,4 +18,15 @@ fi
 # but a newcomer running kvd on 2379 needs it gone.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
   ${SUDO:-} systemctl stop etcd || true
+fi
+
+# Clients we did not write, for server/tests/compat.rs: PyPI's and npm's etcd3.
+compat=server/tests/compat
+venv=target/compat-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import etcd3" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r "$compat/requirements.txt"
+fi
+if [ ! -d "$compat/node_modules/etcd3" ]; then
+  (cd "$compat" && npm install --silent --no-audit --no-fund --no-package-lock >/dev/null)
 fi

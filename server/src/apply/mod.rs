@@ -27,6 +27,9 @@ use crate::watch::WatchHub;
 
 pub use snapshot::SnapshotBuilder;
 
+#[cfg(test)]
+mod conformance;
+
 /// How often an applied batch is also made durable in redb. Between these the
 /// raft log (fsynced before every ack) is what makes writes durable; restart
 /// replays the log from the last durable point.
@@ -55,6 +58,19 @@ pub struct Core {
 }
 
 impl Core {
+    pub fn new(
+        store: Arc<Store>,
+        header: Arc<crate::header::HeaderSource>,
+        election_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Core {
+            hub: WatchHub::new(store.clone(), header),
+            store,
+            lessor: Arc::new(Mutex::new(Lessor::new(election_timeout))),
+            alarms: Mutex::new(BTreeSet::new()),
+        })
+    }
+
     /// Loads leases (with fresh deadlines) and alarms recovered from disk.
     pub fn restore(&self, rec: &Recovered) {
         let mut lessor = self.lessor.lock();

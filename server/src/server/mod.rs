@@ -25,7 +25,6 @@ use crate::apply::{Applied, Core, StateMachine};
 use crate::config::{Config, ConfigError, Retention};
 use crate::error::{KvError, KvResult};
 use crate::header::HeaderSource;
-use crate::lease::Lessor;
 use crate::mvcc::Store;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
@@ -96,12 +95,7 @@ impl Node {
         let store = Arc::new(store);
         let header = Arc::new(HeaderSource::new(cluster_id, me.id));
         let election_timeout = Duration::from_millis(cfg.election_timeout);
-        let core = Arc::new(Core {
-            store: store.clone(),
-            lessor: Arc::new(Mutex::new(Lessor::new(election_timeout))),
-            hub: WatchHub::new(store.clone(), header.clone()),
-            alarms: Mutex::new(Default::default()),
-        });
+        let core = Core::new(store, header.clone(), election_timeout);
         core.restore(&recovered);
         let sm = StateMachine::new(core.clone(), &recovered, member_dir.join("snap"));
         let log = LogStore::open(&member_dir.join("wal"))?;
