@@ -73,12 +73,14 @@ impl Core {
 
     /// Loads leases (with fresh deadlines) and alarms recovered from disk.
     pub fn restore(&self, rec: &Recovered) {
+        // Read the store before taking the lessor: the applier locks them in that order.
+        let leased = self.store.leased_keys();
         let mut lessor = self.lessor.lock();
         lessor.clear();
         for (id, ttl) in &rec.leases {
             lessor.grant(*id, *ttl);
         }
-        for (lease, key) in self.store.leased_keys() {
+        for (lease, key) in leased {
             crate::txn::LeaseBook::attach(&mut *lessor, lease, &key);
         }
         *self.alarms.lock() = rec.alarms.iter().copied().collect();

@@ -50,6 +50,9 @@ pub fn apply(
 }
 
 fn set_revision(a: &mut Applied, revision: i64) {
+    if let Applied::Txn(t) = a {
+        txn::stamp_revision(t, revision);
+    }
     let h = match a {
         Applied::None => return,
         Applied::Put(r) => &mut r.header,

@@ -84,11 +84,16 @@ pub(crate) fn decode_row(rev: Revision, bytes: &[u8]) -> Result<(bool, KeyValue)
     }
 }
 
-fn read_i64(bytes: Option<redb::AccessGuard<'_, &'static [u8]>>) -> i64 {
+fn read_i64(bytes: Option<redb::AccessGuard<'_, &'static [u8]>>, default: i64) -> i64 {
     bytes
         .and_then(|g| g.value().try_into().ok().map(i64::from_le_bytes))
-        .unwrap_or(0)
+        .unwrap_or(default)
 }
+
+/// etcd's store starts at revision 1 (the first write gets 2) and reports
+/// compaction revision -1 until the first compaction.
+const INITIAL_REV: i64 = 1;
+const NO_COMPACTION: i64 = -1;
 
 impl Store {
     /// Opens or creates the store file and rebuilds the in-memory index.
@@ -116,8 +121,8 @@ impl Store {
         let kv = rtx.open_table(KV)?;
         let meta = rtx.open_table(META)?;
         let mut st = State {
-            rev: read_i64(meta.get(META_REVISION)?),
-            compact_rev: read_i64(meta.get(META_COMPACT)?),
+            rev: read_i64(meta.get(META_REVISION)?, INITIAL_REV).max(INITIAL_REV),
+            compact_rev: read_i64(meta.get(META_COMPACT)?, NO_COMPACTION),
             ..State::default()
         };
         for row in kv.iter()? {

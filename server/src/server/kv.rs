@@ -82,6 +82,18 @@ impl Node {
 
     pub async fn txn(&self, req: TxnRequest) -> KvResult<TxnResponse> {
         txn::check_txn_shape(&req, self.limits)?;
+        if txn::is_read_only(&req) {
+            // etcd serves read-only txns locally, after a read barrier unless
+            // every range in them is serializable.
+            if !txn::is_serializable(&req) {
+                self.read_barrier().await?;
+            }
+            let snap = self.core.store.snapshot();
+            let mut resp = txn::read_txn(&snap, &req)?;
+            drop(snap);
+            self.fill(&mut resp.header);
+            return Ok(resp);
+        }
         if has_put(&req) {
             self.check_space().await?;
         }

@@ -114,13 +114,17 @@ impl Node {
         })
     }
 
-    /// A consistent copy of the whole store followed by its sha256, as etcd
-    /// appends one to its snapshots.
+    /// A consistent copy of the whole store, zero-padded to 512 bytes and
+    /// followed by its sha256, as etcd's snapshots are.
     pub async fn snapshot_bytes(&self) -> KvResult<Vec<u8>> {
         let store = self.core.store.clone();
         let (mut data, _) = tokio::task::spawn_blocking(move || store.export_durable(&[]))
             .await
             .map_err(|e| KvError::Internal(e.to_string()))??;
+        // etcdctl checks that the stream minus its 32-byte digest is a whole
+        // number of 512-byte pages (true of etcd's bolt files): pad to that.
+        let pad = (512 - data.len() % 512) % 512;
+        data.resize(data.len() + pad, 0);
         let digest = Sha256::digest(&data);
         data.extend_from_slice(&digest);
         Ok(data)

@@ -100,15 +100,36 @@ fn fixed<const N: usize>(b: &[u8]) -> Result<[u8; N], SnapshotError> {
         .map_err(|_| SnapshotError::Malformed("bad key size"))
 }
 
-/// Replaces every table in `wtx` with the snapshot's contents.
-pub fn import(wtx: &WriteTransaction, data: &[u8]) -> Result<(), SnapshotError> {
-    if data.len() < MAGIC.len() + 5 || !data.starts_with(MAGIC) {
-        return Err(SnapshotError::Malformed("not a kvd snapshot"));
+/// Checks the crc that follows the END marker. Bytes after the crc (padding
+/// added for etcdctl, see `Node::snapshot_bytes`) are ignored.
+fn verify(data: &[u8]) -> Result<(), SnapshotError> {
+    let mut r = Reader {
+        buf: data,
+        at: MAGIC.len(),
+    };
+    loop {
+        if r.take(1)?[0] == END {
+            break;
+        }
+        let klen = r.len()?;
+        r.take(klen)?;
+        let vlen = r.len()?;
+        r.take(vlen)?;
     }
-    let (body, crc) = data.split_at(data.len() - 4);
-    if crc32fast::hash(body).to_le_bytes() != crc {
+    let body_end = r.at;
+    let crc = r.take(4)?;
+    if crc32fast::hash(&data[..body_end]).to_le_bytes() != crc {
         return Err(SnapshotError::Malformed("checksum mismatch"));
     }
+    Ok(())
+}
+
+/// Replaces every table in `wtx` with the snapshot's contents.
+pub fn import(wtx: &WriteTransaction, data: &[u8]) -> Result<(), SnapshotError> {
+    if !data.starts_with(MAGIC) {
+        return Err(SnapshotError::Malformed("not a kvd snapshot"));
+    }
+    verify(data)?;
     wtx.delete_table(KV)?;
     wtx.delete_table(META)?;
     wtx.delete_table(LEASES)?;
@@ -118,7 +139,7 @@ pub fn import(wtx: &WriteTransaction, data: &[u8]) -> Result<(), SnapshotError> 
     let mut leases = wtx.open_table(LEASES)?;
     let mut alarms = wtx.open_table(ALARMS)?;
     let mut r = Reader {
-        buf: body,
+        buf: data,
         at: MAGIC.len(),
     };
     loop {

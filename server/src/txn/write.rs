@@ -242,3 +242,86 @@ pub fn txn(
     check_path(b, leases, t, &mut p.iter())?;
     exec(b, leases, t, &mut p.iter())
 }
+
+/// True if no branch of `t` (at any depth) writes: such a txn needs no proposal.
+pub fn is_read_only(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) => true,
+            Some(Request::RequestTxn(inner)) => is_read_only(inner),
+            _ => false,
+        })
+}
+
+/// True if every range in `t` asked for a serializable read.
+pub fn is_serializable(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(r)) => r.serializable,
+            Some(Request::RequestTxn(inner)) => is_serializable(inner),
+            _ => true,
+        })
+}
+
+fn read_exec(
+    view: &impl ReadView,
+    t: &TxnRequest,
+    p: &mut std::slice::Iter<'_, bool>,
+) -> KvResult<TxnResponse> {
+    let ok = *p.next().unwrap_or(&false);
+    let ops: &[RequestOp] = if ok { &t.success } else { &t.failure };
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        let resp = match &op.request {
+            Some(Request::RequestRange(r)) => Response::ResponseRange(range(view, r)?),
+            Some(Request::RequestTxn(inner)) => Response::ResponseTxn(read_exec(view, inner, p)?),
+            _ => return Err(KvError::Internal("write in a read-only txn".into())),
+        };
+        responses.push(ResponseOp {
+            response: Some(resp),
+        });
+    }
+    Ok(TxnResponse {
+        header: empty_header(),
+        succeeded: ok,
+        responses,
+    })
+}
+
+/// A txn that [`is_read_only`], evaluated against a read view.
+pub fn read_txn(view: &impl ReadView, t: &TxnRequest) -> KvResult<TxnResponse> {
+    let mut p = Vec::new();
+    path(view, t, &mut p)?;
+    let mut resp = read_exec(view, t, &mut p.iter())?;
+    stamp_revision(&mut resp, view.rev());
+    resp.header = Some(ResponseHeader {
+        revision: view.rev(),
+        ..Default::default()
+    });
+    Ok(resp)
+}
+
+/// Puts the txn's revision in every leaf op's header, as etcd does (a nested
+/// txn's own header keeps revision 0, also as etcd does).
+pub fn stamp_revision(t: &mut TxnResponse, revision: i64) {
+    for op in &mut t.responses {
+        let header = match &mut op.response {
+            Some(Response::ResponseRange(r)) => &mut r.header,
+            Some(Response::ResponsePut(r)) => &mut r.header,
+            Some(Response::ResponseDeleteRange(r)) => &mut r.header,
+            Some(Response::ResponseTxn(inner)) => {
+                stamp_revision(inner, revision);
+                continue;
+            }
+            None => continue,
+        };
+        *header = Some(ResponseHeader {
+            revision,
+            ..Default::default()
+        });
+    }
+}

@@ -1,0 +1,667 @@
+//! Test harness for the integration tests: starts real `kvd` or `etcd`
+//! processes on free loopback ports and drives them with clients we did not
+//! write (the `etcd-client` crate and Debian's `etcdctl`).
+//!
+//! * `Server::start(kind)` starts a single-member server in a fresh
+//!   temporary data dir and returns once it answers gRPC requests.
+//! * `each_kind(|kind| async move { ... })` runs the same test body against
+//!   kvd and etcd (in that order) and, when both ran, compares the
+//!   transcripts the body returned.
+//! * `KV_TEST_ONLY=etcd` (or `kvd`) restricts the runs to one kind;
+//!   `KV_TEST_ONLY=etcd,etcd` runs etcd twice and compares the transcripts
+//!   (checks that the tests mask everything volatile).
+#![allow(dead_code)]
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions};
+use futures::FutureExt;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::panic::AssertUnwindSafe;
+use tempfile::TempDir;
+
+/// How long a server may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Upper bound for one whole test body against one kind.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Default deadline for `wait_until`.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub const ETCD_BIN: &str = "/usr/bin/etcd";
+pub const ETCDCTL_BIN: &str = "/usr/bin/etcdctl";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Kvd,
+    Etcd,
+}
+
+#[allow(unused_imports)]
+pub use Kind::{Etcd, Kvd};
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Kvd => write!(f, "kvd"),
+            Kind::Etcd => write!(f, "etcd"),
+        }
+    }
+}
+
+impl Kind {
+    pub fn binary(self) -> PathBuf {
+        match self {
+            Kind::Kvd => PathBuf::from(env!("CARGO_BIN_EXE_kvd")),
+            Kind::Etcd => PathBuf::from(ETCD_BIN),
+        }
+    }
+
+    /// Whether `KV_TEST_ONLY` allows running against this kind.
+    pub fn enabled(self) -> bool {
+        kinds().contains(&self)
+    }
+}
+
+/// The kinds this run covers, in order: kvd then etcd by default.
+/// `KV_TEST_ONLY` is a comma-separated list (`etcd`, `kvd`, or e.g.
+/// `etcd,etcd` to run etcd twice and check the suite's transcripts are
+/// deterministic).
+pub fn kinds() -> Vec<Kind> {
+    match std::env::var("KV_TEST_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only
+            .split(',')
+            .map(|k| match k.trim().to_ascii_lowercase().as_str() {
+                "kvd" => Kind::Kvd,
+                "etcd" => Kind::Etcd,
+                other => panic!("KV_TEST_ONLY: unknown kind {other:?} (use kvd or etcd)"),
+            })
+            .collect(),
+        _ => vec![Kind::Kvd, Kind::Etcd],
+    }
+}
+
+/// Runs `body` once per enabled kind (kvd, then etcd), each with a time
+/// limit. The body returns a transcript of observations that must not differ
+/// between kvd and etcd; when both ran, the transcripts are compared (the
+/// later ones against the first).
+pub async fn each_kind<F, Fut>(body: F)
+where
+    F: Fn(Kind) -> Fut,
+    Fut: Future<Output = Vec<String>>,
+{
+    let mut transcripts: Vec<(Kind, Vec<String>)> = Vec::new();
+    for kind in kinds() {
+        eprintln!("=== running against {kind}");
+        let run = AssertUnwindSafe(tokio::time::timeout(BODY_TIMEOUT, body(kind)));
+        let transcript = match run.catch_unwind().await {
+            Ok(Ok(t)) => t,
+            Ok(Err(_)) => panic!("[{kind}] test body did not finish within {BODY_TIMEOUT:?}"),
+            Err(panic) => {
+                eprintln!("*** the test body failed against {kind}");
+                std::panic::resume_unwind(panic)
+            }
+        };
+        transcripts.push((kind, transcript));
+    }
+    if transcripts.is_empty() {
+        eprintln!("no kind enabled by KV_TEST_ONLY; nothing ran");
+        return;
+    }
+    if let [(k1, t1), rest @ ..] = &transcripts[..] {
+        for (k2, t2) in rest {
+            compare_transcripts(*k1, t1, *k2, t2);
+        }
+    }
+}
+
+/// Asserts two transcripts are equal, reporting the first difference.
+pub fn compare_transcripts(k1: Kind, t1: &[String], k2: Kind, t2: &[String]) {
+    for (i, (a, b)) in t1.iter().zip(t2.iter()).enumerate() {
+        assert_eq!(
+            a, b,
+            "transcripts differ at step {i}:\n  {k1}: {a}\n  {k2}: {b}"
+        );
+    }
+    assert_eq!(
+        t1.len(),
+        t2.len(),
+        "transcripts have different lengths: {k1}: {t1:?}\n{k2}: {t2:?}"
+    );
+}
+
+/// Runs a kvd-only body (skipped when `KV_TEST_ONLY` excludes kvd).
+pub async fn kvd_only<F, Fut>(body: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if !Kind::Kvd.enabled() {
+        eprintln!("kvd-only test skipped by KV_TEST_ONLY");
+        return;
+    }
+    if tokio::time::timeout(BODY_TIMEOUT, body()).await.is_err() {
+        panic!("[kvd] test body did not finish within {BODY_TIMEOUT:?}");
+    }
+}
+
+/// Options for starting a server.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Extra command-line flags (accepted by both etcd and kvd).
+    pub extra_args: Vec<String>,
+    /// Use this data dir instead of a fresh temporary one.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
+        self.extra_args
+            .push(format!("--{flag}={}", value.to_string()));
+        self
+    }
+}
+
+/// A running single-member server (kvd or etcd) owned by the test.
+pub struct Server {
+    kind: Kind,
+    name: String,
+    data_dir: PathBuf,
+    _owned_data_dir: Option<TempDir>,
+    log_dir: TempDir,
+    client_port: u16,
+    peer_port: u16,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+pub const MEMBER_NAME: &str = "n1";
+
+fn pick_port_pair() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let pa = a.local_addr().unwrap().port();
+    let pb = b.local_addr().unwrap().port();
+    // Both are released when the listeners drop here.
+    (pa, pb)
+}
+
+impl Server {
+    pub async fn start(kind: Kind) -> Server {
+        Self::start_with(kind, Options::default()).await
+    }
+
+    pub async fn start_with(kind: Kind, opts: Options) -> Server {
+        let (data_dir, owned) = match opts.data_dir {
+            Some(d) => (d, None),
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix(&format!("kvtest-{kind}-data-"))
+                    .tempdir()
+                    .expect("create temp data dir");
+                (t.path().join("data"), Some(t))
+            }
+        };
+        let log_dir = tempfile::Builder::new()
+            .prefix(&format!("kvtest-{kind}-log-"))
+            .tempdir()
+            .expect("create temp log dir");
+        let mut server = Server {
+            kind,
+            name: MEMBER_NAME.to_string(),
+            data_dir,
+            _owned_data_dir: owned,
+            log_dir,
+            client_port: 0,
+            peer_port: 0,
+            extra_args: opts.extra_args,
+            child: None,
+            starts: 0,
+        };
+        // Ports picked by binding port 0 may be taken by someone else before
+        // the server binds them: retry with new ports on that failure.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (c, p) = pick_port_pair();
+            server.client_port = c;
+            server.peer_port = p;
+            match server.spawn_and_wait().await {
+                Ok(()) => return server,
+                Err(StartError::PortInUse) if attempt < 5 => continue,
+                Err(e) => panic!(
+                    "[{kind}] server did not start: {e:?}\n--- server log ---\n{}",
+                    server.log_tail(80)
+                ),
+            }
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.log_dir.path().join("server.log")
+    }
+
+    fn args(&self) -> Vec<String> {
+        let c = self.endpoint();
+        let p = self.peer_url();
+        let mut args = vec![
+            format!("--name={}", self.name),
+            format!("--data-dir={}", self.data_dir.display()),
+            format!("--listen-client-urls={c}"),
+            format!("--advertise-client-urls={c}"),
+            format!("--listen-peer-urls={p}"),
+            format!("--initial-advertise-peer-urls={p}"),
+            format!("--initial-cluster={}={p}", self.name),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), StartError> {
+        assert!(self.child.is_none(), "server already running");
+        self.starts += 1;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open server log");
+        writeln!(
+            log,
+            "=== start #{} of {}: {} {}",
+            self.starts,
+            self.kind,
+            self.kind.binary().display(),
+            self.args().join(" ")
+        )
+        .unwrap();
+        let log_len_before = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let child = Command::new(self.kind.binary())
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| StartError::Spawn(e.to_string()))?;
+        self.child = Some(child);
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                let new_log = self.log_since(log_len_before);
+                if new_log.contains("address already in use")
+                    || new_log.contains("Address already in use")
+                    || new_log.contains("Address in use")
+                {
+                    return Err(StartError::PortInUse);
+                }
+                return Err(StartError::Exited(status.to_string()));
+            }
+            if self.probe().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.kill_child(Signal::SIGKILL);
+                return Err(StartError::NotReady);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// One readiness probe: a Status that reports a leader and a
+    /// linearizable Get, both with a short time limit.
+    async fn probe(&self) -> bool {
+        let ep = self.endpoint();
+        let attempt = async move {
+            let opts = ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
+            let mut client = Client::connect([ep], Some(opts)).await.ok()?;
+            let status = client.status().await.ok()?;
+            if status.leader() == 0 {
+                return None;
+            }
+            client.get("kvtest-readiness-probe", None).await.ok()?;
+            Some(())
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), attempt).await,
+            Ok(Some(()))
+        )
+    }
+
+    fn log_since(&self, offset: u64) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(self.log_path()) {
+            let mut buf = Vec::new();
+            let _ = f.read_to_end(&mut buf);
+            let start = (offset as usize).min(buf.len());
+            s = String::from_utf8_lossy(&buf[start..]).into_owned();
+        }
+        s
+    }
+
+    /// The last `n` lines of the server's log (all starts).
+    pub fn log_tail(&self, n: usize) -> String {
+        let all = self.log_since(0);
+        let lines: Vec<&str> = all.lines().collect();
+        let from = lines.len().saturating_sub(n);
+        lines[from..].join("\n")
+    }
+
+    /// A new client connected to this server.
+    pub async fn client(&self) -> Client {
+        let opts = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+        Client::connect([self.endpoint()], Some(opts))
+            .await
+            .unwrap_or_else(|e| panic!("[{}] connect to {}: {e}", self.kind, self.endpoint()))
+    }
+
+    /// Sends `sig` to our own child process and waits for it to exit.
+    fn kill_child(&mut self, sig: Signal) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let pid = Pid::from_raw(child.id() as i32);
+        if child.try_wait().ok().flatten().is_some() {
+            return true;
+        }
+        let _ = kill(pid, sig);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return true,
+                Ok(None) => {}
+                Err(_) => return false,
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL the server (our own child only) and reap it.
+    pub fn kill9(&mut self) {
+        assert!(self.child.is_some(), "kill9 on a stopped server");
+        self.kill_child(Signal::SIGKILL);
+    }
+
+    /// SIGTERM the server and wait for a clean exit; returns whether it
+    /// exited by itself in time.
+    pub fn stop(&mut self) -> bool {
+        self.kill_child(Signal::SIGTERM)
+    }
+
+    /// Sends `sig` to our own child process (it stays owned by us).
+    pub fn signal(&self, sig: Signal) {
+        let child = self.child.as_ref().expect("signal to a stopped server");
+        kill(Pid::from_raw(child.id() as i32), sig).expect("kill(2)");
+    }
+
+    /// Waits up to `timeout` for the child to exit by itself and reaps it;
+    /// on timeout it is SIGKILLed and None is returned.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Exit status after SIGTERM (None if it had to be killed).
+    pub fn stop_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_ref()?;
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(STOP_TIMEOUT)
+    }
+
+    /// Starts the server again on the same data dir and ports (after a
+    /// `stop`/`kill9`; a running server is stopped first).
+    pub async fn start_again(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        // Right after an exit the ports can still be briefly unavailable:
+        // retry a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.spawn_and_wait().await {
+                Ok(()) => return,
+                Err(StartError::PortInUse) if attempt < 20 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!(
+                    "[{}] server did not restart: {e:?}\n--- server log ---\n{}",
+                    self.kind,
+                    self.log_tail(80)
+                ),
+            }
+        }
+    }
+
+    /// Graceful stop (SIGTERM) and start again on the same data dir.
+    pub async fn restart(&mut self) {
+        let clean = self.stop();
+        assert!(
+            clean,
+            "[{}] did not exit within {STOP_TIMEOUT:?} of SIGTERM",
+            self.kind
+        );
+        self.start_again().await;
+    }
+
+    fn etcdctl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ETCDCTL_BIN);
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint()))
+            .args(args);
+        cmd
+    }
+
+    /// Runs `etcdctl --endpoints=<this server> args...`.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        self.etcdctl_stdin(args, "")
+    }
+
+    /// Runs etcdctl with `input` on its standard input.
+    pub fn etcdctl_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .etcdctl_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn etcdctl");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait etcdctl");
+        if std::env::var_os("KV_TEST_VERBOSE").is_some() {
+            eprintln!(
+                "[{}] etcdctl {args:?} -> {:?}\nstdout: {}\nstderr: {}",
+                self.kind,
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out
+    }
+
+    /// Spawns a long-running etcdctl (e.g. `watch`) with piped stdout and
+    /// stderr; the caller owns the child and must kill it.
+    pub fn etcdctl_spawn(&self, args: &[&str]) -> Child {
+        self.etcdctl_command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn etcdctl")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- [{}] server log tail ({}) ---\n{}\n--- end of server log ---",
+                self.kind,
+                self.log_path().display(),
+                self.log_tail(60)
+            );
+        }
+        if self.child.is_some() {
+            self.kill_child(Signal::SIGKILL);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum StartError {
+    Spawn(String),
+    Exited(String),
+    PortInUse,
+    NotReady,
+}
+
+/// The gRPC status code and message of a client error (panics on other
+/// errors).
+pub fn grpc_status(e: &etcd_client::Error) -> (tonic::Code, String) {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => (s.code(), s.message().to_string()),
+        other => panic!("expected a gRPC status error, got {other:?}"),
+    }
+}
+
+/// Asserts `r` failed with exactly this gRPC code and message; returns a
+/// transcript line.
+#[track_caller]
+pub fn expect_grpc_err<T: fmt::Debug>(
+    kind: Kind,
+    r: Result<T, etcd_client::Error>,
+    code: tonic::Code,
+    message: &str,
+) -> String {
+    match r {
+        Ok(v) => panic!("[{kind}] expected error {code:?} {message:?}, got Ok({v:?})"),
+        Err(e) => {
+            let (c, m) = grpc_status(&e);
+            assert_eq!(
+                (c, m.as_str()),
+                (code, message),
+                "[{kind}] wrong gRPC error"
+            );
+            format!("{c:?}: {m}")
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Awaits `fut` with a deadline, panicking with `what` on timeout.
+pub async fn within<T>(what: &str, timeout: Duration, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// The header revision of a response header option.
+pub fn rev(h: Option<&etcd_client::ResponseHeader>) -> i64 {
+    h.expect("response has a header").revision()
+}
+
+/// Key/value pairs as strings, for compact assertions.
+pub fn kv_pairs(kvs: &[etcd_client::KeyValue]) -> Vec<(String, String)> {
+    kvs.iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Keys as strings.
+pub fn keys(kvs: &[etcd_client::KeyValue]) -> Vec<String> {
+    kvs.iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect()
+}
+
+/// A key-value with its revisions relative to `base` (so the transcript
+/// compares equal between servers whose absolute revisions differ).
+pub fn kv_rel(kv: &etcd_client::KeyValue, base: i64) -> String {
+    format!(
+        "{}={} c{} m{} v{} lease={}",
+        String::from_utf8_lossy(kv.key()),
+        String::from_utf8_lossy(kv.value()),
+        kv.create_revision() - base,
+        kv.mod_revision() - base,
+        kv.version(),
+        kv.lease() != 0
+    )
+}
