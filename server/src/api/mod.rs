@@ -2,6 +2,7 @@
 //! [`Node`](crate::server::Node) facade, map errors and fill headers; they
 //! never touch storage or raft types.
 
+mod authority;
 mod kv;
 mod lease;
 mod maintenance;
@@ -20,6 +21,7 @@ use kv_proto::etcdserverpb::watch_server::WatchServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 use crate::server::Node;
 
@@ -77,8 +79,16 @@ pub async fn serve(
                 }
             }
         };
+        // Each connection's client bytes go through AuthorityFix (etcdctl
+        // 3.4 sends URLs as :authority, which h2 rejects).
+        let incoming = TcpListenerStream::new(l).map(|conn| {
+            conn.map(|s| {
+                let _ = s.set_nodelay(true);
+                authority::AuthorityFix::new(s)
+            })
+        });
         servers.push(tokio::spawn(
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown),
+            router.serve_with_incoming_shutdown(incoming, shutdown),
         ));
     }
     for s in servers {

@@ -131,8 +131,13 @@ impl Node {
     }
 
     pub fn member_list(&self) -> MemberListResponse {
+        // etcd answers MemberList with a header whose revision is 0.
+        let mut header = self.header(0);
+        if let Some(h) = header.as_mut() {
+            h.revision = 0;
+        }
         MemberListResponse {
-            header: self.header(0),
+            header,
             members: self
                 .members
                 .iter()

@@ -1,0 +1,557 @@
+//! Works around etcdctl 3.4 sending the whole endpoint URL as the HTTP/2
+//! `:authority` (`http://127.0.0.1:2379`) on per-endpoint calls: grpc-go
+//! accepts it, h2 resets the stream with PROTOCOL_ERROR. [`AuthorityFix`]
+//! filters the client->server bytes of a connection before hyper sees them
+//! and rewrites such an authority to `host:port`.
+//!
+//! Every header block is HPACK-decoded with one decoder per connection, which
+//! tracks the client's dynamic table. Blocks pass through verbatim until one
+//! needs a rewrite; from then on every block is re-encoded as literals without
+//! indexing, so the server's (from then on stale) dynamic table is never
+//! referenced. Other frames are streamed through without buffering.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use loona_hpack::Decoder;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::server::Connected;
+
+const PREFACE_LEN: usize = 24;
+const FRAME_HEADER_LEN: usize = 9;
+const HEADERS: u8 = 0x1;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY: u8 = 0x20;
+/// HTTP/2's default SETTINGS_MAX_FRAME_SIZE; the server does not raise it.
+const MAX_FRAME: usize = 16_384;
+/// Bound on a buffered header block; larger ones are left to h2 to judge.
+const MAX_BLOCK: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// This many bytes (preface or a non-header frame's payload) pass verbatim.
+    Verbatim(usize),
+    /// At a frame boundary.
+    FrameHeader,
+    /// Gave up before any rewrite: everything passes through; h2 judges it.
+    Disabled,
+    /// Gave up after a rewrite: the server's HPACK state can no longer match
+    /// the client's, so the connection is failed instead of misdecoded.
+    Failed,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::Verbatim(PREFACE_LEN)
+    }
+}
+
+/// Read-side filter of one connection; writes go straight to `inner`.
+pub struct AuthorityFix<S> {
+    inner: S,
+    f: Filter,
+}
+
+impl<S> AuthorityFix<S> {
+    pub fn new(inner: S) -> Self {
+        let f = Filter::default();
+        AuthorityFix { inner, f }
+    }
+}
+
+/// The connection-independent part: bytes in, bytes out.
+#[derive(Default)]
+struct Filter {
+    state: State,
+    decoder: Decoder<'static>,
+    /// A block needed a rewrite: all later blocks are re-encoded.
+    reencode: bool,
+    /// Read but unprocessed input (an incomplete frame).
+    held: Vec<u8>,
+    /// Processed output not yet handed to the reader.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The open header block: a HEADERS frame seen, END_HEADERS not yet.
+    open: bool,
+    stream_id: u32,
+    hflags: u8,
+    priority: Option<[u8; 5]>,
+    /// The open block's HPACK fragments and its original frames' bytes.
+    frag: Vec<u8>,
+    raw: Vec<u8>,
+    enc: Vec<u8>,
+}
+
+impl Filter {
+    /// Advances over the prefix of `data` that passes verbatim; stops at a
+    /// header-block frame (or any frame while a block is open) or at an
+    /// incomplete frame header.
+    fn scan(&mut self, data: &[u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            let rest = &data[pos..];
+            match self.state {
+                State::Disabled => return data.len(),
+                State::Failed => return pos,
+                State::Verbatim(n) => {
+                    let k = n.min(rest.len());
+                    pos += k;
+                    if k < n {
+                        self.state = State::Verbatim(n - k);
+                        return pos;
+                    }
+                    self.state = State::FrameHeader;
+                }
+                State::FrameHeader => {
+                    let short = rest.len() < FRAME_HEADER_LEN;
+                    if self.open || short || rest[3] == HEADERS || rest[3] == CONTINUATION {
+                        return pos;
+                    }
+                    self.state = State::Verbatim(frame_len(rest));
+                    pos += FRAME_HEADER_LEN;
+                }
+            }
+        }
+    }
+
+    /// Processes `data`, appending to `out`; returns how much was consumed
+    /// (the rest is an incomplete frame).
+    fn process(&mut self, data: &[u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            if self.state == State::Failed {
+                return data.len();
+            }
+            let k = self.scan(&data[pos..]);
+            self.out.extend_from_slice(&data[pos..pos + k]);
+            pos += k;
+            let rest = &data[pos..];
+            if self.state != State::FrameHeader || rest.len() < FRAME_HEADER_LEN {
+                return pos;
+            }
+            let need = FRAME_HEADER_LEN + frame_len(rest);
+            if self.raw.len() + need > MAX_BLOCK {
+                self.give_up();
+                continue;
+            }
+            if rest.len() < need {
+                return pos;
+            }
+            pos += need;
+            self.header_frame(&rest[..need]);
+        }
+    }
+
+    /// Handles one complete frame that starts or continues a header block.
+    fn header_frame(&mut self, f: &[u8]) {
+        let (ty, flags) = (f[3], f[4]);
+        let id = stream_id(f);
+        self.raw.extend_from_slice(f);
+        let payload = &f[FRAME_HEADER_LEN..];
+        if ty == HEADERS && !self.open {
+            let mut p = payload;
+            if flags & PADDED != 0 {
+                match p.split_first() {
+                    Some((&pad, rest)) if rest.len() >= pad as usize => {
+                        p = &rest[..rest.len() - pad as usize];
+                    }
+                    _ => return self.give_up(),
+                }
+            }
+            self.priority = None;
+            if flags & PRIORITY != 0 {
+                let Some((prio, rest)) = p.split_first_chunk::<5>() else {
+                    return self.give_up();
+                };
+                self.priority = Some(*prio);
+                p = rest;
+            }
+            (self.open, self.stream_id, self.hflags) = (true, id, flags);
+            self.frag.extend_from_slice(p);
+        } else if ty == CONTINUATION && self.open && id == self.stream_id {
+            self.frag.extend_from_slice(payload);
+        } else {
+            // A protocol error h2 reports better than we could.
+            return self.give_up();
+        }
+        if flags & END_HEADERS != 0 {
+            self.finish_block();
+        }
+    }
+
+    /// Decodes the complete block and emits it verbatim or re-encoded.
+    fn finish_block(&mut self) {
+        self.enc.clear();
+        let mut changed = false;
+        let enc = &mut self.enc;
+        let res = self.decoder.decode_with_cb(&self.frag, |name, value| {
+            let fixed = (&*name == b":authority")
+                .then(|| fix_authority(&value))
+                .flatten();
+            changed |= fixed.is_some();
+            put_literal(enc, &name, fixed.unwrap_or(&value));
+        });
+        if res.is_err() {
+            return self.give_up();
+        }
+        if !changed && !self.reencode {
+            self.out.extend_from_slice(&self.raw);
+        } else {
+            self.reencode = true;
+            self.emit_reencoded();
+        }
+        self.open = false;
+        self.raw.clear();
+        self.frag.clear();
+    }
+
+    /// Writes `enc` as HEADERS (+ CONTINUATIONs) for the open block's stream.
+    fn emit_reencoded(&mut self) {
+        let mut rest = &self.enc[..];
+        let mut first = true;
+        loop {
+            let prio = self.priority.filter(|_| first);
+            let cap = MAX_FRAME - if prio.is_some() { 5 } else { 0 };
+            let (chunk, tail) = rest.split_at(rest.len().min(cap));
+            rest = tail;
+            let (ty, mut flags) = match first {
+                true => (HEADERS, self.hflags & (END_STREAM | PRIORITY)),
+                false => (CONTINUATION, 0),
+            };
+            if rest.is_empty() {
+                flags |= END_HEADERS;
+            }
+            let len = chunk.len() + prio.map_or(0, |p| p.len());
+            self.out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+            self.out.extend_from_slice(&[ty, flags]);
+            self.out.extend_from_slice(&self.stream_id.to_be_bytes());
+            if let Some(p) = prio {
+                self.out.extend_from_slice(&p);
+            }
+            self.out.extend_from_slice(chunk);
+            first = false;
+            if rest.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Stops filtering: before any rewrite the held original bytes go through
+    /// unchanged; after one, the connection is failed.
+    fn give_up(&mut self) {
+        if self.reencode {
+            self.state = State::Failed;
+            return;
+        }
+        self.out.extend_from_slice(&self.raw);
+        self.raw.clear();
+        self.frag.clear();
+        self.open = false;
+        self.state = State::Disabled;
+    }
+}
+
+fn frame_len(h: &[u8]) -> usize {
+    usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2])
+}
+
+fn stream_id(h: &[u8]) -> u32 {
+    u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff
+}
+
+/// `http://host:port/path` -> `host:port`; None when no change is needed.
+fn fix_authority(v: &[u8]) -> Option<&[u8]> {
+    let lower = |n: usize| v.get(..n).map(|p| p.to_ascii_lowercase());
+    let s = if lower(7).as_deref() == Some(b"http://") {
+        &v[7..]
+    } else if lower(8).as_deref() == Some(b"https://") {
+        &v[8..]
+    } else if v.windows(3).any(|w| w == b"://") {
+        return None; // another scheme (unix://): not ours to guess
+    } else {
+        v
+    };
+    let end = s.iter().position(|c| b"/?#".contains(c));
+    let host = &s[..end.unwrap_or(s.len())];
+    (host.len() != v.len() && !host.is_empty()).then_some(host)
+}
+
+/// HPACK integer with an `n`-bit prefix (RFC 7541 5.1).
+fn put_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 0x80 {
+        out.push(0x80 | (v & 0x7f) as u8);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2).
+fn put_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.push(0x00);
+    for s in [name, value] {
+        put_int(out, 0, 7, s.len());
+        out.extend_from_slice(s);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let AuthorityFix { inner, f } = self.get_mut();
+        loop {
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if f.out_pos < f.out.len() {
+                let n = (f.out.len() - f.out_pos).min(buf.remaining());
+                buf.put_slice(&f.out[f.out_pos..f.out_pos + n]);
+                f.out_pos += n;
+                if f.out_pos == f.out.len() {
+                    f.out.clear();
+                    f.out_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if f.state == State::Failed {
+                let msg = "undecodable HTTP/2 header block after an :authority rewrite";
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, msg)));
+            }
+            // Read straight into the caller's buffer: the common case (no
+            // header block in this read) costs one scan and no copy.
+            let start = buf.filled().len();
+            ready!(Pin::new(&mut *inner).poll_read(cx, buf))?;
+            let end = buf.filled().len();
+            if end == start {
+                // EOF: hand over what is held (h2 reports the truncation),
+                // unless we rewrote before (then the stale bytes are useless).
+                if f.held.is_empty() && !f.open || f.reencode {
+                    return Poll::Ready(Ok(()));
+                }
+                f.give_up();
+                f.out.append(&mut f.held);
+                continue;
+            }
+            let k = match f.held.is_empty() {
+                true => f.scan(&buf.filled()[start..]),
+                false => 0,
+            };
+            if start + k == end {
+                return Poll::Ready(Ok(()));
+            }
+            f.held.extend_from_slice(&buf.filled()[start + k..]);
+            buf.set_filled(start + k);
+            let held = std::mem::take(&mut f.held);
+            let used = f.process(&held);
+            f.held = held;
+            f.held.drain(..used);
+            if k > 0 {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: Connected> Connected for AuthorityFix<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    type Frame = (u8, u8, u32, Vec<u8>);
+
+    fn frame(ty: u8, flags: u8, id: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend_from_slice(&[ty, flags]);
+        f.extend_from_slice(&id.to_be_bytes());
+        [f, payload.to_vec()].concat()
+    }
+
+    /// `:method GET` (static index 2), then `:authority` as a literal with
+    /// incremental indexing (indexed name 1): it enters the dynamic table.
+    fn block(authority: &str) -> Vec<u8> {
+        let mut b = vec![0x82, 0x41];
+        put_int(&mut b, 0, 7, authority.len());
+        [b, authority.as_bytes().to_vec()].concat()
+    }
+
+    /// Preface, SETTINGS, then `parts`.
+    fn stream(parts: &[Vec<u8>]) -> Vec<u8> {
+        let settings = frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 100]);
+        [PREFACE.to_vec(), settings, parts.concat()].concat()
+    }
+
+    /// Feeds `input` through the filter in `chunk`-byte writes.
+    async fn filter(input: &[u8], chunk: usize) -> Vec<u8> {
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        let input = input.to_vec();
+        let writer = tokio::spawn(async move {
+            for c in input.chunks(chunk) {
+                tx.write_all(c).await.unwrap();
+            }
+        });
+        let mut out = Vec::new();
+        AuthorityFix::new(rx).read_to_end(&mut out).await.unwrap();
+        writer.await.unwrap();
+        out
+    }
+
+    /// The frames after the preface as the server sees them: a header block
+    /// (CONTINUATIONs merged) is decoded, with a fresh decoder, to `n=v;`.
+    fn frames(out: &[u8]) -> Vec<Frame> {
+        assert_eq!(&out[..24], PREFACE);
+        let (mut rest, mut dec, mut v) = (&out[24..], Decoder::new(), Vec::<Frame>::new());
+        while !rest.is_empty() {
+            let (f, tail) = rest.split_at(FRAME_HEADER_LEN + frame_len(rest));
+            let (ty, flags) = (f[3], f[4]);
+            rest = tail;
+            assert!(f.len() <= FRAME_HEADER_LEN + MAX_FRAME || ty == 0);
+            let prio = if ty == HEADERS && flags & PRIORITY != 0 {
+                5
+            } else {
+                0
+            };
+            let payload = &f[FRAME_HEADER_LEN + prio..];
+            match v.last_mut() {
+                Some(last) if ty == CONTINUATION => last.3.extend_from_slice(payload),
+                _ => v.push((ty, flags, stream_id(f), payload.to_vec())),
+            }
+            if (ty == HEADERS || ty == CONTINUATION) && flags & END_HEADERS != 0 {
+                let last = v.last_mut().unwrap();
+                let hs = dec.decode(&last.3).unwrap().into_iter();
+                last.3 = hs
+                    .flat_map(|(n, x)| [n, b"=".to_vec(), x, b";".to_vec()].concat())
+                    .collect();
+            }
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn rewrites_url_authority_and_keeps_data() {
+        let data: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let input = stream(&[
+            frame(HEADERS, END_HEADERS, 1, &block("http://h:1")),
+            frame(0x0, END_STREAM, 1, &data),
+            // References the client's dynamic table, which the server never
+            // got: decodable only if re-encoded.
+            frame(HEADERS, END_HEADERS | END_STREAM, 3, &[0x82, 0xbe]),
+        ]);
+        let hdr = b":method=GET;:authority=h:1;".to_vec();
+        for chunk in [1, 7, 4096, 1 << 20] {
+            let f = frames(&filter(&input, chunk).await);
+            assert_eq!(f.len(), 4, "chunk {chunk}");
+            assert_eq!(f[1], (HEADERS, END_HEADERS, 1, hdr.clone()));
+            assert_eq!(f[2], (0x0, END_STREAM, 1, data.clone()));
+            assert_eq!(f[3], (HEADERS, END_HEADERS | END_STREAM, 3, hdr.clone()));
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_clean_blocks_byte_identical() {
+        let input = stream(&[
+            frame(HEADERS, END_HEADERS, 1, &block("h:1")),
+            frame(0x0, END_STREAM, 1, b"payload"),
+            frame(HEADERS, END_HEADERS | END_STREAM, 3, &[0x82, 0xbe]),
+        ]);
+        assert_eq!(filter(&input, 5).await, input);
+        // An undecodable block (index 99) disables the filter: bytes unchanged.
+        let bad = stream(&[
+            frame(HEADERS, END_HEADERS, 1, &[0xe3]),
+            frame(HEADERS, END_HEADERS, 3, &block("http://h:1")),
+        ]);
+        assert_eq!(filter(&bad, 3).await, bad);
+    }
+
+    #[tokio::test]
+    async fn split_continuation_padding_priority() {
+        let blk = block("https://h:1/x");
+        // pad length 2, priority, a first fragment, 2 padding bytes
+        let first = [&[2, 0, 0, 0, 0, 7][..], &blk[..3], &[0, 0]].concat();
+        let input = stream(&[
+            frame(HEADERS, PADDED | PRIORITY | END_STREAM, 5, &first),
+            frame(CONTINUATION, 0, 5, &blk[3..6]),
+            frame(CONTINUATION, END_HEADERS, 5, &blk[6..]),
+        ]);
+        let flags = PRIORITY | END_STREAM | END_HEADERS;
+        let hdr = b":method=GET;:authority=h:1;".to_vec();
+        for chunk in [1, 10, 1000] {
+            let out = filter(&input, chunk).await;
+            assert_eq!(frames(&out)[1], (HEADERS, flags, 5, hdr.clone()));
+            assert_eq!(out[24 + 15 + 9..][..5], [0, 0, 0, 0, 7]); // priority kept
+        }
+        // A re-encoded block larger than one frame gets a CONTINUATION.
+        let mut big = [block("http://h:1"), vec![0x00, 0x01, b'x']].concat();
+        put_int(&mut big, 0, 7, 20_000);
+        big.resize(big.len() + 20_000, b'y');
+        let out = filter(&stream(&[frame(HEADERS, END_HEADERS, 1, &big)]), 8192).await;
+        assert_eq!((frame_len(&out[39..]), out[39 + 4]), (MAX_FRAME, 0));
+        assert!(frames(&out)[1]
+            .3
+            .starts_with(b":method=GET;:authority=h:1;x=yyy"));
+    }
+
+    #[test]
+    fn fixes_only_urls() {
+        for (v, want) in [
+            ("http://127.0.0.1:2379", Some("127.0.0.1:2379")),
+            ("HTTPS://h:1/p?q", Some("h:1")),
+            ("h:1/", Some("h:1")),
+            ("h:1", None),
+            ("unix:///tmp/s", None),
+        ] {
+            assert_eq!(fix_authority(v.as_bytes()), want.map(str::as_bytes), "{v}");
+        }
+    }
+}
