@@ -4,11 +4,12 @@
 //! filters the client->server bytes of a connection before hyper sees them
 //! and rewrites such an authority to `host:port`.
 //!
-//! Every header block is HPACK-decoded with one decoder per connection, which
-//! tracks the client's dynamic table. Blocks pass through verbatim until one
-//! needs a rewrite; from then on every block is re-encoded as literals without
-//! indexing, so the server's (from then on stale) dynamic table is never
-//! referenced. Other frames are streamed through without buffering.
+//! The first header block of a connection is HPACK-decoded. If its authority
+//! is fine, the connection passes through untouched from then on (a client
+//! keeps one authority per connection). If it needs a rewrite, every block is
+//! decoded (one decoder per connection tracks the client's dynamic table) and
+//! re-encoded as literals without indexing, so the server's stale dynamic
+//! table is never referenced. Other frames are streamed through unbuffered.
 
 use std::io;
 use std::pin::Pin;
@@ -200,6 +201,10 @@ impl Filter {
         }
         if !changed && !self.reencode {
             self.out.extend_from_slice(&self.raw);
+            // A client keeps one authority per connection: once its first
+            // block is fine, stop decoding (HPACK decoding costs ~15% of a
+            // put's CPU) and pass the connection through untouched.
+            self.state = State::Disabled;
         } else {
             self.reencode = true;
             self.emit_reencoded();

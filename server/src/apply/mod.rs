@@ -132,10 +132,10 @@ impl StateMachine {
             for entry in &entries {
                 applied = Some(*entry.get_log_id());
                 let resp = match &entry.payload {
-                    EntryPayload::Blank => RaftResponse(Ok(Applied::None)),
+                    EntryPayload::Blank => RaftResponse::default(),
                     EntryPayload::Membership(m) => {
                         membership = StoredMembership::new(applied, m.clone());
-                        RaftResponse(Ok(Applied::None))
+                        RaftResponse::default()
                     }
                     EntryPayload::Normal(req) => {
                         let mut tables = request::Tables {
@@ -184,7 +184,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        tokio::task::block_in_place(|| self.apply_batch(entries)).map_err(|e| {
+        self.apply_batch(entries).map_err(|e| {
             tracing::error!(error = %e, "apply failed; the member must stop");
             sm_error(e)
         })

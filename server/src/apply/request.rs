@@ -7,7 +7,7 @@ use kv_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, ResponseHeader,
 };
-use kv_proto::kvpb::{internal_request::Request, InternalRequest};
+use kv_proto::kvpb::{internal_request::Request, InternalBatch, InternalRequest};
 use parking_lot::Mutex;
 use prost::Message;
 use redb::Table;
@@ -25,28 +25,39 @@ pub struct Tables<'a, 't> {
     pub alarms_mem: &'a Mutex<BTreeSet<(u64, i32)>>,
 }
 
-/// Applies one entry's request. The outer error is fatal (storage failed);
-/// the inner one is the request's own answer.
+/// Applies one entry: a batch of requests, each with its own revision. The
+/// outer error is fatal (storage failed); the inner ones are the requests' own
+/// answers.
 pub fn apply(
     b: &mut WriteBatch,
     lessor: &mut Lessor,
     t: &mut Tables,
     bytes: &[u8],
 ) -> Result<RaftResponse, MvccError> {
-    b.begin();
-    let result = match InternalRequest::decode(bytes) {
-        Ok(req) => dispatch(b, lessor, t, req),
-        Err(e) => Err(KvError::Internal(format!("undecodable log entry: {e}"))),
-    };
-    let rev = b.end();
-    match result {
-        Err(KvError::Mvcc(e @ (MvccError::Storage(_) | MvccError::Corrupt(_)))) => Err(e),
-        Err(e) => Ok(RaftResponse(Err(e))),
-        Ok(mut applied) => {
-            set_revision(&mut applied, rev);
-            Ok(RaftResponse(Ok(applied)))
+    let batch = match InternalBatch::decode(bytes) {
+        Ok(batch) => batch,
+        Err(e) => {
+            let err = KvError::Internal(format!("undecodable log entry: {e}"));
+            return Ok(RaftResponse(vec![Err(err)]));
         }
+    };
+    let mut out = Vec::with_capacity(batch.requests.len());
+    for req in batch.requests {
+        b.begin();
+        let result = dispatch(b, lessor, t, req);
+        let rev = b.end();
+        out.push(match result {
+            Err(KvError::Mvcc(e @ (MvccError::Storage(_) | MvccError::Corrupt(_)))) => {
+                return Err(e)
+            }
+            Err(e) => Err(e),
+            Ok(mut applied) => {
+                set_revision(&mut applied, rev);
+                Ok(applied)
+            }
+        });
     }
+    Ok(RaftResponse(out))
 }
 
 fn set_revision(a: &mut Applied, revision: i64) {

@@ -10,7 +10,7 @@ use crate::error::KvError;
 
 pub type NodeId = u64;
 
-/// One proposed command: an encoded `kvpb.InternalRequest`. Keeping the bytes
+/// One log entry: an encoded `kvpb.InternalBatch`. Keeping the bytes
 /// means the log stores exactly what was proposed and decoding happens once, at apply.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RaftRequest {
@@ -23,9 +23,9 @@ impl fmt::Display for RaftRequest {
     }
 }
 
-/// The outcome of applying one entry, handed back to the proposer.
-#[derive(Debug, Clone)]
-pub struct RaftResponse(pub Result<Applied, KvError>);
+/// The outcome of applying one entry: one result per batched request, in order.
+#[derive(Debug, Clone, Default)]
+pub struct RaftResponse(pub Vec<Result<Applied, KvError>>);
 
 // openraft's `serde` feature requires responses to be serializable, but a
 // response never leaves the member that applied it; it is serialized as unit

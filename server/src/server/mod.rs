@@ -7,6 +7,7 @@ mod ids;
 mod kv;
 mod lease;
 mod maintenance;
+mod propose;
 mod read_index;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use kv_proto::etcdserverpb::ResponseHeader;
 use kv_proto::kvpb::{internal_request::Request, InternalRequest};
-use openraft::error::{ClientWriteError, RaftError};
 use parking_lot::Mutex;
 use prost::Message;
 
@@ -29,7 +29,7 @@ use crate::mvcc::Store;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::types::Raft;
-use crate::raft::{NodeId, RaftRequest};
+use crate::raft::NodeId;
 use crate::txn::Limits;
 use crate::watch::WatchHub;
 
@@ -63,6 +63,7 @@ pub struct Node {
     members: Vec<MemberInfo>,
     next_id: AtomicU64,
     reads: read_index::ReadIndex,
+    proposer: propose::Proposer,
     /// Completion handles of the background tasks, aborted on shutdown.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -130,6 +131,7 @@ impl Node {
 
         let node = Arc::new(Node {
             reads: read_index::ReadIndex::start(raft.clone()),
+            proposer: propose::Proposer::start(raft.clone()),
             raft,
             core,
             header,
@@ -190,20 +192,11 @@ impl Node {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             request: Some(request),
         };
-        let bytes = req.encode_to_vec();
-        if bytes.len() > self.max_request_bytes {
+        let size = req.encoded_len();
+        if size > self.max_request_bytes {
             return Err(KvError::RequestTooLarge);
         }
-        match self.raft.client_write(RaftRequest { bytes }).await {
-            Ok(resp) => resp.data.0,
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(KvError::NoLeader)
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(KvError::Internal(e.to_string()))
-            }
-            Err(RaftError::Fatal(_)) => Err(KvError::Stopped),
-        }
+        self.proposer.propose(req, size).await
     }
 
     /// Waits until this member has applied everything committed before the call.
