@@ -5,6 +5,7 @@
 mod authority;
 mod kv;
 mod lease;
+mod limits;
 mod maintenance;
 pub mod status;
 mod watch;
@@ -50,6 +51,9 @@ pub async fn serve(
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(120)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .layer(tower::util::MapResponseLayer::new(
+                limits::grpc_go_size_status::<tonic::body::Body>,
+            ))
             .add_service(
                 KvServer::new(kv::KvService(node.clone()))
                     .max_decoding_message_size(max_recv)

@@ -218,8 +218,7 @@ fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Vec<u8>>, u64), WalEr
                 off += used;
             }
             Err(reason) => {
-                let rest_blank = is_torn_tail(&buf[off..]);
-                if is_last && rest_blank {
+                if is_last && is_torn_tail(&buf, off) {
                     tracing::warn!(file = %path.display(), offset = off, %reason, "dropping torn record at the end of the log");
                     return Ok((records, off as u64));
                 }
@@ -234,17 +233,12 @@ fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Vec<u8>>, u64), WalEr
     Ok((records, off as u64))
 }
 
-/// A bad record is a torn tail when nothing valid can follow it: either it runs
-/// past the end of the file, or everything after its claimed end is zeros.
-fn is_torn_tail(rest: &[u8]) -> bool {
-    if rest.len() < HEADER {
-        return true;
-    }
-    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    match HEADER.checked_add(len) {
-        Some(end) if end <= rest.len() => rest[end..].iter().all(|b| *b == 0),
-        _ => true,
-    }
+/// A bad record is a torn tail when nothing valid follows it: a crash
+/// mid-append leaves a prefix of the last write (or zeros), never a complete,
+/// checksummed record after the damage. Any valid record found at a later
+/// offset means the damage is in the middle: corruption.
+fn is_torn_tail(buf: &[u8], bad_at: usize) -> bool {
+    (bad_at + 1..buf.len()).all(|p| parse_record(&buf[p..]).is_err())
 }
 
 fn parse_record(buf: &[u8]) -> Result<(&[u8], usize), String> {
