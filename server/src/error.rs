@@ -48,3 +48,80 @@ pub enum KvError {
 }
 
 pub type KvResult<T> = Result<T, KvError>;
+
+impl KvError {
+    /// A stable code for this error, for crossing members and for bindings.
+    pub fn code(&self) -> &'static str {
+        match self {
+            KvError::Mvcc(MvccError::Compacted) => "compacted",
+            KvError::Mvcc(MvccError::FutureRev) => "future_rev",
+            KvError::Mvcc(_) => "storage",
+            KvError::EmptyKey => "empty_key",
+            KvError::KeyNotFound => "key_not_found",
+            KvError::ValueProvided => "value_provided",
+            KvError::LeaseProvided => "lease_provided",
+            KvError::TooManyOps => "too_many_ops",
+            KvError::DuplicateKey => "duplicate_key",
+            KvError::RequestTooLarge => "request_too_large",
+            KvError::NoSpace => "no_space",
+            KvError::LeaseNotFound => "lease_not_found",
+            KvError::LeaseExists => "lease_exist",
+            KvError::LeaseTtlTooLarge => "lease_ttl_too_large",
+            KvError::MemberNotFound => "member_not_found",
+            KvError::BadLeaderTransferee => "bad_leader_transferee",
+            KvError::NoLeader => "no_leader",
+            KvError::Stopped => "stopped",
+            KvError::Timeout => "timeout",
+            KvError::NotCapable => "not_capable",
+            KvError::InvalidArgument(_) => "invalid_argument",
+            KvError::Internal(_) => "internal",
+        }
+    }
+
+    /// Rebuilds an error sent by another member as (code, message).
+    pub fn from_code(code: &str, message: &str) -> KvError {
+        let all = [
+            KvError::Mvcc(MvccError::Compacted),
+            KvError::Mvcc(MvccError::FutureRev),
+            KvError::EmptyKey,
+            KvError::KeyNotFound,
+            KvError::ValueProvided,
+            KvError::LeaseProvided,
+            KvError::TooManyOps,
+            KvError::DuplicateKey,
+            KvError::RequestTooLarge,
+            KvError::NoSpace,
+            KvError::LeaseNotFound,
+            KvError::LeaseExists,
+            KvError::LeaseTtlTooLarge,
+            KvError::MemberNotFound,
+            KvError::BadLeaderTransferee,
+            KvError::NoLeader,
+            KvError::Stopped,
+            KvError::Timeout,
+            KvError::NotCapable,
+        ];
+        match all.into_iter().find(|e| e.code() == code) {
+            Some(e) => e,
+            None if code == "invalid_argument" => KvError::InvalidArgument(message.to_string()),
+            None => KvError::Internal(message.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for e in [
+            KvError::NoLeader,
+            KvError::Mvcc(MvccError::Compacted),
+            KvError::InvalidArgument("x".into()),
+        ] {
+            let back = KvError::from_code(e.code(), &e.to_string());
+            assert_eq!(back.code(), e.code());
+        }
+    }
+}

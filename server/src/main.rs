@@ -36,6 +36,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let listeners = kvd::api::bind(&addrs)
         .await
         .with_context(|| format!("binding {:?}", cfg.listen_client_urls))?;
+    let peer_addrs = cfg
+        .listen_peer_urls
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let peer_listeners = kvd::api::bind(&peer_addrs)
+        .await
+        .with_context(|| format!("binding {:?}", cfg.listen_peer_urls))?;
     let node = kvd::server::Node::start(&cfg).await.with_context(|| {
         format!(
             "starting member {:?} in {}",
@@ -55,6 +63,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         "kvd is ready"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let peers = tokio::spawn(kvd::server::peer::serve(
+        node.clone(),
+        peer_listeners,
+        stop_rx.clone(),
+    ));
     let server = tokio::spawn(kvd::api::serve(node.clone(), listeners, stop_rx));
     let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
@@ -62,6 +75,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         r = server => {
             r.context("server task")?.context("serving")?;
+        }
+        r = peers => {
+            r.context("peer server task")?.context("serving peers")?;
         }
     }
     let _ = stop_tx.send(true);

@@ -56,7 +56,7 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
-                let resp = match node.lease_renew(r.id) {
+                let resp = match node.lease_renew(r.id).await {
                     // etcd answers an unknown lease with TTL 0, not an error.
                     Ok(ttl) => Ok(LeaseKeepAliveResponse {
                         header: node.header(0),

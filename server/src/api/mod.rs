@@ -38,6 +38,15 @@ pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn stopped(mut stop: signal::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
 /// Serves the client API on `listeners` until `stop` turns true.
 pub async fn serve(
     node: Arc<Node>,
@@ -75,14 +84,7 @@ pub async fn serve(
                 MaintenanceServer::new(maintenance::MaintenanceService(node.clone()))
                     .max_encoding_message_size(usize::MAX),
             );
-        let mut stop = stop.clone();
-        let shutdown = async move {
-            while !*stop.borrow_and_update() {
-                if stop.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
+        let shutdown = stopped(stop.clone());
         // Each connection's client bytes go through AuthorityFix (etcdctl
         // 3.4 sends URLs as :authority, which h2 rejects).
         let incoming = TcpListenerStream::new(l).map(|conn| {

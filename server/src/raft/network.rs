@@ -1,67 +1,165 @@
-//! The peer network. A single-member cluster never sends raft messages; every
-//! RPC reports the peer unreachable. The cluster work replaces this with a
-//! gRPC transport on the peer URLs.
+//! The peer network: openraft's RPCs over gRPC (`kvpb.Peer`) to the peer URL
+//! each member advertises. One lazily connected channel per peer is kept and
+//! reused; every call carries openraft's deadline, so a dead or slow peer
+//! costs a timeout, never a stalled leader.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kv_proto::kvpb::peer_client::PeerClient;
+use kv_proto::kvpb::RaftMessage;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use parking_lot::Mutex;
+use tonic::transport::{Channel, Endpoint};
 
 use super::types::{NodeId, TypeConfig};
 
-#[derive(Debug, Clone, Default)]
-pub struct Network;
+/// Largest peer message (a batch of entries or a snapshot chunk).
+pub const MAX_PEER_MESSAGE: usize = 256 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
-#[error("no peer transport in a single-member cluster (peer {0})")]
-struct NoTransport(NodeId);
+#[error("{0}")]
+struct PeerFailure(String);
+
+/// Peer channels, shared by raft replication and request forwarding.
+#[derive(Clone, Default)]
+pub struct Network {
+    channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
+}
+
+impl Network {
+    /// The channel to `target` at `addr` (its first peer URL), created on first use.
+    pub fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
+        let url = addr.split(',').next().unwrap_or(addr).to_string();
+        let mut map = self.channels.lock();
+        if let Some((u, ch)) = map.get(&target) {
+            if *u == url {
+                return Ok(ch.clone());
+            }
+        }
+        let ch = Endpoint::from_shared(url.clone())
+            .map_err(|e| format!("bad peer URL {url:?}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        map.insert(target, (url, ch.clone()));
+        Ok(ch)
+    }
+
+    pub fn client(&self, target: NodeId, addr: &str) -> Result<PeerClient<Channel>, String> {
+        Ok(PeerClient::new(self.channel(target, addr)?)
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+}
 
 pub struct Peer {
     target: NodeId,
-}
-
-impl Peer {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
-        RPCError::Unreachable(Unreachable::new(&NoTransport(self.target)))
-    }
+    addr: String,
+    net: Network,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Peer {
-        Peer { target }
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer {
+            target,
+            addr: node.addr.clone(),
+            net: self.clone(),
+        }
     }
+}
+
+type RpcErr<E> = RPCError<NodeId, BasicNode, E>;
+
+impl Peer {
+    /// Sends one bincode-encoded openraft message and decodes the remote's
+    /// `Result<Resp, E>`.
+    async fn call<Req, Resp, E>(
+        &self,
+        kind: Kind,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let net_err = |m: String| RPCError::Network(NetworkError::new(&PeerFailure(m)));
+        let data = bincode::serialize(req).map_err(|e| net_err(e.to_string()))?;
+        let mut client = self
+            .net
+            .client(self.target, &self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&PeerFailure(e))))?;
+        let msg = RaftMessage { data };
+        let fut = async {
+            match kind {
+                Kind::Append => client.append_entries(msg).await,
+                Kind::Vote => client.vote(msg).await,
+                Kind::Snapshot => client.install_snapshot(msg).await,
+            }
+        };
+        let resp = tokio::time::timeout(option.hard_ttl(), fut)
+            .await
+            .map_err(|_| net_err(format!("peer {:x}: timed out", self.target)))?
+            .map_err(|s| {
+                let e = PeerFailure(format!("peer {:x}: {}", self.target, s.message()));
+                if s.code() == tonic::Code::Unavailable {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        let result: Result<Resp, E> =
+            bincode::deserialize(&resp.into_inner().data).map_err(|e| net_err(e.to_string()))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Append,
+    Vote,
+    Snapshot,
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
+        self.call(Kind::Append, &rpc, &option).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        Err(self.unreachable())
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call(Kind::Snapshot, &rpc, &option).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
+        self.call(Kind::Vote, &rpc, &option).await
     }
 }

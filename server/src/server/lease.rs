@@ -8,6 +8,7 @@ use kv_proto::etcdserverpb::{
     LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use kv_proto::kvpb::internal_request::Request;
+use kv_proto::kvpb::LeaseRenewRequest;
 
 use super::Node;
 use crate::apply::Applied;
@@ -15,8 +16,7 @@ use crate::error::{KvError, KvResult};
 
 impl Node {
     fn ensure_leader(&self) -> KvResult<()> {
-        let m = self.raft.metrics().borrow().clone();
-        match m.current_leader {
+        match self.raft.metrics().borrow().current_leader {
             Some(l) if l == self.member_id() => Ok(()),
             _ => Err(KvError::NoLeader),
         }
@@ -54,8 +54,31 @@ impl Node {
         }
     }
 
-    /// Renews a lease; `Ok(None)` when it does not exist (etcd answers TTL 0).
-    pub fn lease_renew(&self, id: i64) -> KvResult<Option<i64>> {
+    /// Renews a lease at the leader; `Ok(None)` when it does not exist (etcd
+    /// answers TTL 0). A follower forwards the keep-alive.
+    pub async fn lease_renew(&self, id: i64) -> KvResult<Option<i64>> {
+        match super::read_index::leader_addr(&self.raft) {
+            Some((leader, _)) if leader == self.member_id() => self.lease_renew_as_leader(id),
+            Some((leader, addr)) => {
+                let mut client = self
+                    .network
+                    .client(leader, &addr)
+                    .map_err(|_| KvError::NoLeader)?;
+                let resp = client
+                    .lease_renew(LeaseRenewRequest { id })
+                    .await
+                    .map_err(|_| KvError::NoLeader)?
+                    .into_inner();
+                match resp.error {
+                    Some(e) => Err(super::peer::from_peer_error(&e)),
+                    None => Ok((resp.ttl > 0).then_some(resp.ttl)),
+                }
+            }
+            None => Err(KvError::NoLeader),
+        }
+    }
+
+    pub(crate) fn lease_renew_as_leader(&self, id: i64) -> KvResult<Option<i64>> {
         self.ensure_leader()?;
         Ok(self.core.lessor.lock().renew(id))
     }

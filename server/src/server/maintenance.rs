@@ -19,7 +19,8 @@ pub const API_VERSION: &str = "3.5.0";
 
 impl Node {
     pub fn status(&self) -> StatusResponse {
-        let m = self.raft.metrics().borrow().clone();
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
         let db_size = self.core.store.db_size();
         StatusResponse {
             header: self.header(0),

@@ -7,6 +7,7 @@ mod ids;
 mod kv;
 mod lease;
 mod maintenance;
+pub mod peer;
 mod propose;
 mod read_index;
 
@@ -63,6 +64,7 @@ pub struct Node {
     members: Vec<MemberInfo>,
     next_id: AtomicU64,
     reads: read_index::ReadIndex,
+    network: Network,
     proposer: propose::Proposer,
     /// Completion handles of the background tasks, aborted on shutdown.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -112,7 +114,8 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let raft = Raft::new(me.id, Arc::new(raft_cfg), Network, log, sm)
+        let network = Network::default();
+        let raft = Raft::new(me.id, Arc::new(raft_cfg), network.clone(), log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         if !raft
@@ -130,7 +133,8 @@ impl Node {
         }
 
         let node = Arc::new(Node {
-            reads: read_index::ReadIndex::start(raft.clone()),
+            reads: read_index::ReadIndex::start(raft.clone(), network.clone(), me.id),
+            network,
             proposer: propose::Proposer::start(raft.clone()),
             raft,
             core,
@@ -186,7 +190,8 @@ impl Node {
         self.max_request_bytes
     }
 
-    /// Proposes one request through raft and waits until it is applied.
+    /// Proposes one request and waits until it is applied: on the leader
+    /// directly, from a follower through the leader.
     pub async fn propose(&self, request: Request) -> KvResult<Applied> {
         let req = InternalRequest {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -196,7 +201,36 @@ impl Node {
         if size > self.max_request_bytes {
             return Err(KvError::RequestTooLarge);
         }
-        self.proposer.propose(req, size).await
+        match read_index::leader_addr(&self.raft) {
+            Some((leader, _)) if leader == self.member_id() => {
+                self.proposer.propose(req, size).await
+            }
+            Some((leader, addr)) => {
+                let mut client = self
+                    .network
+                    .client(leader, &addr)
+                    .map_err(|_| KvError::NoLeader)?;
+                match client.propose(req).await {
+                    Ok(resp) => peer::from_wire(resp.into_inner()),
+                    Err(_) => Err(KvError::NoLeader),
+                }
+            }
+            None => Err(KvError::NoLeader),
+        }
+    }
+
+    /// A proposal forwarded by a follower: accepted only while leader.
+    pub(crate) async fn propose_as_leader(&self, req: InternalRequest) -> KvResult<Applied> {
+        let size = req.encoded_len();
+        if size > self.max_request_bytes {
+            return Err(KvError::RequestTooLarge);
+        }
+        match read_index::leader_addr(&self.raft) {
+            Some((leader, _)) if leader == self.member_id() => {
+                self.proposer.propose(req, size).await
+            }
+            _ => Err(KvError::NoLeader),
+        }
     }
 
     /// Waits until this member has applied everything committed before the call.

@@ -1,0 +1,172 @@
+//! The peer gRPC service (`kvpb.Peer`): the receiving end of raft's network,
+//! plus the leader-side answers to followers' forwarded requests (proposals,
+//! read index, lease keep-alives).
+
+use std::sync::Arc;
+
+use kv_proto::kvpb::peer_server::{Peer, PeerServer};
+use kv_proto::kvpb::propose_response::Result as ProposeResult;
+use kv_proto::kvpb::{
+    InternalRequest, LeaseRenewRequest, LeaseRenewResponse, PeerError, ProposeResponse,
+    RaftMessage, ReadIndexRequest, ReadIndexResponse,
+};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use super::Node;
+use crate::apply::Applied;
+use crate::error::{KvError, KvResult};
+use crate::raft::network::MAX_PEER_MESSAGE;
+use crate::raft::TypeConfig;
+
+pub struct PeerService(pub Arc<Node>);
+
+fn decode<T: serde::de::DeserializeOwned>(m: &RaftMessage) -> Result<T, Status> {
+    bincode::deserialize(&m.data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
+    bincode::serialize(v)
+        .map(|data| Response::new(RaftMessage { data }))
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+pub fn peer_error(e: &KvError) -> PeerError {
+    PeerError {
+        code: e.code().to_string(),
+        message: e.to_string(),
+    }
+}
+
+pub fn from_peer_error(e: &PeerError) -> KvError {
+    KvError::from_code(&e.code, &e.message)
+}
+
+/// An applied result as it crosses members.
+pub fn to_wire(r: KvResult<Applied>) -> ProposeResponse {
+    let result = match r {
+        Err(e) => ProposeResult::Error(peer_error(&e)),
+        Ok(Applied::None) => ProposeResult::None(true),
+        Ok(Applied::Put(r)) => ProposeResult::Put(r),
+        Ok(Applied::DeleteRange(r)) => ProposeResult::DeleteRange(r),
+        Ok(Applied::Txn(r)) => ProposeResult::Txn(r),
+        Ok(Applied::Compaction(r)) => ProposeResult::Compaction(r),
+        Ok(Applied::LeaseGrant(r)) => ProposeResult::LeaseGrant(r),
+        Ok(Applied::LeaseRevoke(r)) => ProposeResult::LeaseRevoke(r),
+        Ok(Applied::Alarm(r)) => ProposeResult::Alarm(r),
+    };
+    ProposeResponse {
+        result: Some(result),
+    }
+}
+
+pub fn from_wire(r: ProposeResponse) -> KvResult<Applied> {
+    match r.result {
+        None | Some(ProposeResult::None(_)) => Ok(Applied::None),
+        Some(ProposeResult::Error(e)) => Err(from_peer_error(&e)),
+        Some(ProposeResult::Put(r)) => Ok(Applied::Put(r)),
+        Some(ProposeResult::DeleteRange(r)) => Ok(Applied::DeleteRange(r)),
+        Some(ProposeResult::Txn(r)) => Ok(Applied::Txn(r)),
+        Some(ProposeResult::Compaction(r)) => Ok(Applied::Compaction(r)),
+        Some(ProposeResult::LeaseGrant(r)) => Ok(Applied::LeaseGrant(r)),
+        Some(ProposeResult::LeaseRevoke(r)) => Ok(Applied::LeaseRevoke(r)),
+        Some(ProposeResult::Alarm(r)) => Ok(Applied::Alarm(r)),
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
+        encode(&self.0.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<u64> = decode(req.get_ref())?;
+        encode(&self.0.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
+        encode(&self.0.raft.install_snapshot(rpc).await)
+    }
+
+    async fn propose(
+        &self,
+        req: Request<InternalRequest>,
+    ) -> Result<Response<ProposeResponse>, Status> {
+        Ok(Response::new(to_wire(
+            self.0.propose_as_leader(req.into_inner()).await,
+        )))
+    }
+
+    async fn read_index(
+        &self,
+        _req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        let resp = match self.0.raft.get_read_log_id().await {
+            Ok((read, _applied)) => ReadIndexResponse {
+                index: read.map(|l| l.index).unwrap_or(0),
+                error: None,
+            },
+            Err(_) => ReadIndexResponse {
+                index: 0,
+                error: Some(peer_error(&KvError::NoLeader)),
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_renew(
+        &self,
+        req: Request<LeaseRenewRequest>,
+    ) -> Result<Response<LeaseRenewResponse>, Status> {
+        let resp = match self.0.lease_renew_as_leader(req.get_ref().id) {
+            Ok(ttl) => LeaseRenewResponse {
+                ttl: ttl.unwrap_or(0),
+                error: None,
+            },
+            Err(e) => LeaseRenewResponse {
+                ttl: 0,
+                error: Some(peer_error(&e)),
+            },
+        };
+        Ok(Response::new(resp))
+    }
+}
+
+/// Serves the peer API on `listeners` until `stop` turns true.
+pub async fn serve(
+    node: Arc<Node>,
+    listeners: Vec<TcpListener>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let mut servers = Vec::new();
+    for l in listeners {
+        let svc = PeerServer::new(PeerService(node.clone()))
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        let shutdown = crate::api::stopped(stop.clone());
+        servers.push(tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown),
+        ));
+    }
+    for s in servers {
+        if let Ok(Err(e)) = s.await {
+            return Err(e);
+        }
+    }
+    Ok(())
+}

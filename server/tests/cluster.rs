@@ -1,0 +1,286 @@
+//! Three kvd members on 127.0.0.1, formed from flags as etcd members are:
+//! writes through any member are read linearizably on every member, and the
+//! cluster keeps its acknowledged writes across a leader's kill -9.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use common::{kvd_only, Kind};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+struct Cluster {
+    members: Vec<Member>,
+    dir: tempfile::TempDir,
+    initial: String,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let members: Vec<Member> = (1..=n)
+            .map(|i| Member {
+                name: format!("n{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            members,
+            dir: tempfile::tempdir().expect("tempdir"),
+            initial,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i).await;
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let m = &self.members[i];
+        let data = self.dir.path().join(&m.name);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .expect("log file");
+        let child = Command::new(Kind::Kvd.binary())
+            .arg(format!("--name={}", m.name))
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!(
+                "--listen-client-urls=http://127.0.0.1:{}",
+                m.client_port
+            ))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{}",
+                m.client_port
+            ))
+            .arg(format!(
+                "--listen-peer-urls=http://127.0.0.1:{}",
+                m.peer_port
+            ))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{}",
+                m.peer_port
+            ))
+            .arg(format!("--initial-cluster={}", self.initial))
+            .arg("--initial-cluster-token=kvtest")
+            .arg("--initial-cluster-state=new")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn kvd");
+        self.members[i].child = Some(child);
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
+    }
+
+    fn logs(&self) -> String {
+        (0..self.members.len())
+            .map(|i| {
+                let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {} ---\n{}", self.members[i].name, tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    async fn client(&self, i: usize) -> Client {
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(5));
+        Client::connect([self.endpoint(i)], Some(opts))
+            .await
+            .expect("connect")
+    }
+
+    /// Waits until member `i` reports a leader and serves a linearizable get.
+    async fn wait_ready(&self, i: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let ep = self.endpoint(i);
+            let ok = tokio::time::timeout(Duration::from_secs(3), async move {
+                let opts = ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
+                let mut c = Client::connect([ep], Some(opts)).await.ok()?;
+                let st = c.status().await.ok()?;
+                (st.leader() != 0).then_some(())?;
+                c.get("ready", None).await.ok()
+            })
+            .await;
+            if matches!(ok, Ok(Some(_))) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i} not ready\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn leader(&self) -> usize {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                continue;
+            }
+            let mut c = self.client(i).await;
+            if let Ok(st) = c.status().await {
+                if st.leader() == st.header().map(|h| h.member_id()).unwrap_or(0) {
+                    return i;
+                }
+            }
+        }
+        panic!("no member is leader\n{}", self.logs());
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+#[tokio::test]
+async fn writes_on_any_member_read_linearizably_everywhere() {
+    kvd_only(|| async {
+        let c = Cluster::start(3).await;
+        for i in 0..3 {
+            let mut w = c.client(i).await;
+            w.put(format!("k{i}"), format!("v{i}"), None)
+                .await
+                .expect("put via member");
+            for j in 0..3 {
+                let mut r = c.client(j).await;
+                let got = r.get(format!("k{i}"), None).await.expect("get");
+                let kv = got
+                    .kvs()
+                    .first()
+                    .unwrap_or_else(|| panic!("k{i} missing on member {j}"));
+                assert_eq!(kv.value(), format!("v{i}").as_bytes(), "member {j}");
+            }
+        }
+        // Every member reports the same revision and hash.
+        let mut hashes = Vec::new();
+        for i in 0..3 {
+            let mut m = c.client(i).await;
+            hashes.push(m.hash_kv(0).await.expect("hash_kv").hash());
+        }
+        assert!(
+            hashes.windows(2).all(|w| w[0] == w[1]),
+            "hashes differ: {hashes:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn leader_kill_loses_no_acknowledged_write() {
+    kvd_only(|| async {
+        let mut c = Cluster::start(3).await;
+        let leader = c.leader().await;
+        let alive: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        let mut acked: BTreeMap<String, String> = BTreeMap::new();
+        // Writes through the leader, then kill it, then writes through the rest.
+        let mut lc = c.client(leader).await;
+        for n in 0..50 {
+            let (k, v) = (format!("w{n:03}"), format!("x{n}"));
+            lc.put(k.clone(), v.clone(), None)
+                .await
+                .expect("put before the kill");
+            acked.insert(k, v);
+        }
+        c.kill9(leader);
+        let deadline = Instant::now() + DEADLINE;
+        for n in 50..100 {
+            let (k, v) = (format!("w{n:03}"), format!("x{n}"));
+            loop {
+                let mut w = c.client(alive[n % 2]).await;
+                match w.put(k.clone(), v.clone(), None).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        assert!(
+                            Instant::now() < deadline,
+                            "writes did not resume: {e}\n{}",
+                            c.logs()
+                        );
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            acked.insert(k, v);
+        }
+        // The killed member comes back and catches up.
+        c.spawn(leader);
+        c.wait_ready(leader).await;
+        for i in 0..3 {
+            let mut r = c.client(i).await;
+            let got = r
+                .get("w", Some(GetOptions::new().with_prefix()))
+                .await
+                .expect("get");
+            let have: BTreeMap<String, String> = got
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key_str().unwrap().to_string(),
+                        kv.value_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            assert_eq!(have, acked, "member {i} differs");
+        }
+    })
+    .await;
+}
