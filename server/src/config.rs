@@ -71,6 +71,14 @@ pub struct Config {
     /// Applied entries between raft snapshots (log compaction).
     #[arg(long, env = "KVD_SNAPSHOT_COUNT", default_value_t = 100000)]
     pub snapshot_count: u64,
+    /// Entries a leader keeps in its log after a snapshot, for slow followers
+    /// to catch up from before they need the whole snapshot.
+    #[arg(
+        long,
+        env = "KVD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5000
+    )]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, env = "KVD_HEARTBEAT_INTERVAL", default_value_t = 100)]
     pub heartbeat_interval: u64,

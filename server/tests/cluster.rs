@@ -30,6 +30,7 @@ struct Cluster {
     members: Vec<Member>,
     dir: tempfile::TempDir,
     initial: String,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -39,6 +40,10 @@ fn free_port() -> u16 {
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[]).await
+    }
+
+    async fn start_with(n: usize, extra: &[&str]) -> Cluster {
         let members: Vec<Member> = (1..=n)
             .map(|i| Member {
                 name: format!("n{i}"),
@@ -56,6 +61,7 @@ impl Cluster {
             members,
             dir: tempfile::tempdir().expect("tempdir"),
             initial,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n {
             c.spawn(i);
@@ -96,6 +102,7 @@ impl Cluster {
             .arg(format!("--initial-cluster={}", self.initial))
             .arg("--initial-cluster-token=kvtest")
             .arg("--initial-cluster-state=new")
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
@@ -281,6 +288,74 @@ async fn leader_kill_loses_no_acknowledged_write() {
                 .collect();
             assert_eq!(have, acked, "member {i} differs");
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lagging_member_catches_up_by_snapshot() {
+    kvd_only(|| async {
+        let flags = [
+            "--snapshot-count=50",
+            "--experimental-snapshot-catchup-entries=10",
+        ];
+        let mut c = Cluster::start_with(3, &flags).await;
+        let leader = c.leader().await;
+        let lagger = (leader + 1) % 3;
+        let writer = (leader + 2) % 3;
+        c.kill9(lagger);
+        let mut w = c.client(writer).await;
+        for n in 0..300 {
+            w.put(format!("s{n:03}"), format!("v{n}"), None)
+                .await
+                .expect("put");
+        }
+        // The leader's log no longer reaches back to what the lagger has.
+        let snap_dir = c
+            .dir
+            .path()
+            .join(&c.members[leader].name)
+            .join("member/snap/current.snap");
+        assert!(snap_dir.exists(), "the leader took a snapshot");
+        c.spawn(lagger);
+        c.wait_ready(lagger).await;
+        let mut want = None;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let mut hashes = Vec::new();
+            for i in 0..3 {
+                let mut m = c.client(i).await;
+                let st = m.status().await.expect("status");
+                let h = m.hash_kv(0).await.expect("hash_kv");
+                hashes.push((st.header().map(|h| h.revision()).unwrap_or(0), h.hash()));
+            }
+            if hashes.windows(2).all(|p| p[0] == p[1]) {
+                want = Some(hashes[0]);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members differ: {hashes:?}\n{}",
+                c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(want.is_some());
+        let log = std::fs::read_to_string(c.log_path(lagger)).unwrap_or_default();
+        assert!(
+            log.contains("installed snapshot from the leader"),
+            "the lagger caught up from a snapshot\n{}",
+            c.logs()
+        );
+        let mut r = c.client(lagger).await;
+        let got = r
+            .get(
+                "s",
+                Some(GetOptions::new().with_prefix().with_serializable()),
+            )
+            .await
+            .expect("get");
+        assert_eq!(got.kvs().len(), 300, "the lagger has every key");
     })
     .await;
 }

@@ -214,6 +214,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.membership = meta.last_membership.clone();
         self.last_durable = Instant::now();
         snapshot::save(&self.snap_dir, meta, &data).map_err(sm_error)?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "installed snapshot from the leader");
         Ok(())
     }
 
