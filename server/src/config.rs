@@ -98,7 +98,7 @@ pub enum ConfigError {
     BadRetention(String),
     #[error("invalid --initial-cluster {0:?}: {1}")]
     BadCluster(String, &'static str),
-    #[error("--initial-cluster-state {0:?} is not supported yet (only \"new\")")]
+    #[error("invalid --initial-cluster-state {0:?}: expected \"new\" or \"existing\"")]
     UnsupportedState(String),
 }
 

@@ -31,6 +31,12 @@ pub enum KvError {
     LeaseTtlTooLarge,
     #[error("member not found")]
     MemberNotFound,
+    #[error("given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("can only promote a learner member")]
+    MemberNotLearner,
     #[error("bad leader transferee")]
     BadLeaderTransferee,
     #[error("no leader")]
@@ -68,6 +74,9 @@ impl KvError {
             KvError::LeaseExists => "lease_exist",
             KvError::LeaseTtlTooLarge => "lease_ttl_too_large",
             KvError::MemberNotFound => "member_not_found",
+            KvError::MemberBadUrls => "member_bad_urls",
+            KvError::PeerUrlExists => "peer_url_exist",
+            KvError::MemberNotLearner => "member_not_learner",
             KvError::BadLeaderTransferee => "bad_leader_transferee",
             KvError::NoLeader => "no_leader",
             KvError::Stopped => "stopped",
@@ -95,6 +104,9 @@ impl KvError {
             KvError::LeaseExists,
             KvError::LeaseTtlTooLarge,
             KvError::MemberNotFound,
+            KvError::MemberBadUrls,
+            KvError::PeerUrlExists,
+            KvError::MemberNotLearner,
             KvError::BadLeaderTransferee,
             KvError::NoLeader,
             KvError::Stopped,

@@ -24,6 +24,9 @@ struct Member {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    /// --initial-cluster-state and --initial-cluster this member starts with.
+    state: &'static str,
+    initial: Option<String>,
 }
 
 struct Cluster {
@@ -50,6 +53,8 @@ impl Cluster {
                 client_port: free_port(),
                 peer_port: free_port(),
                 child: None,
+                state: "new",
+                initial: None,
             })
             .collect();
         let initial = members
@@ -99,9 +104,12 @@ impl Cluster {
                 "--initial-advertise-peer-urls=http://127.0.0.1:{}",
                 m.peer_port
             ))
-            .arg(format!("--initial-cluster={}", self.initial))
+            .arg(format!(
+                "--initial-cluster={}",
+                m.initial.as_ref().unwrap_or(&self.initial)
+            ))
             .arg("--initial-cluster-token=kvtest")
-            .arg("--initial-cluster-state=new")
+            .arg(format!("--initial-cluster-state={}", m.state))
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -180,6 +188,39 @@ impl Cluster {
             }
         }
         panic!("no member is leader\n{}", self.logs());
+    }
+
+    /// Starts a new member that joins the running cluster (after `member add`).
+    async fn join(&mut self, name: &str, client_port: u16, peer_port: u16) -> usize {
+        let initial = format!("{},{name}=http://127.0.0.1:{peer_port}", self.initial);
+        self.members.push(Member {
+            name: name.to_string(),
+            client_port,
+            peer_port,
+            child: None,
+            state: "existing",
+            initial: Some(initial),
+        });
+        let i = self.members.len() - 1;
+        self.spawn(i);
+        self.wait_ready(i).await;
+        i
+    }
+
+    /// Runs Debian's etcdctl against member `i`.
+    fn etcdctl(&self, i: usize, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(common::ETCDCTL_BIN)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint(i)))
+            .args(args)
+            .output()
+            .expect("run etcdctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     fn kill9(&mut self, i: usize) {
@@ -353,6 +394,70 @@ async fn lagging_member_catches_up_by_snapshot() {
             .await
             .expect("get");
         assert_eq!(got.kvs().len(), 300, "the lagger has every key");
+    })
+    .await;
+}
+
+/// The hex member ID in etcdctl's "Member <id> added to cluster <id>".
+fn added_id(stdout: &str) -> String {
+    stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected member add output: {stdout}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn membership_changes_with_etcdctl() {
+    kvd_only(|| async {
+        let mut c = Cluster::start(3).await;
+        // Add a learner, start it, promote it.
+        let (p4, c4) = (free_port(), free_port());
+        let peer = format!("--peer-urls=http://127.0.0.1:{p4}");
+        let (ok, out, err) = c.etcdctl(1, &["member", "add", "n4", &peer, "--learner"]);
+        assert!(ok, "member add failed: {out} {err}\n{}", c.logs());
+        let id4 = added_id(&out);
+        let n4 = c.join("n4", c4, p4).await;
+        let (ok, out, err) = c.etcdctl(0, &["member", "promote", &id4]);
+        assert!(ok, "member promote failed: {out} {err}\n{}", c.logs());
+        // Remove an original member (n1), through another member.
+        let (ok, list, _) = c.etcdctl(2, &["member", "list"]);
+        assert!(ok);
+        let id1 = list
+            .lines()
+            .find(|l| l.contains(", n1,"))
+            .and_then(|l| l.split(',').next())
+            .unwrap_or_else(|| panic!("n1 missing from member list: {list}"))
+            .to_string();
+        let (ok, out, err) = c.etcdctl(2, &["member", "remove", &id1]);
+        assert!(ok, "member remove failed: {out} {err}\n{}", c.logs());
+        c.kill9(0);
+        // The cluster of n2, n3, n4 keeps working, through the new member too.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (ok, _, err) = c.etcdctl(n4, &["put", "after", "membership"]);
+            if ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "put via n4 failed: {err}\n{}",
+                c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (ok, out, _) = c.etcdctl(1, &["get", "after", "--print-value-only"]);
+        assert!(ok && out.trim() == "membership", "{out}");
+        let (ok, list, _) = c.etcdctl(n4, &["member", "list"]);
+        assert!(ok);
+        let names: Vec<&str> = list.lines().filter_map(|l| l.split(", ").nth(2)).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["n2", "n3", "n4"], "member list: {list}");
+        assert!(
+            list.lines().all(|l| l.ends_with("false")),
+            "no learner left: {list}"
+        );
     })
     .await;
 }

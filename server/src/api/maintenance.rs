@@ -106,45 +106,85 @@ impl Maintenance for MaintenanceService {
     }
 }
 
-/// Membership changes need the peer transport; until then they are refused.
-fn single_member() -> Status {
-    Status::unimplemented("kvd: membership changes are not supported by a single-member kvd yet")
+macro_rules! forward_to_leader {
+    ($node:expr, $method:ident, $req:expr) => {
+        if $node.must_forward_membership() {
+            let mut c = $node.leader_cluster_client().await.map_err(to_status)?;
+            return c.$method($req).await;
+        }
+    };
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _r: Request<MemberAddRequest>,
+        r: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(single_member())
+        let req = r.into_inner();
+        forward_to_leader!(self.0, member_add, req);
+        let member = self
+            .0
+            .member_add(req.peer_ur_ls, req.is_learner)
+            .await
+            .map_err(to_status)?;
+        let members = self.0.members_now().map_err(to_status)?;
+        Ok(Response::new(MemberAddResponse {
+            header: self.0.header(0),
+            member: Some(member),
+            members,
+        }))
     }
 
     async fn member_remove(
         &self,
-        _r: Request<MemberRemoveRequest>,
+        r: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(single_member())
+        let req = r.into_inner();
+        forward_to_leader!(self.0, member_remove, req);
+        self.0.member_remove(req.id).await.map_err(to_status)?;
+        let members = self.0.members_now().map_err(to_status)?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.0.header(0),
+            members,
+        }))
     }
 
     async fn member_update(
         &self,
-        _r: Request<MemberUpdateRequest>,
+        r: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(single_member())
+        let req = r.into_inner();
+        forward_to_leader!(self.0, member_update, req);
+        self.0
+            .member_update(req.id, req.peer_ur_ls)
+            .await
+            .map_err(to_status)?;
+        let members = self.0.members_now().map_err(to_status)?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.0.header(0),
+            members,
+        }))
     }
 
     async fn member_list(
         &self,
         _r: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        Ok(Response::new(self.0.member_list()))
+        self.0.member_list().map(Response::new).map_err(to_status)
     }
 
     async fn member_promote(
         &self,
-        _r: Request<MemberPromoteRequest>,
+        r: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(single_member())
+        let req = r.into_inner();
+        forward_to_leader!(self.0, member_promote, req);
+        self.0.member_promote(req.id).await.map_err(to_status)?;
+        let members = self.0.members_now().map_err(to_status)?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.0.header(0),
+            members,
+        }))
     }
 }

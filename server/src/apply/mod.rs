@@ -22,7 +22,7 @@ use crate::lease::Lessor;
 use crate::mvcc::{MvccError, Recovered, Store, WriteBatch};
 use crate::raft::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
 use crate::raft::{RaftResponse, TypeConfig};
-use crate::storage::schema::{ALARMS, KV, LEASES, META, META_APPLIED, META_MEMBERSHIP};
+use crate::storage::schema::{ALARMS, KV, LEASES, MEMBERS, META, META_APPLIED, META_MEMBERSHIP};
 use crate::watch::WatchHub;
 
 pub use snapshot::SnapshotBuilder;
@@ -127,6 +127,7 @@ impl StateMachine {
             let mut kv = wtx.open_table(KV)?;
             let mut leases_t = wtx.open_table(LEASES)?;
             let mut alarms_t = wtx.open_table(ALARMS)?;
+            let mut members_t = wtx.open_table(MEMBERS)?;
             let mut lessor = core.lessor.lock();
             let mut batch = WriteBatch::new(state, &mut kv);
             for entry in &entries {
@@ -140,6 +141,7 @@ impl StateMachine {
                     EntryPayload::Normal(req) => {
                         let mut tables = request::Tables {
                             leases: &mut leases_t,
+                            members: &mut members_t,
                             alarms: &mut alarms_t,
                             alarms_mem: &core.alarms,
                         };

@@ -21,6 +21,7 @@ use crate::txn;
 
 pub struct Tables<'a, 't> {
     pub leases: &'a mut Table<'t, i64, i64>,
+    pub members: &'a mut Table<'t, u64, &'static [u8]>,
     pub alarms: &'a mut Table<'t, (u64, i32), ()>,
     pub alarms_mem: &'a Mutex<BTreeSet<(u64, i32)>>,
 }
@@ -98,6 +99,12 @@ fn dispatch(
         Some(Request::LeaseGrant(r)) => grant(lessor, t, &r),
         Some(Request::LeaseRevoke(r)) => revoke(b, lessor, t, &r),
         Some(Request::Alarm(r)) => alarm(t, &r),
+        Some(Request::MemberAttributes(a)) => {
+            t.members
+                .insert(a.id, a.encode_to_vec().as_slice())
+                .map_err(storage)?;
+            Ok(Applied::None)
+        }
         // Checkpoints only matter for long leases across leader changes; TTLs are
         // renewed in full on every leader change instead (see Lessor::refresh_all).
         Some(Request::LeaseCheckpoint(_)) => Ok(Applied::None),

@@ -104,6 +104,7 @@ impl Store {
         wtx.open_table(META)?;
         wtx.open_table(LEASES)?;
         wtx.open_table(crate::storage::schema::ALARMS)?;
+        wtx.open_table(crate::storage::schema::MEMBERS)?;
         wtx.commit()?;
         let store = Store {
             db: RwLock::new(db),
@@ -297,6 +298,19 @@ impl Store {
                 h.update(v.value());
             }
             Ok((h.finalize(), st.compact_rev, rev))
+        })
+    }
+
+    /// Every published member attribute record: (member id, encoded attributes).
+    pub fn member_attributes(&self) -> Result<Vec<(u64, Vec<u8>)>, MvccError> {
+        self.with_read_txn(|rtx, _| {
+            let t = rtx.open_table(crate::storage::schema::MEMBERS)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                out.push((k.value(), v.value().to_vec()));
+            }
+            Ok(out)
         })
     }
 

@@ -27,6 +27,7 @@ pub fn spawn_all(node: &Arc<Node>) {
     tasks.push(tokio::spawn(track_leadership(node.clone())));
     tasks.push(tokio::spawn(expire_leases(node.clone())));
     tasks.push(tokio::spawn(auto_compact(node.clone())));
+    tasks.push(tokio::spawn(publish(node.clone())));
     let hub = node.hub().clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
@@ -146,5 +147,16 @@ async fn auto_compact(node: Arc<Node>) {
             Ok(_) => tracing::info!(revision = target, "auto compaction done"),
             Err(e) => tracing::warn!(revision = target, error = %e, "auto compaction failed"),
         }
+    }
+}
+
+/// Publishes this member's attributes once a leader can take them.
+async fn publish(node: Arc<Node>) {
+    loop {
+        match node.publish_attributes().await {
+            Ok(()) => return,
+            Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -71,3 +71,64 @@ mod tests {
         assert_ne!(member_id(&urls, "t"), member_id(&urls, "u"));
     }
 }
+
+/// Asks the other initial members for the cluster ID (joining with
+/// --initial-cluster-state existing), retrying until one answers.
+pub async fn fetch_cluster_id(members: &[MemberInfo], me: u64) -> Result<u64, String> {
+    use kv_proto::kvpb::peer_client::PeerClient;
+    use kv_proto::kvpb::ClusterIdRequest;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        for m in members.iter().filter(|m| m.id != me) {
+            let Some(url) = m.peer_urls.first() else {
+                continue;
+            };
+            let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+                continue;
+            };
+            let ep = ep.connect_timeout(std::time::Duration::from_secs(1));
+            if let Ok(ch) = ep.connect().await {
+                if let Ok(r) = PeerClient::new(ch).cluster_id(ClusterIdRequest {}).await {
+                    return Ok(r.into_inner().cluster_id);
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("no member of --initial-cluster answered".to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Who this member is, fixed at its first start and kept in the data dir:
+/// a restarted member ignores the --initial-* flags, as etcd's does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub name: String,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub token: String,
+}
+
+const IDENTITY_FILE: &str = "identity.json";
+
+pub fn load_identity(member_dir: &std::path::Path) -> std::io::Result<Option<Identity>> {
+    let path = member_dir.join(IDENTITY_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn save_identity(member_dir: &std::path::Path, id: &Identity) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = member_dir.join(format!("{IDENTITY_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(id).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, member_dir.join(IDENTITY_FILE))?;
+    std::fs::File::open(member_dir)?.sync_all()
+}

@@ -4,7 +4,7 @@
 use kv_proto::etcdserverpb::alarm_request::AlarmAction;
 use kv_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, DefragmentResponse, HashKvResponse, HashResponse,
-    Member, MemberListResponse, StatusResponse,
+    MemberListResponse, StatusResponse,
 };
 use kv_proto::kvpb::internal_request::Request;
 use sha2::{Digest, Sha256};
@@ -131,26 +131,25 @@ impl Node {
         Ok(data)
     }
 
-    pub fn member_list(&self) -> MemberListResponse {
+    pub fn member_list(&self) -> KvResult<MemberListResponse> {
         // etcd answers MemberList with a header whose revision is 0.
         let mut header = self.header(0);
         if let Some(h) = header.as_mut() {
             h.revision = 0;
         }
-        MemberListResponse {
-            header,
-            members: self
-                .members
-                .iter()
-                .map(|m| Member {
-                    id: m.id,
-                    name: m.name.clone(),
-                    peer_ur_ls: m.peer_urls.clone(),
-                    client_ur_ls: m.client_urls.clone(),
-                    is_learner: false,
-                })
-                .collect(),
+        let mut members = self.members_now()?;
+        // Until this member's published attributes are applied, its own
+        // entry is filled from its flags.
+        for m in members
+            .iter_mut()
+            .filter(|m| m.id == self.member_id() && m.name.is_empty())
+        {
+            m.name = self.name.clone();
+            if let Some(me) = self.members.iter().find(|x| x.id == m.id) {
+                m.client_ur_ls = me.client_urls.clone();
+            }
         }
+        Ok(MemberListResponse { header, members })
     }
 
     /// Leader transfer: with one member only a transfer to itself succeeds.

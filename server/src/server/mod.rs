@@ -3,6 +3,7 @@
 //! leader's background duties (lease expiry, auto compaction).
 
 mod background;
+mod cluster;
 mod ids;
 mod kv;
 mod lease;
@@ -49,6 +50,8 @@ pub enum StartError {
     Backend(PathBuf, crate::mvcc::MvccError),
     #[error("raft: {0}")]
     Raft(String),
+    #[error("joining the existing cluster: {0}")]
+    Join(String),
 }
 
 /// One running member.
@@ -61,7 +64,10 @@ pub struct Node {
     quota_bytes: u64,
     retention: Retention,
     election_timeout: Duration,
+    /// The members named by the bootstrap flags (this member's client URLs).
     members: Vec<MemberInfo>,
+    name: String,
+    token: String,
     next_id: AtomicU64,
     reads: read_index::ReadIndex,
     network: Network,
@@ -77,11 +83,7 @@ impl Node {
         let member_dir = dir.join("member");
         std::fs::create_dir_all(&member_dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
         let retention = cfg.retention()?;
-        if cfg.initial_cluster_state != "new" {
-            return Err(ConfigError::UnsupportedState(cfg.initial_cluster_state.clone()).into());
-        }
         let members = ids::members(cfg)?;
-        let cluster_id = ids::cluster_id(&members, &cfg.initial_cluster_token);
         let me =
             members
                 .iter()
@@ -91,12 +93,13 @@ impl Node {
                     cfg.name.clone(),
                     "does not name this member",
                 ))?;
+        let identity = Self::identity(cfg, &member_dir, &members, &me).await?;
 
         let db_path = member_dir.join("db");
         let (store, recovered) =
             Store::open(&db_path).map_err(|e| StartError::Backend(db_path.clone(), e))?;
         let store = Arc::new(store);
-        let header = Arc::new(HeaderSource::new(cluster_id, me.id));
+        let header = Arc::new(HeaderSource::new(identity.cluster_id, identity.member_id));
         let election_timeout = Duration::from_millis(cfg.election_timeout);
         let core = Core::new(store, header.clone(), election_timeout);
         core.restore(&recovered);
@@ -115,14 +118,21 @@ impl Node {
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
         let network = Network::default();
-        let raft = Raft::new(me.id, Arc::new(raft_cfg), network.clone(), log, sm)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !raft
+        let raft = Raft::new(
+            identity.member_id,
+            Arc::new(raft_cfg),
+            network.clone(),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let initialized = raft
             .is_initialized()
             .await
-            .map_err(|e| StartError::Raft(e.to_string()))?
-        {
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        // A member joining an existing cluster waits for the leader instead.
+        if !initialized && cfg.initial_cluster_state == "new" {
             let nodes: BTreeMap<NodeId, openraft::BasicNode> = members
                 .iter()
                 .map(|m| (m.id, openraft::BasicNode::new(m.peer_urls.join(","))))
@@ -133,7 +143,7 @@ impl Node {
         }
 
         let node = Arc::new(Node {
-            reads: read_index::ReadIndex::start(raft.clone(), network.clone(), me.id),
+            reads: read_index::ReadIndex::start(raft.clone(), network.clone(), identity.member_id),
             network,
             proposer: propose::Proposer::start(raft.clone()),
             raft,
@@ -147,11 +157,50 @@ impl Node {
             retention,
             election_timeout,
             members,
+            name: identity.name.clone(),
+            token: identity.token.clone(),
             next_id: AtomicU64::new(rand::random::<u64>() >> 16),
             tasks: Mutex::new(Vec::new()),
         });
         background::spawn_all(&node);
         Ok(node)
+    }
+
+    /// This member's identity: from its data dir after the first start,
+    /// otherwise from the flags (and, joining an existing cluster, from a peer).
+    async fn identity(
+        cfg: &Config,
+        member_dir: &std::path::Path,
+        members: &[MemberInfo],
+        me: &MemberInfo,
+    ) -> Result<ids::Identity, StartError> {
+        let io = |e: std::io::Error| StartError::DataDir(member_dir.to_path_buf(), e);
+        if let Some(id) = ids::load_identity(member_dir).map_err(io)? {
+            if id.token != cfg.initial_cluster_token || id.name != cfg.name {
+                tracing::warn!(
+                    name = %id.name,
+                    token = %id.token,
+                    "member already bootstrapped: ignoring --name/--initial-cluster-* flags that differ"
+                );
+            }
+            return Ok(id);
+        }
+        let token = &cfg.initial_cluster_token;
+        let cluster_id = match cfg.initial_cluster_state.as_str() {
+            "new" => ids::cluster_id(members, token),
+            "existing" => ids::fetch_cluster_id(members, me.id)
+                .await
+                .map_err(StartError::Join)?,
+            other => return Err(ConfigError::UnsupportedState(other.to_string()).into()),
+        };
+        let id = ids::Identity {
+            name: cfg.name.clone(),
+            member_id: me.id,
+            cluster_id,
+            token: token.clone(),
+        };
+        ids::save_identity(member_dir, &id).map_err(io)?;
+        Ok(id)
     }
 
     /// A response header at `revision` (0 = the current revision).

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use kv_proto::kvpb::peer_server::{Peer, PeerServer};
 use kv_proto::kvpb::propose_response::Result as ProposeResult;
 use kv_proto::kvpb::{
-    InternalRequest, LeaseRenewRequest, LeaseRenewResponse, PeerError, ProposeResponse,
-    RaftMessage, ReadIndexRequest, ReadIndexResponse,
+    ClusterIdRequest, ClusterIdResponse, InternalRequest, LeaseRenewRequest, LeaseRenewResponse,
+    PeerError, ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
 };
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tokio::net::TcpListener;
@@ -124,6 +124,15 @@ impl Peer for PeerService {
             },
         };
         Ok(Response::new(resp))
+    }
+
+    async fn cluster_id(
+        &self,
+        _req: Request<ClusterIdRequest>,
+    ) -> Result<Response<ClusterIdResponse>, Status> {
+        Ok(Response::new(ClusterIdResponse {
+            cluster_id: self.0.header.cluster_id,
+        }))
     }
 
     async fn lease_renew(

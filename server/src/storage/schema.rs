@@ -15,6 +15,9 @@ pub const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
 /// Alarm (member id, alarm type) -> unit.
 pub const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarms");
 
+/// Member id -> encoded `kvpb.MemberAttributes` (name, client URLs).
+pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
+
 /// serde_json of the last applied raft log id.
 pub const META_APPLIED: &str = "applied";
 /// serde_json of the last applied membership.

@@ -7,7 +7,7 @@
 
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
-use super::schema::{ALARMS, KV, LEASES, META};
+use super::schema::{ALARMS, KV, LEASES, MEMBERS, META};
 
 const MAGIC: &[u8] = b"KVSNAP01";
 const END: u8 = 0xFF;
@@ -15,6 +15,7 @@ const T_KV: u8 = 1;
 const T_META: u8 = 2;
 const T_LEASES: u8 = 3;
 const T_ALARMS: u8 = 4;
+const T_MEMBERS: u8 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -64,6 +65,10 @@ pub fn export(rtx: &ReadTransaction) -> Result<Vec<u8>, SnapshotError> {
         let mut key = member.to_le_bytes().to_vec();
         key.extend_from_slice(&alarm.to_le_bytes());
         rec(&mut out, T_ALARMS, &key, &[]);
+    }
+    for row in rtx.open_table(MEMBERS)?.iter()? {
+        let (k, v) = row?;
+        rec(&mut out, T_MEMBERS, &k.value().to_le_bytes(), v.value());
     }
     out.push(END);
     let crc = crc32fast::hash(&out);
@@ -134,10 +139,12 @@ pub fn import(wtx: &WriteTransaction, data: &[u8]) -> Result<(), SnapshotError> 
     wtx.delete_table(META)?;
     wtx.delete_table(LEASES)?;
     wtx.delete_table(ALARMS)?;
+    wtx.delete_table(MEMBERS)?;
     let mut kv = wtx.open_table(KV)?;
     let mut meta = wtx.open_table(META)?;
     let mut leases = wtx.open_table(LEASES)?;
     let mut alarms = wtx.open_table(ALARMS)?;
+    let mut members = wtx.open_table(MEMBERS)?;
     let mut r = Reader {
         buf: data,
         at: MAGIC.len(),
@@ -168,6 +175,9 @@ pub fn import(wtx: &WriteTransaction, data: &[u8]) -> Result<(), SnapshotError> 
                 let member = u64::from_le_bytes(fixed(&k[..8])?);
                 let alarm = i32::from_le_bytes(fixed(&k[8..])?);
                 alarms.insert((member, alarm), ())?;
+            }
+            T_MEMBERS => {
+                members.insert(u64::from_le_bytes(fixed(k)?), v)?;
             }
             _ => return Err(SnapshotError::Malformed("unknown table")),
         }

@@ -1,0 +1,199 @@
+//! Cluster membership: MemberList from the raft configuration plus the
+//! attributes members publish; MemberAdd/Remove/Promote/Update through
+//! openraft's membership changes (joint consensus), run on the leader.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use kv_proto::etcdserverpb::cluster_client::ClusterClient;
+use kv_proto::etcdserverpb::Member;
+use kv_proto::kvpb::internal_request::Request;
+use kv_proto::kvpb::MemberAttributes;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+use prost::Message;
+use tonic::transport::Channel;
+
+use super::{ids, Node};
+use crate::error::{KvError, KvResult};
+
+/// How long a membership change may take before the caller gets a timeout.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn change_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> KvError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => KvError::NoLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            KvError::Internal(e.to_string())
+        }
+        RaftError::Fatal(_) => KvError::Stopped,
+    }
+}
+
+impl Node {
+    /// Every member in the current raft configuration, with published attributes.
+    pub fn members_now(&self) -> KvResult<Vec<Member>> {
+        let attrs: HashMap<u64, MemberAttributes> = self
+            .core
+            .store
+            .member_attributes()?
+            .into_iter()
+            .filter_map(|(id, b)| MemberAttributes::decode(b.as_slice()).ok().map(|a| (id, a)))
+            .collect();
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        let membership = m.membership_config.membership();
+        let learners: BTreeSet<u64> = membership.learner_ids().collect();
+        Ok(membership
+            .nodes()
+            .map(|(id, node)| {
+                let a = attrs.get(id);
+                Member {
+                    id: *id,
+                    name: a.map(|a| a.name.clone()).unwrap_or_default(),
+                    peer_ur_ls: node.addr.split(',').map(str::to_string).collect(),
+                    client_ur_ls: a.map(|a| a.client_urls.clone()).unwrap_or_default(),
+                    is_learner: learners.contains(id),
+                }
+            })
+            .collect())
+    }
+
+    /// Publishes this member's name and client URLs through the log.
+    pub(super) async fn publish_attributes(&self) -> KvResult<()> {
+        let me = self.members.iter().find(|m| m.id == self.member_id());
+        let attrs = MemberAttributes {
+            id: self.member_id(),
+            name: self.name.clone(),
+            client_urls: me.map(|m| m.client_urls.clone()).unwrap_or_default(),
+        };
+        self.propose(Request::MemberAttributes(attrs))
+            .await
+            .map(|_| ())
+    }
+
+    fn is_leader_now(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.member_id())
+    }
+
+    /// A Cluster client to the leader's client URL, for requests a follower
+    /// cannot serve.
+    pub async fn leader_cluster_client(&self) -> KvResult<ClusterClient<Channel>> {
+        // Right after start the leader's published client URLs may not be
+        // applied here yet: give them a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let url = loop {
+            let leader = self.raft.metrics().borrow().current_leader;
+            let url = leader.and_then(|l| {
+                let members = self.members_now().ok()?;
+                members
+                    .iter()
+                    .find(|m| m.id == l)
+                    .and_then(|m| m.client_ur_ls.first().cloned())
+            });
+            match url {
+                Some(u) => break u,
+                None if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => return Err(KvError::NoLeader),
+            }
+        };
+        let ch = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|e| KvError::Internal(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .map_err(|_| KvError::NoLeader)?;
+        Ok(ClusterClient::new(ch))
+    }
+
+    /// Whether this call should be forwarded to the leader.
+    pub fn must_forward_membership(&self) -> bool {
+        !self.is_leader_now()
+    }
+
+    async fn change(&self, changes: ChangeMembers<u64, BasicNode>, retain: bool) -> KvResult<()> {
+        tokio::time::timeout(CHANGE_TIMEOUT, self.raft.change_membership(changes, retain))
+            .await
+            .map_err(|_| KvError::Timeout)?
+            .map(|_| ())
+            .map_err(change_error)
+    }
+
+    /// Adds a member (a learner, or a voter) by its peer URLs; returns it.
+    pub async fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> KvResult<Member> {
+        if peer_urls.is_empty()
+            || peer_urls
+                .iter()
+                .any(|u| crate::config::parse_url(u).is_err())
+        {
+            return Err(KvError::MemberBadUrls);
+        }
+        let current = self.members_now()?;
+        if current
+            .iter()
+            .any(|m| m.peer_ur_ls.iter().any(|u| peer_urls.contains(u)))
+        {
+            return Err(KvError::PeerUrlExists);
+        }
+        let id = ids::member_id(&peer_urls, &self.token);
+        let node = BasicNode::new(peer_urls.join(","));
+        let add = ChangeMembers::AddNodes(BTreeMap::from([(id, node)]));
+        self.change(add, true).await?;
+        if !is_learner {
+            self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                .await?;
+        }
+        Ok(Member {
+            id,
+            name: String::new(),
+            peer_ur_ls: peer_urls,
+            client_ur_ls: Vec::new(),
+            is_learner,
+        })
+    }
+
+    pub async fn member_remove(&self, id: u64) -> KvResult<()> {
+        let member = self
+            .members_now()?
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or(KvError::MemberNotFound)?;
+        let ids = BTreeSet::from([id]);
+        if member.is_learner {
+            self.change(ChangeMembers::RemoveNodes(ids), false).await
+        } else {
+            self.change(ChangeMembers::RemoveVoters(ids), false).await
+        }
+    }
+
+    pub async fn member_promote(&self, id: u64) -> KvResult<()> {
+        let member = self
+            .members_now()?
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or(KvError::MemberNotFound)?;
+        if !member.is_learner {
+            return Err(KvError::MemberNotLearner);
+        }
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+            .await
+    }
+
+    pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> KvResult<()> {
+        if peer_urls.is_empty()
+            || peer_urls
+                .iter()
+                .any(|u| crate::config::parse_url(u).is_err())
+        {
+            return Err(KvError::MemberBadUrls);
+        }
+        if !self.members_now()?.iter().any(|m| m.id == id) {
+            return Err(KvError::MemberNotFound);
+        }
+        let node = BasicNode::new(peer_urls.join(","));
+        self.change(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), true)
+            .await
+    }
+}
