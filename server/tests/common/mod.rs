@@ -12,6 +12,9 @@
 //!   (checks that the tests mask everything volatile).
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod linearizable;
+
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::future::Future;

@@ -1,0 +1,236 @@
+//! A multi-member kvd cluster on 127.0.0.1 for tests: members formed from
+//! flags as etcd members are, each with its own free ports, data dir and log.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{Kind, ETCDCTL_BIN};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub child: Option<Child>,
+    /// --initial-cluster-state and --initial-cluster this member starts with.
+    pub state: &'static str,
+    pub initial: Option<String>,
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub dir: tempfile::TempDir,
+    pub initial: String,
+    pub extra: Vec<String>,
+}
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Cluster {
+    pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[]).await
+    }
+
+    pub async fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let members: Vec<Member> = (1..=n)
+            .map(|i| Member {
+                name: format!("n{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+                state: "new",
+                initial: None,
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            members,
+            dir: tempfile::tempdir().expect("tempdir"),
+            initial,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i).await;
+        }
+        c
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        let m = &self.members[i];
+        let data = self.dir.path().join(&m.name);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .expect("log file");
+        let child = Command::new(Kind::Kvd.binary())
+            .arg(format!("--name={}", m.name))
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!(
+                "--listen-client-urls=http://127.0.0.1:{}",
+                m.client_port
+            ))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{}",
+                m.client_port
+            ))
+            .arg(format!(
+                "--listen-peer-urls=http://127.0.0.1:{}",
+                m.peer_port
+            ))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{}",
+                m.peer_port
+            ))
+            .arg(format!(
+                "--initial-cluster={}",
+                m.initial.as_ref().unwrap_or(&self.initial)
+            ))
+            .arg("--initial-cluster-token=kvtest")
+            .arg(format!("--initial-cluster-state={}", m.state))
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn kvd");
+        self.members[i].child = Some(child);
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
+    }
+
+    pub fn logs(&self) -> String {
+        (0..self.members.len())
+            .map(|i| {
+                let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {} ---\n{}", self.members[i].name, tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    pub async fn client(&self, i: usize) -> Client {
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(5));
+        Client::connect([self.endpoint(i)], Some(opts))
+            .await
+            .expect("connect")
+    }
+
+    /// Waits until member `i` reports a leader and serves a linearizable get.
+    pub async fn wait_ready(&self, i: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let ep = self.endpoint(i);
+            let ok = tokio::time::timeout(Duration::from_secs(3), async move {
+                let opts = ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
+                let mut c = Client::connect([ep], Some(opts)).await.ok()?;
+                let st = c.status().await.ok()?;
+                (st.leader() != 0).then_some(())?;
+                c.get("ready", None).await.ok()
+            })
+            .await;
+            if matches!(ok, Ok(Some(_))) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i} not ready\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn leader(&self) -> usize {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                continue;
+            }
+            let mut c = self.client(i).await;
+            if let Ok(st) = c.status().await {
+                if st.leader() == st.header().map(|h| h.member_id()).unwrap_or(0) {
+                    return i;
+                }
+            }
+        }
+        panic!("no member is leader\n{}", self.logs());
+    }
+
+    /// Starts a new member that joins the running cluster (after `member add`).
+    pub async fn join(&mut self, name: &str, client_port: u16, peer_port: u16) -> usize {
+        let initial = format!("{},{name}=http://127.0.0.1:{peer_port}", self.initial);
+        self.members.push(Member {
+            name: name.to_string(),
+            client_port,
+            peer_port,
+            child: None,
+            state: "existing",
+            initial: Some(initial),
+        });
+        let i = self.members.len() - 1;
+        self.spawn(i);
+        self.wait_ready(i).await;
+        i
+    }
+
+    /// Runs Debian's etcdctl against member `i`.
+    pub fn etcdctl(&self, i: usize, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(ETCDCTL_BIN)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint(i)))
+            .args(args)
+            .output()
+            .expect("run etcdctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill9(i);
+        }
+    }
+}
