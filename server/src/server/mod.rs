@@ -142,6 +142,10 @@ impl Node {
                 .map_err(|e| StartError::Raft(e.to_string()))?;
         }
 
+        if initialized {
+            Self::reelect_if_restored_leader(&raft, identity.member_id, election_timeout).await;
+        }
+
         let node = Arc::new(Node {
             reads: read_index::ReadIndex::start(raft.clone(), network.clone(), identity.member_id),
             network,
@@ -164,6 +168,28 @@ impl Node {
         });
         background::spawn_all(&node);
         Ok(node)
+    }
+
+    /// openraft resumes a restarted leader's leadership in its old term, with
+    /// its commit index only as far as its last durable apply: a read served
+    /// then could miss writes acknowledged before the crash. A new election
+    /// (a new term and its blank entry, which reads then wait for) closes
+    /// that window before any client is served.
+    async fn reelect_if_restored_leader(raft: &Raft, me: NodeId, election_timeout: Duration) {
+        if raft.current_leader().await != Some(me) {
+            return;
+        }
+        let term = raft.metrics().borrow().current_term;
+        if raft.trigger().elect().await.is_err() {
+            return;
+        }
+        let waited = raft
+            .wait(Some(election_timeout * 4))
+            .metrics(|m| m.current_term > term, "re-election after restart")
+            .await;
+        if waited.is_err() {
+            tracing::warn!(term, "no new term after restart; serving anyway");
+        }
     }
 
     /// This member's identity: from its data dir after the first start,

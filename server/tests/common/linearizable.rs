@@ -32,64 +32,28 @@ pub struct Op {
     pub ret: Option<u128>,
 }
 
-/// The register's next value if `kind` can happen now, with `v` the current value.
-fn step(v: &Option<String>, kind: &Kind) -> Option<Option<String>> {
-    match kind {
-        Kind::Write(x) => Some(Some(x.clone())),
-        Kind::Read(seen) => (seen == v).then(|| v.clone()),
-        Kind::Cas { old, new, ok } => {
-            let matches = v.as_deref() == Some(old.as_str());
-            match ok {
-                Some(true) => matches.then(|| Some(new.clone())),
-                Some(false) => (!matches).then(|| v.clone()),
-                // Unknown: if it happened it swapped (only possible on a match).
-                None => matches.then(|| Some(new.clone())),
-            }
-        }
-    }
+/// The register's value: absent, a value, or some value no one read (the
+/// effect of an unanswered write nobody observed; all such writes are alike).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Value {
+    Absent,
+    Is(String),
+    Unobserved,
 }
 
-/// Checks one key's history; returns Err with a description when no legal
-/// order exists.
-fn check_key(ops: &[Op]) -> Result<(), String> {
-    let n = ops.len();
-    let required: Vec<usize> = (0..n).filter(|i| ops[*i].ret.is_some()).collect();
-    let mut seen: HashSet<(Vec<u64>, Option<String>)> = HashSet::new();
-    let words = n.div_ceil(64);
-    // Iterative DFS over (done set, value).
-    let mut stack: Vec<(Vec<u64>, Option<String>)> = vec![(vec![0; words], None)];
-    let is_done = |set: &[u64], i: usize| set[i / 64] >> (i % 64) & 1 == 1;
-    while let Some((done, value)) = stack.pop() {
-        if required.iter().all(|i| is_done(&done, *i)) {
-            return Ok(());
-        }
-        if !seen.insert((done.clone(), value.clone())) {
-            continue;
-        }
-        // An op may go next only if it was invoked before every pending
-        // required op returned.
-        let horizon = required
-            .iter()
-            .filter(|i| !is_done(&done, **i))
-            .filter_map(|i| ops[*i].ret)
-            .min()
-            .unwrap_or(u128::MAX);
-        for (i, op) in ops.iter().enumerate() {
-            if is_done(&done, i) || op.call > horizon {
-                continue;
-            }
-            if let Some(next) = step(&value, &op.kind) {
-                let mut d = done.clone();
-                d[i / 64] |= 1 << (i % 64);
-                stack.push((d, next));
-            }
-        }
+/// The register's next value if `kind` can happen now, with `v` the current value.
+fn step(v: &Value, kind: &Kind) -> Option<Value> {
+    let is = |x: &str| *v == Value::Is(x.to_string());
+    match kind {
+        Kind::Write(x) => Some(Value::Is(x.clone())),
+        Kind::Read(None) => (*v == Value::Absent).then(|| v.clone()),
+        Kind::Read(Some(x)) => is(x).then(|| v.clone()),
+        Kind::Cas { old, new, ok } => match ok {
+            Some(false) => (!is(old)).then(|| v.clone()),
+            // Answered true, or unknown (if it happened at all, it swapped).
+            _ => is(old).then(|| Value::Is(new.clone())),
+        },
     }
-    let first = required
-        .first()
-        .map(|i| format!("{:?}", ops[*i]))
-        .unwrap_or_default();
-    Err(format!("no linearization of {n} ops (first: {first})"))
 }
 
 /// The value an operation would leave behind, if it writes one.
@@ -101,21 +65,68 @@ fn written(kind: &Kind) -> Option<&str> {
     }
 }
 
-/// Drops unanswered writes whose value nobody observed: "it never happened"
-/// is always a legal choice for them, and keeping them only multiplies the
-/// search. (Written values are unique.)
-fn prune(ops: Vec<Op>) -> Vec<Op> {
-    let observed: HashSet<String> = ops
+/// Checks one key's history; returns Err with a description when no legal
+/// order exists.
+///
+/// Unanswered writes whose value nobody observed are interchangeable: each
+/// can only turn the value into "unobserved", at any time after its call, or
+/// never. They are kept as a pool (sorted call times) and the search tracks
+/// how many were used instead of which, which keeps it small. (An unanswered
+/// CAS in the pool is treated as a write: slightly permissive.)
+fn check_key(all: &[Op]) -> Result<(), String> {
+    let observed: HashSet<&str> = all
         .iter()
         .filter_map(|o| match &o.kind {
-            Kind::Read(Some(v)) => Some(v.clone()),
-            Kind::Cas { old, .. } => Some(old.clone()),
+            Kind::Read(Some(v)) => Some(v.as_str()),
+            Kind::Cas { old, .. } => Some(old.as_str()),
             _ => None,
         })
         .collect();
-    ops.into_iter()
-        .filter(|o| o.ret.is_some() || written(&o.kind).is_some_and(|v| observed.contains(v)))
-        .collect()
+    let pooled =
+        |o: &Op| o.ret.is_none() && written(&o.kind).is_some_and(|v| !observed.contains(v));
+    let mut pool: Vec<u128> = all.iter().filter(|o| pooled(o)).map(|o| o.call).collect();
+    pool.sort_unstable();
+    let ops: Vec<&Op> = all.iter().filter(|o| !pooled(o)).collect();
+    let n = ops.len();
+    let required: Vec<usize> = (0..n).filter(|i| ops[*i].ret.is_some()).collect();
+    let words = n.div_ceil(64).max(1);
+    let is_done = |set: &[u64], i: usize| set[i / 64] >> (i % 64) & 1 == 1;
+    let mut seen: HashSet<(Vec<u64>, usize, Value)> = HashSet::new();
+    let mut stack: Vec<(Vec<u64>, usize, Value)> = vec![(vec![0; words], 0, Value::Absent)];
+    while let Some((done, used, value)) = stack.pop() {
+        if required.iter().all(|i| is_done(&done, *i)) {
+            return Ok(());
+        }
+        if !seen.insert((done.clone(), used, value.clone())) {
+            continue;
+        }
+        // An op may go next only if it was invoked before every pending
+        // required op returned.
+        let horizon = required
+            .iter()
+            .filter(|i| !is_done(&done, **i))
+            .filter_map(|i| ops[*i].ret)
+            .min()
+            .unwrap_or(u128::MAX);
+        if value != Value::Unobserved && pool.partition_point(|c| *c <= horizon) > used {
+            stack.push((done.clone(), used + 1, Value::Unobserved));
+        }
+        for (i, op) in ops.iter().enumerate() {
+            if is_done(&done, i) || op.call > horizon {
+                continue;
+            }
+            if let Some(next) = step(&value, &op.kind) {
+                let mut d = done.clone();
+                d[i / 64] |= 1 << (i % 64);
+                stack.push((d, used, next));
+            }
+        }
+    }
+    let first = required
+        .first()
+        .map(|i| format!("{:?}", ops[*i]))
+        .unwrap_or_default();
+    Err(format!("no linearization of {n} ops (first: {first})"))
 }
 
 /// Checks every key of `history`.
@@ -124,7 +135,6 @@ pub fn check(history: &[Op]) -> Result<(), String> {
     for op in history {
         by_key.entry(op.key.as_str()).or_default().push(op.clone());
     }
-    let by_key: BTreeMap<&str, Vec<Op>> = by_key.into_iter().map(|(k, v)| (k, prune(v))).collect();
     for (key, ops) in by_key {
         check_key(&ops).map_err(|e| format!("key {key}: {e}"))?;
     }
