@@ -70,6 +70,8 @@ pub struct Node {
     token: String,
     next_id: AtomicU64,
     reads: read_index::ReadIndex,
+    /// Last log index when this member restarted as leader (see `start`).
+    watermark: u64,
     network: Network,
     proposer: propose::Proposer,
     /// Completion handles of the background tasks, aborted on shutdown.
@@ -142,12 +144,24 @@ impl Node {
                 .map_err(|e| StartError::Raft(e.to_string()))?;
         }
 
-        if initialized {
-            Self::reelect_if_restored_leader(&raft, identity.member_id, election_timeout).await;
-        }
+        // openraft resumes a restarted leader's leadership in its old term,
+        // with its commit index only as far as its last durable apply: until
+        // it has applied its whole log again, a read could miss writes
+        // acknowledged before the crash. Reads on this leader wait for that.
+        let watermark = if raft.current_leader().await == Some(identity.member_id) {
+            raft.metrics().borrow().last_log_index.unwrap_or(0)
+        } else {
+            0
+        };
 
         let node = Arc::new(Node {
-            reads: read_index::ReadIndex::start(raft.clone(), network.clone(), identity.member_id),
+            reads: read_index::ReadIndex::start(
+                raft.clone(),
+                network.clone(),
+                identity.member_id,
+                watermark,
+            ),
+            watermark,
             network,
             proposer: propose::Proposer::start(raft.clone()),
             raft,
@@ -168,28 +182,6 @@ impl Node {
         });
         background::spawn_all(&node);
         Ok(node)
-    }
-
-    /// openraft resumes a restarted leader's leadership in its old term, with
-    /// its commit index only as far as its last durable apply: a read served
-    /// then could miss writes acknowledged before the crash. A new election
-    /// (a new term and its blank entry, which reads then wait for) closes
-    /// that window before any client is served.
-    async fn reelect_if_restored_leader(raft: &Raft, me: NodeId, election_timeout: Duration) {
-        if raft.current_leader().await != Some(me) {
-            return;
-        }
-        let term = raft.metrics().borrow().current_term;
-        if raft.trigger().elect().await.is_err() {
-            return;
-        }
-        let waited = raft
-            .wait(Some(election_timeout * 4))
-            .metrics(|m| m.current_term > term, "re-election after restart")
-            .await;
-        if waited.is_err() {
-            tracing::warn!(term, "no new term after restart; serving anyway");
-        }
     }
 
     /// This member's identity: from its data dir after the first start,

@@ -113,14 +113,12 @@ impl Peer for PeerService {
         &self,
         _req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        let resp = match self.0.raft.get_read_log_id().await {
-            Ok((read, _applied)) => ReadIndexResponse {
-                index: read.map(|l| l.index).unwrap_or(0),
-                error: None,
-            },
-            Err(_) => ReadIndexResponse {
+        let resp = match super::read_index::leader_read_index(&self.0.raft, self.0.watermark).await
+        {
+            Ok(index) => ReadIndexResponse { index, error: None },
+            Err(e) => ReadIndexResponse {
                 index: 0,
-                error: Some(peer_error(&KvError::NoLeader)),
+                error: Some(peer_error(&e)),
             },
         };
         Ok(Response::new(resp))

@@ -37,16 +37,32 @@ pub fn leader_addr(raft: &Raft) -> Option<(NodeId, String)> {
     Some((leader, addr))
 }
 
-async fn read_point(raft: &Raft, net: &Network, me: NodeId) -> KvResult<()> {
+/// The index a read on this leader must wait for: openraft's read index,
+/// and at least `watermark` (the log this member had when it restarted as
+/// leader).
+pub async fn leader_read_index(raft: &Raft, watermark: u64) -> KvResult<u64> {
+    match raft.get_read_log_id().await {
+        Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0).max(watermark)),
+        Err(openraft::error::RaftError::APIError(_)) => Err(KvError::NoLeader),
+        Err(openraft::error::RaftError::Fatal(_)) => Err(KvError::Stopped),
+    }
+}
+
+async fn wait_applied(raft: &Raft, index: u64) -> KvResult<()> {
+    raft.wait(Some(READ_TIMEOUT))
+        .applied_index_at_least(Some(index), "read index")
+        .await
+        .map(|_| ())
+        .map_err(|_| KvError::Timeout)
+}
+
+async fn read_point(raft: &Raft, net: &Network, me: NodeId, watermark: u64) -> KvResult<()> {
     let Some((leader, addr)) = leader_addr(raft) else {
         return Err(KvError::NoLeader);
     };
     if leader == me {
-        return match raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(openraft::error::RaftError::APIError(_)) => Err(KvError::NoLeader),
-            Err(openraft::error::RaftError::Fatal(_)) => Err(KvError::Stopped),
-        };
+        let index = leader_read_index(raft, watermark).await?;
+        return wait_applied(raft, index).await;
     }
     let mut client = net.client(leader, &addr).map_err(|_| KvError::NoLeader)?;
     let resp = tokio::time::timeout(READ_TIMEOUT, client.read_index(ReadIndexRequest {}))
@@ -57,15 +73,11 @@ async fn read_point(raft: &Raft, net: &Network, me: NodeId) -> KvResult<()> {
     if let Some(e) = resp.error {
         return Err(from_peer_error(&e));
     }
-    raft.wait(Some(READ_TIMEOUT))
-        .applied_index_at_least(Some(resp.index), "read index")
-        .await
-        .map(|_| ())
-        .map_err(|_| KvError::Timeout)
+    wait_applied(raft, resp.index).await
 }
 
 impl ReadIndex {
-    pub fn start(raft: Raft, net: Network, me: NodeId) -> Self {
+    pub fn start(raft: Raft, net: Network, me: NodeId, watermark: u64) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -73,7 +85,7 @@ impl ReadIndex {
                 while let Ok(w) = rx.try_recv() {
                     batch.push(w);
                 }
-                let result = read_point(&raft, &net, me).await;
+                let result = read_point(&raft, &net, me, watermark).await;
                 for w in batch {
                     let _ = w.send(result.clone());
                 }
