@@ -41,6 +41,8 @@ pub enum KvError {
     BadLeaderTransferee,
     #[error("no leader")]
     NoLeader,
+    #[error("not leader")]
+    NotLeader,
     #[error("server stopped")]
     Stopped,
     #[error("request timed out")]
@@ -79,6 +81,7 @@ impl KvError {
             KvError::MemberNotLearner => "member_not_learner",
             KvError::BadLeaderTransferee => "bad_leader_transferee",
             KvError::NoLeader => "no_leader",
+            KvError::NotLeader => "not_leader",
             KvError::Stopped => "stopped",
             KvError::Timeout => "timeout",
             KvError::NotCapable => "not_capable",
@@ -109,6 +112,7 @@ impl KvError {
             KvError::MemberNotLearner,
             KvError::BadLeaderTransferee,
             KvError::NoLeader,
+            KvError::NotLeader,
             KvError::Stopped,
             KvError::Timeout,
             KvError::NotCapable,

@@ -92,6 +92,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         self.0
             .move_leader(req.get_ref().target_id)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(MoveLeaderResponse {
             header: self.0.header(0),

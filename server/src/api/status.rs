@@ -28,6 +28,7 @@ fn wire_error(e: &KvError) -> Option<WireError> {
         KvError::MemberNotLearner => wire::MEMBER_NOT_LEARNER,
         KvError::BadLeaderTransferee => wire::BAD_LEADER_TRANSFEREE,
         KvError::NoLeader => wire::NO_LEADER,
+        KvError::NotLeader => wire::NOT_LEADER,
         KvError::Stopped => wire::STOPPED,
         KvError::Timeout => wire::TIMEOUT,
         KvError::NotCapable => wire::NOT_CAPABLE,

@@ -152,14 +152,41 @@ impl Node {
         Ok(MemberListResponse { header, members })
     }
 
-    /// Leader transfer: with one member only a transfer to itself succeeds.
-    pub fn move_leader(&self, target: u64) -> KvResult<()> {
-        if target == self.member_id() {
+    /// Leader transfer: the leader asks `target` to campaign and waits for
+    /// it to win.
+    pub async fn move_leader(&self, target: u64) -> KvResult<()> {
+        let me = self.member_id();
+        if self.raft.metrics().borrow().current_leader != Some(me) {
+            return Err(KvError::NotLeader);
+        }
+        if target == me {
             return Ok(());
         }
-        if self.members.iter().any(|m| m.id == target) {
+        let member = self
+            .members_now()?
+            .into_iter()
+            .find(|m| m.id == target)
+            .ok_or(KvError::BadLeaderTransferee)?;
+        if member.is_learner {
             return Err(KvError::BadLeaderTransferee);
         }
-        Err(KvError::BadLeaderTransferee)
+        let addr = member.peer_ur_ls.join(",");
+        let mut client = self
+            .network
+            .client(target, &addr)
+            .map_err(|_| KvError::BadLeaderTransferee)?;
+        // Best effort: openraft 0.9 has no leader transfer, and a member
+        // that heard from its leader recently refuses votes (its leader
+        // lease), so this can time out on a busy cluster.
+        client
+            .start_election(kv_proto::kvpb::StartElectionRequest {})
+            .await
+            .map_err(|_| KvError::BadLeaderTransferee)?;
+        self.raft
+            .wait(Some(self.election_timeout * 3))
+            .metrics(|m| m.current_leader == Some(target), "leader transfer")
+            .await
+            .map(|_| ())
+            .map_err(|_| KvError::Timeout)
     }
 }

@@ -9,6 +9,7 @@ use kv_proto::kvpb::propose_response::Result as ProposeResult;
 use kv_proto::kvpb::{
     ClusterIdRequest, ClusterIdResponse, InternalRequest, LeaseRenewRequest, LeaseRenewResponse,
     PeerError, ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+    StartElectionRequest, StartElectionResponse,
 };
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tokio::net::TcpListener;
@@ -122,6 +123,19 @@ impl Peer for PeerService {
             },
         };
         Ok(Response::new(resp))
+    }
+
+    async fn start_election(
+        &self,
+        _req: Request<StartElectionRequest>,
+    ) -> Result<Response<StartElectionResponse>, Status> {
+        self.0
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(StartElectionResponse {}))
     }
 
     async fn cluster_id(
