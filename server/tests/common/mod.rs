@@ -668,3 +668,9 @@ pub fn kv_rel(kv: &etcd_client::KeyValue, base: i64) -> String {
         kv.lease() != 0
     )
 }
+
+/// Puts `k`=`v` and returns the revision of the put.
+pub async fn put(c: &mut etcd_client::Client, k: &str, v: &str) -> i64 {
+    let r = c.put(k, v, None).await.expect("put");
+    rev(r.header())
+}
