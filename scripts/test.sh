@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --workspace --all-targets
+# --all-targets leaves out doc examples; they are tests too.
+cargo test --workspace --doc
