@@ -234,3 +234,58 @@ async fn membership_changes_with_etcdctl() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn member_without_quorum_refuses_linearizable_requests() {
+    use nix::sys::signal::Signal;
+    kvd_only(|| async {
+        let c = Cluster::start(3).await;
+        let leader = c.leader().await;
+        c.client(leader)
+            .await
+            .put("q", "1", None)
+            .await
+            .expect("put");
+        let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        for i in &others {
+            c.signal(*i, Signal::SIGSTOP);
+        }
+        let opts = etcd_client::ConnectOptions::new().with_timeout(Duration::from_secs(20));
+        let mut l = etcd_client::Client::connect([c.endpoint(leader)], Some(opts))
+            .await
+            .expect("connect");
+        // Serializable reads are still served locally.
+        let got = l
+            .get("q", Some(GetOptions::new().with_serializable()))
+            .await
+            .expect("serializable get without quorum");
+        assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"1"[..]));
+        // Linearizable reads and writes get one of etcd's errors for this.
+        let etcd_text = |e: &etcd_client::Error| {
+            let t = e.to_string();
+            t.contains("etcdserver: request timed out") || t.contains("etcdserver: no leader")
+        };
+        let err = l
+            .get("q", None)
+            .await
+            .expect_err("linearizable get without quorum");
+        assert!(etcd_text(&err), "{err}");
+        let err = l.put("q", "2", None).await.expect_err("put without quorum");
+        assert!(etcd_text(&err), "{err}");
+        for i in &others {
+            c.signal(*i, Signal::SIGCONT);
+        }
+        // With the quorum back, the cluster serves again.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match l.put("q", "3", None).await {
+                Ok(_) => break,
+                Err(e) => assert!(Instant::now() < deadline, "no recovery: {e}\n{}", c.logs()),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let got = l.get("q", None).await.expect("get after recovery");
+        assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"3"[..]));
+    })
+    .await;
+}

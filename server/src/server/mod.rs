@@ -277,9 +277,10 @@ impl Node {
                     .network
                     .client(leader, &addr)
                     .map_err(|_| KvError::NoLeader)?;
-                match client.propose(req).await {
-                    Ok(resp) => peer::from_wire(resp.into_inner()),
-                    Err(_) => Err(KvError::NoLeader),
+                match tokio::time::timeout(propose::PROPOSE_TIMEOUT, client.propose(req)).await {
+                    Ok(Ok(resp)) => peer::from_wire(resp.into_inner()),
+                    Ok(Err(_)) => Err(KvError::NoLeader),
+                    Err(_) => Err(KvError::Timeout),
                 }
             }
             None => Err(KvError::NoLeader),

@@ -114,8 +114,11 @@ impl Peer for PeerService {
         &self,
         _req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        let resp = match super::read_index::leader_read_index(&self.0.raft, self.0.watermark).await
-        {
+        let check = super::read_index::leader_read_index(&self.0.raft, self.0.watermark);
+        let result = tokio::time::timeout(std::time::Duration::from_secs(5), check)
+            .await
+            .unwrap_or(Err(KvError::Timeout));
+        let resp = match result {
             Ok(index) => ReadIndexResponse { index, error: None },
             Err(e) => ReadIndexResponse {
                 index: 0,

@@ -4,6 +4,7 @@
 //! pay for its own fsync.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kv_proto::kvpb::{InternalBatch, InternalRequest};
 use openraft::error::{ClientWriteError, RaftError};
@@ -19,6 +20,9 @@ use crate::raft::RaftRequest;
 const MAX_BATCH_REQUESTS: usize = 1024;
 /// Stop adding requests to an entry once it holds this many bytes.
 const MAX_BATCH_BYTES: usize = 2 << 20;
+/// How long a proposer waits for its entry to be applied (etcd: 5 s plus
+/// two election timeouts by default).
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(7);
 /// Entries submitted to raft and not yet applied: two lets the next append
 /// run while the previous entry is applied.
 const MAX_INFLIGHT: usize = 2;
@@ -74,13 +78,19 @@ impl Proposer {
         Proposer { tx }
     }
 
-    /// Proposes one request (already size-checked) and waits for its applied result.
+    /// Proposes one request (already size-checked) and waits for its applied
+    /// result. Without a quorum an entry never commits: after
+    /// [`PROPOSE_TIMEOUT`] the caller gets etcd's "request timed out" (the
+    /// entry may still commit later, as with etcd).
     pub async fn propose(&self, req: InternalRequest, size: usize) -> KvResult<Applied> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Pending { req, size, tx })
             .map_err(|_| KvError::Stopped)?;
-        rx.await.map_err(|_| KvError::Stopped)?
+        match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
+            Ok(r) => r.map_err(|_| KvError::Stopped)?,
+            Err(_) => Err(KvError::Timeout),
+        }
     }
 }
 

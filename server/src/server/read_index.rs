@@ -61,7 +61,11 @@ async fn read_point(raft: &Raft, net: &Network, me: NodeId, watermark: u64) -> K
         return Err(KvError::NoLeader);
     };
     if leader == me {
-        let index = leader_read_index(raft, watermark).await?;
+        // Without a quorum the leadership check never completes: etcd answers
+        // "request timed out" then, and so do we.
+        let index = tokio::time::timeout(READ_TIMEOUT, leader_read_index(raft, watermark))
+            .await
+            .map_err(|_| KvError::Timeout)??;
         return wait_applied(raft, index).await;
     }
     let mut client = net.client(leader, &addr).map_err(|_| KvError::NoLeader)?;

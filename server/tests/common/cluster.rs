@@ -219,6 +219,13 @@ impl Cluster {
         )
     }
 
+    /// Sends `sig` (e.g. SIGSTOP/SIGCONT) to member `i`, our own child.
+    pub fn signal(&self, i: usize, sig: Signal) {
+        if let Some(child) = &self.members[i].child {
+            let _ = kill(Pid::from_raw(child.id() as i32), sig);
+        }
+    }
+
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
