@@ -289,3 +289,51 @@ async fn member_without_quorum_refuses_linearizable_requests() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn member_of_another_cluster_is_refused() {
+    kvd_only(|| async {
+        let c = Cluster::start(3).await;
+        // An intruder naming a peer of ours in its --initial-cluster, with another token.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cp, pp) = (free_port(), free_port());
+        let initial = format!(
+            "x1=http://127.0.0.1:{pp},n1=http://127.0.0.1:{}",
+            c.members[0].peer_port
+        );
+        let log_path = dir.path().join("x1.log");
+        let log = std::fs::File::create(&log_path).expect("log");
+        let mut intruder = std::process::Command::new(common::Kind::Kvd.binary())
+            .arg("--name=x1")
+            .arg(format!("--data-dir={}", dir.path().join("x1").display()))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{cp}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{pp}"))
+            .arg(format!("--initial-cluster={initial}"))
+            .arg("--initial-cluster-token=another-cluster")
+            .stdout(std::process::Stdio::from(log.try_clone().expect("log")))
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .expect("spawn intruder");
+        // Our member refuses its raft messages and says why.
+        let deadline = Instant::now() + DEADLINE;
+        let refused = loop {
+            let ours = std::fs::read_to_string(c.log_path(0)).unwrap_or_default();
+            if ours.contains("refused a peer request from another cluster") {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let _ = intruder.kill();
+        let _ = intruder.wait();
+        assert!(refused, "no refusal logged\n{}", c.logs());
+        // And the cluster is undisturbed.
+        let mut w = c.client(0).await;
+        w.put("still", "fine", None)
+            .await
+            .expect("put after intrusion");
+    })
+    .await;
+}

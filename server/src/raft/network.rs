@@ -31,13 +31,42 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 #[error("{0}")]
 struct PeerFailure(String);
 
+/// The metadata key every peer request carries: the sender's cluster ID.
+pub const CLUSTER_ID_HEADER: &str = "x-kvd-cluster-id";
+
+/// Stamps outgoing peer requests with our cluster ID, so a member of another
+/// cluster (say, one started with a different --initial-cluster-token) is
+/// refused instead of joining in.
+#[derive(Clone)]
+pub struct StampClusterId(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for StampClusterId {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert(CLUSTER_ID_HEADER, self.0.clone());
+        Ok(req)
+    }
+}
+
+pub type PeerChannel = tonic::service::interceptor::InterceptedService<Channel, StampClusterId>;
+
 /// Peer channels, shared by raft replication and request forwarding.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
+    stamp: StampClusterId,
 }
 
 impl Network {
+    pub fn new(cluster_id: u64) -> Self {
+        let value = format!("{cluster_id:x}")
+            .parse()
+            .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static("0"));
+        Network {
+            channels: Arc::default(),
+            stamp: StampClusterId(value),
+        }
+    }
+
     /// The channel to `target` at `addr` (its first peer URL), created on first use.
     pub fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
         let url = addr.split(',').next().unwrap_or(addr).to_string();
@@ -58,10 +87,12 @@ impl Network {
         Ok(ch)
     }
 
-    pub fn client(&self, target: NodeId, addr: &str) -> Result<PeerClient<Channel>, String> {
-        Ok(PeerClient::new(self.channel(target, addr)?)
-            .max_decoding_message_size(MAX_PEER_MESSAGE)
-            .max_encoding_message_size(MAX_PEER_MESSAGE))
+    pub fn client(&self, target: NodeId, addr: &str) -> Result<PeerClient<PeerChannel>, String> {
+        Ok(
+            PeerClient::with_interceptor(self.channel(target, addr)?, self.stamp.clone())
+                .max_decoding_message_size(MAX_PEER_MESSAGE)
+                .max_encoding_message_size(MAX_PEER_MESSAGE),
+        )
     }
 }
 

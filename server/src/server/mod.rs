@@ -119,7 +119,7 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let network = Network::default();
+        let network = Network::new(identity.cluster_id);
         let raft = Raft::new(
             identity.member_id,
             Arc::new(raft_cfg),

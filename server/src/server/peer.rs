@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
-use crate::raft::network::MAX_PEER_MESSAGE;
+use crate::raft::network::{CLUSTER_ID_HEADER, MAX_PEER_MESSAGE};
 use crate::raft::TypeConfig;
 
 pub struct PeerService(pub Arc<Node>);
@@ -175,10 +175,29 @@ pub async fn serve(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let mut servers = Vec::new();
+    let ours = format!("{:x}", node.header.cluster_id);
+    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        match req
+            .metadata()
+            .get(CLUSTER_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(theirs) if theirs != ours => {
+                tracing::warn!(theirs, ours = %ours, "refused a peer request from another cluster");
+                Err(Status::failed_precondition(format!(
+                    "kvd: cluster ID mismatch (ours {ours}, request's {theirs}): check --initial-cluster-token"
+                )))
+            }
+            _ => Ok(req),
+        }
+    };
     for l in listeners {
-        let svc = PeerServer::new(PeerService(node.clone()))
-            .max_decoding_message_size(MAX_PEER_MESSAGE)
-            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        let svc = tonic::service::interceptor::InterceptedService::new(
+            PeerServer::new(PeerService(node.clone()))
+                .max_decoding_message_size(MAX_PEER_MESSAGE)
+                .max_encoding_message_size(MAX_PEER_MESSAGE),
+            check.clone(),
+        );
         let shutdown = crate::api::stopped(stop.clone());
         servers.push(tokio::spawn(
             tonic::transport::Server::builder()
