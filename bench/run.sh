@@ -5,6 +5,7 @@
 #   bench/run.sh --quick       # shorter workloads (~1 min once built)
 #   bench/run.sh --only etcd   # one server only; the other column reads "n/a"
 #   bench/run.sh --no-build    # use the binaries already in target/release
+#   bench/run.sh --cluster     # 3 members per server (put 64/256 clients, range-l)
 #
 # Environment: KVD_BIN, ETCD_BIN, BENCH_BIN override the binaries;
 # BENCH_DURATION overrides the length of each workload (e.g. 5s).
@@ -18,6 +19,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=0
+CLUSTER=0
 BUILD=1
 ONLY=""
 
@@ -27,6 +29,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --no-build) BUILD=0 ;;
+    --cluster) CLUSTER=1 ;;
     --only)
       ONLY=${2:-}
       [[ $ONLY == kvd || $ONLY == etcd ]] || { echo "--only takes kvd or etcd" >&2; exit 2; }
@@ -46,18 +49,23 @@ BENCH_BIN=${BENCH_BIN:-$ROOT/target/release/kv-bench}
 
 WORK=$(mktemp -d -t kv-bench.XXXXXX)
 SERVER_PID=""
+SERVER_PIDS=()
 BENCH_PID=""
 
 stop_server() {
+  local pid
   [[ -n $SERVER_PID ]] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.2
+  for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SERVER_PIDS[@]}"; do
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
+  SERVER_PIDS=()
 }
 
 cleanup() {
@@ -103,35 +111,45 @@ free_port() {
   return 1
 }
 
-# start_server NAME BIN: starts BIN with etcd's flags; sets SERVER_PID and ENDPOINT.
+# start_server NAME BIN: starts BIN with etcd's flags (one member, or three
+# with --cluster); sets SERVER_PID (the first member), SERVER_PIDS and ENDPOINT.
 start_server() {
-  local name=$1 bin=$2 dir="$WORK/$1" cport pport
+  local name=$1 bin=$2 dir="$WORK/$1" n=1 i cports=() pports=() initial="" eps=""
+  [[ $CLUSTER == 1 ]] && n=3
   mkdir -p "$dir"
-  cport=$(free_port) || return 1
-  pport=$(free_port "$cport") || return 1
-  ENDPOINT="http://127.0.0.1:$cport"
-  "$bin" --name b --data-dir "$dir/data" \
-    --listen-client-urls "$ENDPOINT" --advertise-client-urls "$ENDPOINT" \
-    --listen-peer-urls "http://127.0.0.1:$pport" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "b=http://127.0.0.1:$pport" \
-    >"$dir/server.log" 2>&1 &
-  SERVER_PID=$!
+  for i in $(seq 1 "$n"); do
+    cports+=("$(free_port)") || return 1
+    pports+=("$(free_port "${cports[-1]}")") || return 1
+    initial+="${initial:+,}m$i=http://127.0.0.1:${pports[-1]}"
+    eps+="${eps:+,}http://127.0.0.1:${cports[-1]}"
+  done
+  ENDPOINT=$eps
+  for i in $(seq 1 "$n"); do
+    local c="http://127.0.0.1:${cports[i-1]}" p="http://127.0.0.1:${pports[i-1]}"
+    "$bin" --name "m$i" --data-dir "$dir/data$i" \
+      --listen-client-urls "$c" --advertise-client-urls "$c" \
+      --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
+      --initial-cluster "$initial" --initial-cluster-token bench \
+      >"$dir/server$i.log" 2>&1 &
+    SERVER_PIDS+=("$!")
+  done
+  SERVER_PID=${SERVER_PIDS[0]}
   for _ in $(seq 1 60); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      wait "$SERVER_PID" 2>/dev/null || true
-      SERVER_PID=""
-      log "$name exited during start-up; last log lines:"
-      tail -n 5 "$dir/server.log" >&2 || true
-      return 1
-    fi
+    for i in "${SERVER_PIDS[@]}"; do
+      if ! kill -0 "$i" 2>/dev/null; then
+        log "$name: a member exited during start-up; last log lines:"
+        tail -n 5 "$dir"/server*.log >&2 || true
+        stop_server
+        return 1
+      fi
+    done
     if "$BENCH_BIN" --endpoints "$ENDPOINT" --timeout 1s ping >/dev/null 2>&1; then
       return 0
     fi
     sleep 0.25
   done
   log "$name did not answer within 15s; last log lines:"
-  tail -n 5 "$dir/server.log" >&2 || true
+  tail -n 5 "$dir"/server*.log >&2 || true
   stop_server
   return 1
 }
@@ -168,8 +186,16 @@ run_workload() {
 }
 
 WORKLOADS=put,range-l,range-s,txn,watch
+[[ $CLUSTER == 1 ]] && WORKLOADS=put,put-256,range-l
 run_matrix() {
   local s=$1
+  if [[ $CLUSTER == 1 ]]; then
+    run_workload "$s" put --clients 64 --conns 8 --duration "$DUR" put
+    run_workload "$s" put-256 --clients 256 --conns 16 --duration "$DUR" put
+    run_workload "$s" range-l --clients 64 --conns 8 --duration "$DUR" --key-space 1000 \
+      range --consistency l
+    return 0
+  fi
   run_workload "$s" put --clients 64 --conns 8 --duration "$DUR" put
   run_workload "$s" range-l --clients 64 --conns 8 --duration "$DUR" --key-space 1000 \
     range --consistency l
