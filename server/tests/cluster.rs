@@ -337,3 +337,29 @@ async fn member_of_another_cluster_is_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn lease_ttl_on_a_follower_sees_keepalives_at_the_leader() {
+    kvd_only(|| async {
+        let c = Cluster::start(3).await;
+        let leader = c.leader().await;
+        let follower = (leader + 1) % 3;
+        let mut l = c.client(leader).await;
+        let id = l.lease_grant(5, None).await.expect("grant").id();
+        let (mut keeper, _stream) = l.lease_keep_alive(id).await.expect("keep-alive");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            keeper.keep_alive().await.expect("keep-alive");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // Without the keep-alives the lease would have ~2 s left.
+        let mut f = c.client(follower).await;
+        let ttl = f
+            .lease_time_to_live(id, None)
+            .await
+            .expect("ttl via follower")
+            .ttl();
+        assert!(ttl >= 4, "follower reports {ttl}s left");
+    })
+    .await;
+}

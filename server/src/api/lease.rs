@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use kv_proto::etcdserverpb::lease_client::LeaseClient;
 use kv_proto::etcdserverpb::lease_server::Lease;
 use kv_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
@@ -78,6 +79,13 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        // Deadlines live on the leader: a follower asks it.
+        if !self.0.is_leader_now() {
+            let ch = self.0.leader_client_channel().await.map_err(to_status)?;
+            return LeaseClient::new(ch)
+                .lease_time_to_live(req.into_inner())
+                .await;
+        }
         self.0
             .lease_time_to_live(req.get_ref())
             .map(Response::new)

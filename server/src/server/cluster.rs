@@ -72,13 +72,19 @@ impl Node {
             .map(|_| ())
     }
 
-    fn is_leader_now(&self) -> bool {
+    pub fn is_leader_now(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.member_id())
     }
 
     /// A Cluster client to the leader's client URL, for requests a follower
     /// cannot serve.
     pub async fn leader_cluster_client(&self) -> KvResult<ClusterClient<Channel>> {
+        Ok(ClusterClient::new(self.leader_client_channel().await?))
+    }
+
+    /// A channel to the leader's client URL, for requests only the leader
+    /// can answer (membership changes, lease TTLs).
+    pub async fn leader_client_channel(&self) -> KvResult<Channel> {
         // Right after start the leader's published client URLs may not be
         // applied here yet: give them a moment.
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
@@ -105,7 +111,7 @@ impl Node {
             .connect()
             .await
             .map_err(|_| KvError::NoLeader)?;
-        Ok(ClusterClient::new(ch))
+        Ok(ch)
     }
 
     /// Whether this call should be forwarded to the leader.
