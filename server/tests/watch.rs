@@ -590,3 +590,38 @@ async fn replay_plus_live_under_concurrent_writers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn large_replay_is_fragmented_when_asked() {
+    each_kind(|kind| async move {
+        let srv = Server::start(kind).await;
+        let mut c = srv.client().await;
+        // Six 500 KB values: a 3 MB replay batch, over etcd's split size
+        // (--max-request-bytes 1.5 MiB plus 512 KiB).
+        let value = "v".repeat(500_000);
+        for i in 0..6 {
+            c.put(format!("frag/{i:02}"), value.clone(), None)
+                .await
+                .unwrap();
+        }
+        let wopts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(1)
+            .with_fragment();
+        let (mut ws, _) = watch(kind, &mut c, "frag/", wopts).await;
+        let mut got = 0;
+        let mut shape = Vec::new();
+        while got < 6 {
+            let r = next(kind, &mut ws).await;
+            got += r.events().len();
+            shape.push(r.events().len());
+        }
+        assert_eq!(got, 6, "[{kind}] every event once");
+        assert!(shape.len() > 1, "[{kind}] the batch was split: {shape:?}");
+        // etcd-client does not expose the fragment flag: the split shows as
+        // several responses, none over the limit (at most 4 events of 500 KB).
+        assert!(shape.iter().all(|n| *n <= 4), "[{kind}] {shape:?}");
+        vec![format!("fragments: {}", shape.len() > 1)]
+    })
+    .await;
+}

@@ -104,6 +104,9 @@ impl Node {
         let header = Arc::new(HeaderSource::new(identity.cluster_id, identity.member_id));
         let election_timeout = Duration::from_millis(cfg.election_timeout);
         let core = Core::new(store, header.clone(), election_timeout);
+        // etcd splits above --max-request-bytes plus its gRPC overhead allowance.
+        core.hub
+            .set_fragment_bytes(cfg.max_request_bytes + 512 * 1024);
         core.restore(&recovered);
         let sm = StateMachine::new(core.clone(), &recovered, member_dir.join("snap"));
         let log = LogStore::open(&member_dir.join("wal"))?;

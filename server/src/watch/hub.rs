@@ -19,6 +19,8 @@ use crate::mvcc::{in_range, MvccError, Store};
 
 /// Responses queued on one stream before its watchers are set aside as slow.
 pub const MAX_PENDING_RESPONSES: usize = 128;
+/// etcd's default fragment size: --max-request-bytes plus 512 KiB.
+const DEFAULT_FRAGMENT_BYTES: usize = 1572864 + 512 * 1024;
 /// Most revisions replayed for one watcher per catch-up pass.
 const CATCHUP_REVS: i64 = 1000;
 /// Most unsynced watchers served per catch-up pass.
@@ -33,6 +35,8 @@ struct Watcher {
     no_put: bool,
     no_delete: bool,
     progress_notify: bool,
+    /// Split large event batches into fragments (etcd's `fragment`).
+    fragment: bool,
     /// First revision not yet delivered.
     next_rev: i64,
     synced: bool,
@@ -104,6 +108,9 @@ pub struct WatchHub {
     store: Arc<Store>,
     header: Arc<HeaderSource>,
     wake: Notify,
+    /// Size above which a fragmenting watcher's batch is split (etcd uses
+    /// --max-request-bytes).
+    fragment_bytes: AtomicUsize,
 }
 
 impl WatchHub {
@@ -118,7 +125,17 @@ impl WatchHub {
             store,
             header,
             wake: Notify::new(),
+            fragment_bytes: AtomicUsize::new(DEFAULT_FRAGMENT_BYTES),
         })
+    }
+
+    /// Sets the size above which fragmenting watchers get split batches.
+    pub fn set_fragment_bytes(&self, bytes: usize) {
+        self.fragment_bytes.store(bytes.max(1), Ordering::Relaxed);
+    }
+
+    fn fragment_bytes(&self) -> usize {
+        self.fragment_bytes.load(Ordering::Relaxed)
     }
 
     pub fn open_stream(&self) -> StreamHandle {
@@ -192,6 +209,7 @@ impl WatchHub {
             no_put: req.filters.contains(&(FilterType::Noput as i32)),
             no_delete: req.filters.contains(&(FilterType::Nodelete as i32)),
             progress_notify: req.progress_notify,
+            fragment: req.fragment,
             next_rev: start,
             synced: start > published,
         };
@@ -281,12 +299,13 @@ impl WatchHub {
                         lagging = true;
                         continue;
                     }
-                    out.push(WatchResponse {
-                        header: Some(header),
-                        watch_id: *id,
-                        events: evs,
-                        ..Default::default()
-                    });
+                    out.extend(fragments(
+                        header,
+                        *id,
+                        evs,
+                        w.fragment,
+                        self.fragment_bytes(),
+                    ));
                 }
                 w.next_rev = w.next_rev.max(rev + 1);
             }
@@ -423,14 +442,50 @@ impl WatchHub {
                     w.synced = true;
                 }
                 if !evs.is_empty() {
-                    s.send(WatchResponse {
-                        header: Some(self.header.at(to.max(published))),
-                        watch_id: id,
-                        events: evs,
-                        ..Default::default()
-                    });
+                    let header = self.header.at(to.max(published));
+                    for r in fragments(header, id, evs, w.fragment, self.fragment_bytes()) {
+                        s.send(r);
+                    }
                 }
             }
         }
     }
+}
+
+/// The responses carrying `events` for one watcher: one, or (when the watcher
+/// asked for fragments and the batch is over `limit` bytes) several, each
+/// but the last marked `fragment`, as etcd splits them.
+fn fragments(
+    header: kv_proto::etcdserverpb::ResponseHeader,
+    watch_id: i64,
+    events: Vec<Event>,
+    fragment: bool,
+    limit: usize,
+) -> Vec<WatchResponse> {
+    use prost::Message;
+    let whole = |events: Vec<Event>, fragment: bool| WatchResponse {
+        header: Some(header),
+        watch_id,
+        events,
+        fragment,
+        ..Default::default()
+    };
+    let total: usize = events.iter().map(|e| e.encoded_len()).sum();
+    if !fragment || total <= limit || events.len() < 2 {
+        return vec![whole(events, false)];
+    }
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut size = 0;
+    for e in events {
+        let n = e.encoded_len();
+        if !cur.is_empty() && size + n > limit {
+            out.push(whole(std::mem::take(&mut cur), true));
+            size = 0;
+        }
+        size += n;
+        cur.push(e);
+    }
+    out.push(whole(cur, false));
+    out
 }
