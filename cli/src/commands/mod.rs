@@ -1,0 +1,78 @@
+//! One file per command. A command validates its arguments, makes its RPCs
+//! and returns an [`Output`]; it never prints (printers do, see
+//! [`crate::printer`]).
+
+pub mod alarm;
+pub mod compaction;
+pub mod del;
+pub mod endpoint;
+pub mod get;
+pub mod lease;
+pub mod member;
+pub mod put;
+pub mod version;
+
+use kv_client::lease::{LeaseGrantResponse, LeaseRevokeResponse, LeaseTtlResponse};
+use kv_client::{DeleteResponse, GetResponse, PutResponse};
+
+/// What a command produced, handed to the printer.
+#[derive(Debug)]
+pub enum Output {
+    /// Answer of `put`.
+    Put(PutResponse),
+    /// Answer of `get`.
+    Get(GetResponse),
+    /// Answer of `del`.
+    Del(DeleteResponse),
+    /// Answer of `lease grant`.
+    LeaseGrant(LeaseGrantResponse),
+    /// Answer of `lease revoke` for this lease ID.
+    LeaseRevoke(i64, LeaseRevokeResponse),
+    /// Answer of `lease timetolive`, and whether keys were asked for.
+    LeaseTimeToLive(LeaseTtlResponse, bool),
+    /// `compaction` succeeded at this revision.
+    Compaction(i64),
+    /// Answer of `alarm list`.
+    AlarmList(Vec<kv_client::maintenance::ActiveAlarm>),
+    /// Answer of `member list`.
+    MemberList(kv_client::cluster::MemberListResponse),
+    /// Answer of `endpoint health`, one entry per endpoint.
+    EndpointHealth(Vec<endpoint::EpHealth>),
+    /// Answer of `endpoint status`, one entry per endpoint.
+    EndpointStatus(Vec<endpoint::EpStatus>),
+    /// Answer of `lease list`: the lease IDs.
+    LeaseList(Vec<i64>),
+    /// Answer of `version`.
+    Version {
+        /// kvctl's version.
+        version: String,
+        /// The API version.
+        api_version: String,
+    },
+}
+
+/// The range-shaping arguments shared by `get` and `del`.
+pub(crate) fn check_range_args(
+    command: &str,
+    args: &[String],
+    prefix: bool,
+    from_key: bool,
+) -> Result<(), crate::exit::ExitError> {
+    use crate::exit::ExitError;
+    if args.is_empty() || args.len() > 2 {
+        return Err(ExitError::bad_args(format!(
+            "{command} command needs one argument as key and an optional argument as range_end"
+        )));
+    }
+    if prefix && from_key {
+        return Err(ExitError::bad_args(
+            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
+        ));
+    }
+    if (prefix || from_key) && args.len() > 1 {
+        return Err(ExitError::bad_args(
+            "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Global flags shared by every command and the client built from them.
+
+use std::time::Duration;
+
+use clap::Args;
+use kv_client::{Client, ClientConfig};
+
+use crate::exit::ExitError;
+
+/// The output formats of `-w/--write-out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Human readable lines (the default).
+    Simple,
+    /// The response as JSON with protobuf field names.
+    Json,
+    /// `"Field" : value` lines.
+    Fields,
+    /// An ASCII table (only some commands).
+    Table,
+}
+
+/// Flags accepted before or after any command.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalFlags {
+    /// gRPC endpoints (comma separated); env KVCTL_ENDPOINTS, then ETCDCTL_ENDPOINTS
+    #[arg(long, global = true, env = "KVCTL_ENDPOINTS", value_delimiter = ',')]
+    pub endpoints: Option<Vec<String>>,
+    /// dial timeout for client connections
+    #[arg(long, global = true, default_value = "2s")]
+    pub dial_timeout: String,
+    /// timeout for short running command (excluding dial timeout)
+    #[arg(long, global = true, default_value = "5s")]
+    pub command_timeout: String,
+    /// set the output format (fields, json, simple, table)
+    #[arg(
+        short = 'w',
+        long = "write-out",
+        global = true,
+        default_value = "simple"
+    )]
+    pub write_out: String,
+}
+
+impl GlobalFlags {
+    /// The endpoints: the flag (or KVCTL_ENDPOINTS), else ETCDCTL_ENDPOINTS,
+    /// else 127.0.0.1:2379.
+    pub fn endpoint_list(&self) -> Vec<String> {
+        if let Some(e) = &self.endpoints {
+            return e.clone();
+        }
+        if let Ok(e) = std::env::var("ETCDCTL_ENDPOINTS") {
+            let list: Vec<String> = e
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if !list.is_empty() {
+                return list;
+            }
+        }
+        vec!["127.0.0.1:2379".to_string()]
+    }
+
+    /// The parsed `-w` value.
+    pub fn output_format(&self) -> Result<OutputFormat, ExitError> {
+        match self.write_out.as_str() {
+            "simple" => Ok(OutputFormat::Simple),
+            "json" => Ok(OutputFormat::Json),
+            "fields" => Ok(OutputFormat::Fields),
+            "table" => Ok(OutputFormat::Table),
+            _ => Err(ExitError::bad_feature("unsupported output format")),
+        }
+    }
+
+    /// Builds the client from the flags.
+    pub async fn client(&self) -> Result<Client, ExitError> {
+        let dial = parse_duration("dial-timeout", &self.dial_timeout)?;
+        let command = parse_duration("command-timeout", &self.command_timeout)?;
+        let config = ClientConfig::new(self.endpoint_list())
+            .with_connect_timeout(dial)
+            .with_request_timeout(command);
+        Client::connect(config)
+            .await
+            .map_err(|e| ExitError::new(crate::exit::EXIT_BAD_CONNECTION, e.to_string()))
+    }
+}
+
+/// Parses a Go-style duration such as `2s`, `500ms`, `1m30s` or `1.5s`.
+pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, ExitError> {
+    let bad = || {
+        ExitError::bad_args(format!(
+            "invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\""
+        ))
+    };
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        if num_len == 0 {
+            return Err(bad());
+        }
+        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("x", "2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            parse_duration("x", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_duration("x", "1m30s").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert!(parse_duration("x", "abc").is_err());
+        assert!(parse_duration("x", "").is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! `kvctl`: an etcdctl-compatible command line client for kv and any etcd
+//! v3 server, built only on the public API of `kv-client`.
+//!
+//! Layout follows etcdctl: `global.rs` (flags and client), `commands/` (one
+//! file per command; commands never print), `printer/` (one file per output
+//! format; printers never make RPCs), `exit.rs` (exit codes, `Error: ...`).
+
+mod commands;
+mod exit;
+mod global;
+mod printer;
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+use commands::endpoint::{EndpointArgs, EndpointCommand};
+use commands::member::MemberArgs;
+use commands::{
+    alarm::AlarmArgs, compaction::CompactionArgs, del::DelArgs, get::GetArgs, lease::LeaseArgs,
+    put::PutArgs, Output,
+};
+use exit::{exit_with_error, ExitError, EXIT_SUCCESS};
+use global::GlobalFlags;
+use printer::PrintOptions;
+
+/// A simple command line client for kv and etcd3.
+#[derive(Debug, Parser)]
+#[command(name = "kvctl", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Puts the given key into the store
+    Put(PutArgs),
+    /// Gets the key or a range of keys
+    Get(GetArgs),
+    /// Removes the specified key or range of keys [key, range_end)
+    Del(DelArgs),
+    /// Lease related commands
+    Lease(LeaseArgs),
+    /// Compacts the event history in etcd
+    Compaction(CompactionArgs),
+    /// Alarm related commands
+    Alarm(AlarmArgs),
+    /// Membership related commands
+    Member(MemberArgs),
+    /// Endpoint related commands
+    Endpoint(EndpointArgs),
+    /// Prints the version of kvctl
+    Version,
+}
+
+async fn run(cli: Cli) -> Result<(), ExitError> {
+    let format = cli.global.output_format()?;
+    let mut popts = PrintOptions::default();
+    // Validate before connecting, as etcdctl does.
+    enum Req {
+        Put(commands::put::PutRequest),
+        Get(String, kv_client::GetOptions),
+        Del(String, kv_client::DeleteOptions),
+        Lease(commands::lease::LeaseRequest),
+        Compaction(i64, bool),
+        AlarmList,
+        MemberList,
+    }
+    let req = match &cli.command {
+        Command::Put(a) => Req::Put(a.validate()?),
+        Command::Get(a) => {
+            popts.value_only = a.print_value_only;
+            let (k, o) = a.validate()?;
+            Req::Get(k, o)
+        }
+        Command::Del(a) => {
+            let (k, o) = a.validate()?;
+            Req::Del(k, o)
+        }
+        Command::Lease(a) => Req::Lease(a.validate()?),
+        Command::Compaction(a) => Req::Compaction(a.validate()?, a.physical),
+        Command::Alarm(a) => {
+            a.validate()?;
+            Req::AlarmList
+        }
+        Command::Member(a) => {
+            a.validate()?;
+            Req::MemberList
+        }
+        Command::Endpoint(EndpointArgs {
+            command: EndpointCommand::Health,
+        }) => {
+            let hs = commands::endpoint::run(&cli.global).await?;
+            let unhealthy =
+                matches!(&hs, Output::EndpointHealth(l) if l.iter().any(|h| !h.error.is_empty()));
+            let p = printer::new_printer(format, popts);
+            emit(p.as_ref(), &hs)?;
+            if unhealthy {
+                return Err(ExitError::new(exit::EXIT_ERROR, "unhealthy cluster"));
+            }
+            return Ok(());
+        }
+        Command::Endpoint(EndpointArgs {
+            command: EndpointCommand::Status,
+        }) => {
+            let st = commands::endpoint::run_status(&cli.global).await?;
+            let p = printer::new_printer(format, popts);
+            return emit(p.as_ref(), &st);
+        }
+        Command::Version => {
+            let p = printer::new_printer(format, popts);
+            return emit(p.as_ref(), &commands::version::run());
+        }
+    };
+    let out: Output = {
+        let client = cli.global.client().await?;
+        match req {
+            Req::Put(r) => commands::put::run(&client, r).await?,
+            Req::Get(k, o) => commands::get::run(&client, k, o).await?,
+            Req::Del(k, o) => commands::del::run(&client, k, o).await?,
+            Req::Lease(r) => commands::lease::run(&client, r).await?,
+            Req::Compaction(rev, physical) => {
+                commands::compaction::run(&client, rev, physical).await?
+            }
+            Req::AlarmList => commands::alarm::run(&client).await?,
+            Req::MemberList => commands::member::run(&client).await?,
+        }
+    };
+    let p = printer::new_printer(format, popts);
+    emit(p.as_ref(), &out)
+}
+
+/// Prints one command output on stdout.
+fn emit(p: &dyn printer::Printer, out: &Output) -> Result<(), ExitError> {
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    let mut err = std::io::stderr();
+    printer::print(p, &mut lock, &mut err, out)?;
+    lock.flush().map_err(printer::io_err)
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                e.exit();
+            }
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            exit_with_error(&ExitError::new(exit::EXIT_ERROR, first));
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => exit_with_error(&ExitError::new(exit::EXIT_ERROR, e.to_string())),
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::exit(EXIT_SUCCESS),
+        Err(e) => exit_with_error(&e),
+    }
+}

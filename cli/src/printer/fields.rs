@@ -1,0 +1,111 @@
+//! The `fields` format: one `"Field" : value` line per response field.
+
+use std::io::Write;
+
+use kv_client::cluster::MemberListResponse;
+use kv_client::{DeleteResponse, GetResponse, KeyValue, PutResponse, ResponseHeader};
+
+use super::{io_err, Printer};
+use crate::exit::ExitError;
+
+/// Prints `"Field" : value` lines.
+pub struct FieldsPrinter;
+
+/// Quotes like Go's `%q` for the common cases.
+pub fn go_quote(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn hdr(w: &mut dyn Write, h: Option<&ResponseHeader>) -> std::io::Result<()> {
+    let h = h.cloned().unwrap_or_default();
+    writeln!(w, "\"ClusterID\" : {}", h.cluster_id)?;
+    writeln!(w, "\"MemberID\" : {}", h.member_id)?;
+    writeln!(w, "\"Revision\" : {}", h.revision)?;
+    writeln!(w, "\"RaftTerm\" : {}", h.raft_term)
+}
+
+fn kv(w: &mut dyn Write, pfx: &str, kv: &KeyValue) -> std::io::Result<()> {
+    writeln!(w, "\"{pfx}Key\" : {}", go_quote(&kv.key))?;
+    writeln!(w, "\"{pfx}CreateRevision\" : {}", kv.create_revision)?;
+    writeln!(w, "\"{pfx}ModRevision\" : {}", kv.mod_revision)?;
+    writeln!(w, "\"{pfx}Version\" : {}", kv.version)?;
+    writeln!(w, "\"{pfx}Value\" : {}", go_quote(&kv.value))?;
+    writeln!(w, "\"{pfx}Lease\" : {}", kv.lease)
+}
+
+impl Printer for FieldsPrinter {
+    fn name(&self) -> &'static str {
+        "fields"
+    }
+
+    fn put(&self, w: &mut dyn Write, r: &PutResponse) -> Result<(), ExitError> {
+        (|| {
+            hdr(w, r.header())?;
+            if let Some(p) = r.prev_kv() {
+                kv(w, "Prev", p)?;
+            }
+            Ok(())
+        })()
+        .map_err(io_err)
+    }
+
+    fn get(&self, w: &mut dyn Write, r: &GetResponse) -> Result<(), ExitError> {
+        (|| {
+            hdr(w, r.header())?;
+            for k in r.kvs() {
+                kv(w, "", k)?;
+            }
+            writeln!(w, "\"More\" : {}", r.more())?;
+            writeln!(w, "\"Count\" : {}", r.count())
+        })()
+        .map_err(io_err)
+    }
+
+    fn del(&self, w: &mut dyn Write, r: &DeleteResponse) -> Result<(), ExitError> {
+        (|| {
+            hdr(w, r.header())?;
+            writeln!(w, "\"Deleted\" : {}", r.deleted())?;
+            for k in r.prev_kvs() {
+                kv(w, "Prev", k)?;
+            }
+            Ok(())
+        })()
+        .map_err(io_err)
+    }
+
+    fn member_list(&self, w: &mut dyn Write, r: &MemberListResponse) -> Result<(), ExitError> {
+        (|| {
+            hdr(w, r.0.header.as_ref())?;
+            for m in r.members() {
+                writeln!(w, "\"ID\" : {}", m.id)?;
+                writeln!(w, "\"Name\" : {}", go_quote(m.name.as_bytes()))?;
+                for u in &m.peer_ur_ls {
+                    writeln!(w, "\"PeerURL\" : {}", go_quote(u.as_bytes()))?;
+                }
+                for u in &m.client_ur_ls {
+                    writeln!(w, "\"ClientURL\" : {}", go_quote(u.as_bytes()))?;
+                }
+                writeln!(w, "\"IsLearner\" : {}", m.is_learner)?;
+                writeln!(w)?;
+            }
+            Ok(())
+        })()
+        .map_err(io_err)
+    }
+}
