@@ -30,6 +30,9 @@ pub struct Store {
     db: RwLock<Database>,
     state: RwLock<State>,
     path: PathBuf,
+    /// File size as of the last commit: quota checks read it on every write,
+    /// so it is refreshed once per applied batch instead of stat'ed per request.
+    size: std::sync::atomic::AtomicI64,
 }
 
 /// What a restart needs besides the key index.
@@ -110,6 +113,7 @@ impl Store {
             db: RwLock::new(db),
             state: RwLock::new(State::default()),
             path: path.to_path_buf(),
+            size: std::sync::atomic::AtomicI64::new(0),
         };
         let recovered = store.reload()?;
         Ok((store, recovered))
@@ -150,6 +154,7 @@ impl Store {
             .map(|r| r.map(|(k, v)| (k.value().to_string(), v.value().to_vec())))
             .collect::<Result<Vec<_>, _>>()?;
         *self.state.write() = st;
+        self.refresh_size();
         Ok(Recovered {
             leases,
             alarms,
@@ -190,6 +195,9 @@ impl Store {
             meta.insert(META_COMPACT, state.compact_rev.to_le_bytes().as_slice())?;
         }
         wtx.commit()?;
+        drop(state);
+        drop(db);
+        self.refresh_size();
         Ok(out)
     }
 
@@ -203,9 +211,14 @@ impl Store {
 
     /// Size of the backing file in bytes.
     pub fn db_size(&self) -> i64 {
-        std::fs::metadata(&self.path)
+        self.size.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn refresh_size(&self) {
+        let len = std::fs::metadata(&self.path)
             .map(|m| m.len() as i64)
-            .unwrap_or(0)
+            .unwrap_or(0);
+        self.size.store(len, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Rewrites the file without free pages. Blocks every other access while it runs.
@@ -216,6 +229,8 @@ impl Store {
         wtx.set_durability(redb::Durability::Immediate)?;
         wtx.commit()?;
         while db.compact()? {}
+        drop(db);
+        self.refresh_size();
         Ok(())
     }
 

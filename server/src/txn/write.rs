@@ -7,8 +7,8 @@ use kv_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion}
 use kv_proto::etcdserverpb::request_op::Request;
 use kv_proto::etcdserverpb::response_op::Response;
 use kv_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RequestOp,
-    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use kv_proto::mvccpb::KeyValue;
 
@@ -201,9 +201,47 @@ fn check_path(
     Ok(())
 }
 
+/// Where a txn's ops run: a write batch (every op) or a read view (ranges
+/// only), so one executor serves both.
+trait Target {
+    fn range(&self, r: &RangeRequest) -> KvResult<RangeResponse>;
+    fn put(&mut self, r: &PutRequest) -> KvResult<PutResponse>;
+    fn delete(&mut self, r: &DeleteRangeRequest) -> KvResult<DeleteRangeResponse>;
+}
+
+struct Writer<'x, 'a, 't> {
+    b: &'x mut WriteBatch<'a, 't>,
+    leases: &'x mut dyn LeaseBook,
+}
+
+impl Target for Writer<'_, '_, '_> {
+    fn range(&self, r: &RangeRequest) -> KvResult<RangeResponse> {
+        range(&*self.b, r)
+    }
+    fn put(&mut self, r: &PutRequest) -> KvResult<PutResponse> {
+        do_put(self.b, self.leases, r)
+    }
+    fn delete(&mut self, r: &DeleteRangeRequest) -> KvResult<DeleteRangeResponse> {
+        delete_range(self.b, self.leases, r)
+    }
+}
+
+struct Reader<'v, V>(&'v V);
+
+impl<V: ReadView> Target for Reader<'_, V> {
+    fn range(&self, r: &RangeRequest) -> KvResult<RangeResponse> {
+        range(self.0, r)
+    }
+    fn put(&mut self, _: &PutRequest) -> KvResult<PutResponse> {
+        Err(KvError::Internal("write in a read-only txn".into()))
+    }
+    fn delete(&mut self, _: &DeleteRangeRequest) -> KvResult<DeleteRangeResponse> {
+        Err(KvError::Internal("write in a read-only txn".into()))
+    }
+}
+
 fn exec(
-    b: &mut WriteBatch,
-    leases: &mut dyn LeaseBook,
+    tgt: &mut impl Target,
     t: &TxnRequest,
     p: &mut std::slice::Iter<'_, bool>,
 ) -> KvResult<TxnResponse> {
@@ -212,12 +250,10 @@ fn exec(
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let resp = match &op.request {
-            Some(Request::RequestRange(r)) => Response::ResponseRange(range(b, r)?),
-            Some(Request::RequestPut(r)) => Response::ResponsePut(do_put(b, leases, r)?),
-            Some(Request::RequestDeleteRange(r)) => {
-                Response::ResponseDeleteRange(delete_range(b, leases, r)?)
-            }
-            Some(Request::RequestTxn(inner)) => Response::ResponseTxn(exec(b, leases, inner, p)?),
+            Some(Request::RequestRange(r)) => Response::ResponseRange(tgt.range(r)?),
+            Some(Request::RequestPut(r)) => Response::ResponsePut(tgt.put(r)?),
+            Some(Request::RequestDeleteRange(r)) => Response::ResponseDeleteRange(tgt.delete(r)?),
+            Some(Request::RequestTxn(inner)) => Response::ResponseTxn(exec(tgt, inner, p)?),
             None => return Err(KvError::KeyNotFound),
         };
         responses.push(ResponseOp {
@@ -240,7 +276,7 @@ pub fn txn(
     let mut p = Vec::new();
     path(b, t, &mut p)?;
     check_path(b, leases, t, &mut p.iter())?;
-    exec(b, leases, t, &mut p.iter())
+    exec(&mut Writer { b, leases }, t, &mut p.iter())
 }
 
 /// True if no branch of `t` (at any depth) writes: such a txn needs no proposal.
@@ -267,36 +303,11 @@ pub fn is_serializable(t: &TxnRequest) -> bool {
         })
 }
 
-fn read_exec(
-    view: &impl ReadView,
-    t: &TxnRequest,
-    p: &mut std::slice::Iter<'_, bool>,
-) -> KvResult<TxnResponse> {
-    let ok = *p.next().unwrap_or(&false);
-    let ops: &[RequestOp] = if ok { &t.success } else { &t.failure };
-    let mut responses = Vec::with_capacity(ops.len());
-    for op in ops {
-        let resp = match &op.request {
-            Some(Request::RequestRange(r)) => Response::ResponseRange(range(view, r)?),
-            Some(Request::RequestTxn(inner)) => Response::ResponseTxn(read_exec(view, inner, p)?),
-            _ => return Err(KvError::Internal("write in a read-only txn".into())),
-        };
-        responses.push(ResponseOp {
-            response: Some(resp),
-        });
-    }
-    Ok(TxnResponse {
-        header: empty_header(),
-        succeeded: ok,
-        responses,
-    })
-}
-
 /// A txn that [`is_read_only`], evaluated against a read view.
 pub fn read_txn(view: &impl ReadView, t: &TxnRequest) -> KvResult<TxnResponse> {
     let mut p = Vec::new();
     path(view, t, &mut p)?;
-    let mut resp = read_exec(view, t, &mut p.iter())?;
+    let mut resp = exec(&mut Reader(view), t, &mut p.iter())?;
     stamp_revision(&mut resp, view.rev());
     resp.header = Some(ResponseHeader {
         revision: view.rev(),
