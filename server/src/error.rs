@@ -47,6 +47,10 @@ pub enum KvError {
     Stopped,
     #[error("request timed out")]
     Timeout,
+    /// etcd has no gRPC mapping for this one: it reaches clients as Unknown
+    /// with etcd's full text.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     #[error("not capable")]
     NotCapable,
     #[error("invalid argument: {0}")]
@@ -84,6 +88,7 @@ impl KvError {
             KvError::NotLeader => "not_leader",
             KvError::Stopped => "stopped",
             KvError::Timeout => "timeout",
+            KvError::LeaderTransferTimeout => "leader_transfer_timeout",
             KvError::NotCapable => "not_capable",
             KvError::InvalidArgument(_) => "invalid_argument",
             KvError::Internal(_) => "internal",
@@ -115,6 +120,7 @@ impl KvError {
             KvError::NotLeader,
             KvError::Stopped,
             KvError::Timeout,
+            KvError::LeaderTransferTimeout,
             KvError::NotCapable,
         ];
         match all.into_iter().find(|e| e.code() == code) {

@@ -32,7 +32,9 @@ fn wire_error(e: &KvError) -> Option<WireError> {
         KvError::Stopped => wire::STOPPED,
         KvError::Timeout => wire::TIMEOUT,
         KvError::NotCapable => wire::NOT_CAPABLE,
-        KvError::InvalidArgument(_) | KvError::Internal(_) => return None,
+        KvError::InvalidArgument(_) | KvError::Internal(_) | KvError::LeaderTransferTimeout => {
+            return None
+        }
     })
 }
 
@@ -43,6 +45,7 @@ pub fn to_status(e: KvError) -> Status {
     }
     match e {
         KvError::InvalidArgument(m) => Status::invalid_argument(m),
+        KvError::LeaderTransferTimeout => Status::unknown(e.to_string()),
         other => {
             tracing::error!(error = %other, "request failed");
             Status::unknown(other.to_string())

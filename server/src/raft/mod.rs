@@ -1,6 +1,7 @@
 //! Consensus: openraft's type configuration, our log store, the peer network
 //! and the small [`Consensus`] trait the rest of kvd proposes through.
 
+pub mod failpoint;
 pub mod log_store;
 pub mod network;
 pub mod types;

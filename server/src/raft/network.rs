@@ -42,6 +42,9 @@ pub struct StampClusterId(tonic::metadata::MetadataValue<tonic::metadata::Ascii>
 
 impl tonic::service::Interceptor for StampClusterId {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if super::failpoint::isolated() {
+            return Err(super::failpoint::unreachable());
+        }
         req.metadata_mut().insert(CLUSTER_ID_HEADER, self.0.clone());
         Ok(req)
     }

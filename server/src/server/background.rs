@@ -28,6 +28,10 @@ pub fn spawn_all(node: &Arc<Node>) {
     tasks.push(tokio::spawn(expire_leases(node.clone())));
     tasks.push(tokio::spawn(auto_compact(node.clone())));
     tasks.push(tokio::spawn(publish(node.clone())));
+    tasks.push(tokio::spawn(super::election::run(
+        node.clone(),
+        node.heartbeat_interval,
+    )));
     let hub = node.hub().clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(PROGRESS_INTERVAL);

@@ -8,6 +8,7 @@ use kv_proto::etcdserverpb::{
 };
 use kv_proto::kvpb::internal_request::Request;
 use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
 
 use super::Node;
 use crate::apply::Applied;
@@ -16,6 +17,9 @@ use crate::error::{KvError, KvResult};
 /// The etcd API version kvd implements, reported by Status so clients that
 /// gate features on the server version treat kvd as an etcd 3.5 server.
 pub const API_VERSION: &str = "3.5.0";
+
+/// A leader transfer gives up after this many election timeouts.
+const TRANSFER_TIMEOUTS: u32 = 5;
 
 impl Node {
     pub fn status(&self) -> StatusResponse {
@@ -154,6 +158,15 @@ impl Node {
 
     /// Leader transfer: the leader asks `target` to campaign and waits for
     /// it to win.
+    /// Hands leadership to `target` (etcd's MoveLeader).
+    ///
+    /// openraft 0.9 has no leader transfer, so kvd does it by hand: new
+    /// proposals and reads wait and heartbeats stop, so the leader goes
+    /// quiet; once `target` holds every entry and the voters' leader lease
+    /// has run out, `target` is told to campaign. Its log is as long as
+    /// anyone's, so it wins; this member then forwards the waiting requests
+    /// to it. The other members' election timers (election.rs) run far
+    /// longer than this pause, so they do not compete.
     pub async fn move_leader(&self, target: u64) -> KvResult<()> {
         let me = self.member_id();
         if self.raft.metrics().borrow().current_leader != Some(me) {
@@ -171,22 +184,62 @@ impl Node {
             return Err(KvError::BadLeaderTransferee);
         }
         let addr = member.peer_ur_ls.join(",");
+        let quiet = self.transfer.write().await;
+        self.raft.runtime_config().heartbeat(false);
+        let deadline = Instant::now() + self.election_timeout * TRANSFER_TIMEOUTS;
+        let result = self.hand_over(target, &addr, deadline).await;
+        self.raft.runtime_config().heartbeat(true);
+        drop(quiet);
+        match &result {
+            Ok(()) => tracing::info!(target = %format!("{target:x}"), "leadership handed over"),
+            Err(e) => tracing::warn!(error = %e, "leadership transfer failed"),
+        }
+        result
+    }
+
+    async fn hand_over(&self, target: u64, addr: &str, deadline: Instant) -> KvResult<()> {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(left()))
+            .metrics(
+                |m| {
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&target).copied().flatten())
+                        .map(|l| l.index);
+                    matched.is_some() && matched >= m.last_log_index
+                },
+                "transferee caught up",
+            )
+            .await
+            .map_err(|_| KvError::LeaderTransferTimeout)?;
+        let hb = self.heartbeat_interval.as_millis() as u64;
+        let lease = Duration::from_millis(super::election::raft_timeouts(hb).1 + hb);
         let mut client = self
             .network
-            .client(target, &addr)
+            .client(target, addr)
             .map_err(|_| KvError::BadLeaderTransferee)?;
-        // Best effort: openraft 0.9 has no leader transfer, and a member
-        // that heard from its leader recently refuses votes (its leader
-        // lease), so this can time out on a busy cluster.
-        client
-            .start_election(kv_proto::kvpb::StartElectionRequest {})
-            .await
-            .map_err(|_| KvError::BadLeaderTransferee)?;
-        self.raft
-            .wait(Some(self.election_timeout * 3))
-            .metrics(|m| m.current_leader == Some(target), "leader transfer")
-            .await
-            .map(|_| ())
-            .map_err(|_| KvError::Timeout)
+        loop {
+            tokio::time::sleep(lease.min(left())).await;
+            if left().is_zero() {
+                return Err(KvError::LeaderTransferTimeout);
+            }
+            let asked = client
+                .start_election(kv_proto::kvpb::StartElectionRequest {})
+                .await;
+            if let Err(e) = asked {
+                tracing::debug!(error = %e, "asking the transferee to campaign");
+                continue;
+            }
+            let won = self
+                .raft
+                .wait(Some((lease * 2).min(left())))
+                .metrics(|m| m.current_leader == Some(target), "transferee elected")
+                .await;
+            if won.is_ok() {
+                return Ok(());
+            }
+        }
     }
 }

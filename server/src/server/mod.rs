@@ -4,6 +4,7 @@
 
 mod background;
 mod cluster;
+mod election;
 mod ids;
 mod kv;
 mod lease;
@@ -64,6 +65,11 @@ pub struct Node {
     quota_bytes: u64,
     retention: Retention,
     election_timeout: Duration,
+    heartbeat_interval: Duration,
+    elections: election::Elections,
+    /// Held for writing while leadership is handed over (MoveLeader): new
+    /// proposals and reads wait so that the leader stays quiet.
+    transfer: tokio::sync::RwLock<()>,
     /// The members named by the bootstrap flags (this member's client URLs).
     members: Vec<MemberInfo>,
     name: String,
@@ -114,8 +120,10 @@ impl Node {
         let raft_cfg = openraft::Config {
             cluster_name: cfg.initial_cluster_token.clone(),
             heartbeat_interval: cfg.heartbeat_interval,
-            election_timeout_min: cfg.election_timeout,
-            election_timeout_max: cfg.election_timeout * 2,
+            election_timeout_min: election::raft_timeouts(cfg.heartbeat_interval).0,
+            election_timeout_max: election::raft_timeouts(cfg.heartbeat_interval).1,
+            // kvd runs elections itself, with pre-vote (election.rs).
+            enable_elect: false,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
             max_in_snapshot_log_to_keep: cfg.experimental_snapshot_catchup_entries,
             ..Default::default()
@@ -177,6 +185,9 @@ impl Node {
             quota_bytes: cfg.quota_bytes(),
             retention,
             election_timeout,
+            heartbeat_interval: Duration::from_millis(cfg.heartbeat_interval),
+            elections: election::Elections::new(election_timeout),
+            transfer: tokio::sync::RwLock::new(()),
             members,
             name: identity.name.clone(),
             token: identity.token.clone(),
@@ -271,6 +282,7 @@ impl Node {
         if size > self.max_request_bytes {
             return Err(KvError::RequestTooLarge);
         }
+        self.settled().await;
         match read_index::leader_addr(&self.raft) {
             Some((leader, _)) if leader == self.member_id() => {
                 self.proposer.propose(req, size).await
@@ -296,6 +308,7 @@ impl Node {
         if size > self.max_request_bytes {
             return Err(KvError::RequestTooLarge);
         }
+        self.settled().await;
         match read_index::leader_addr(&self.raft) {
             Some((leader, _)) if leader == self.member_id() => {
                 self.proposer.propose(req, size).await
@@ -306,7 +319,13 @@ impl Node {
 
     /// Waits until this member has applied everything committed before the call.
     pub async fn read_barrier(&self) -> KvResult<()> {
+        self.settled().await;
         self.reads.wait().await
+    }
+
+    /// Waits while a leadership hand-over is in progress on this member.
+    async fn settled(&self) {
+        drop(self.transfer.read().await);
     }
 
     /// Stops raft and the background tasks.

@@ -8,10 +8,12 @@ use kv_proto::kvpb::peer_server::{Peer, PeerServer};
 use kv_proto::kvpb::propose_response::Result as ProposeResult;
 use kv_proto::kvpb::{
     ClusterIdRequest, ClusterIdResponse, InternalRequest, LeaseRenewRequest, LeaseRenewResponse,
-    PeerError, ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
-    StartElectionRequest, StartElectionResponse,
+    PeerError, PreVoteRequest, PreVoteResponse, ProposeResponse, RaftMessage, ReadIndexRequest,
+    ReadIndexResponse, StartElectionRequest, StartElectionResponse,
 };
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
@@ -85,7 +87,11 @@ impl Peer for PeerService {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
-        encode(&self.0.raft.append_entries(rpc).await)
+        let resp = self.0.raft.append_entries(rpc).await;
+        if !matches!(resp, Ok(AppendEntriesResponse::HigherVote(_)) | Err(_)) {
+            self.0.elections.heard_from_leader();
+        }
+        encode(&resp)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -98,7 +104,13 @@ impl Peer for PeerService {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
-        encode(&self.0.raft.install_snapshot(rpc).await)
+        let vote = rpc.vote;
+        let resp = self.0.raft.install_snapshot(rpc).await;
+        if matches!(&resp, Ok(r) if r.vote.partial_cmp(&vote) != Some(std::cmp::Ordering::Greater))
+        {
+            self.0.elections.heard_from_leader();
+        }
+        encode(&resp)
     }
 
     async fn propose(
@@ -114,6 +126,7 @@ impl Peer for PeerService {
         &self,
         _req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
+        self.0.settled().await;
         let check = super::read_index::leader_read_index(&self.0.raft, self.0.watermark);
         let result = tokio::time::timeout(std::time::Duration::from_secs(5), check)
             .await
@@ -139,6 +152,17 @@ impl Peer for PeerService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(StartElectionResponse {}))
+    }
+
+    async fn pre_vote(
+        &self,
+        req: Request<PreVoteRequest>,
+    ) -> Result<Response<PreVoteResponse>, Status> {
+        let node = &self.0;
+        let granted = node
+            .elections
+            .grant(&node.raft, node.member_id(), req.get_ref());
+        Ok(Response::new(PreVoteResponse { granted }))
     }
 
     async fn cluster_id(
@@ -177,6 +201,9 @@ pub async fn serve(
     let mut servers = Vec::new();
     let ours = format!("{:x}", node.header.cluster_id);
     let check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        if crate::raft::failpoint::isolated() {
+            return Err(crate::raft::failpoint::unreachable());
+        }
         match req
             .metadata()
             .get(CLUSTER_ID_HEADER)

@@ -107,12 +107,31 @@ impl Cluster {
             .arg("--initial-cluster-token=kvtest")
             .arg(format!("--initial-cluster-state={}", m.state))
             .args(&self.extra)
+            .env("KVD_FAILPOINT_ISOLATE", self.isolate_path(i))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn kvd");
         self.members[i].child = Some(child);
+    }
+
+    /// While this file exists member `i` drops all peer traffic (kvd's
+    /// `KVD_FAILPOINT_ISOLATE` hook): a partition without root.
+    pub fn isolate_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.isolated", self.members[i].name))
+    }
+
+    /// Cuts member `i` off from its peers (`on`) or reconnects it.
+    pub fn isolate(&self, i: usize, on: bool) {
+        let path = self.isolate_path(i);
+        if on {
+            std::fs::write(&path, b"").expect("create isolation file");
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 
     pub fn log_path(&self, i: usize) -> PathBuf {

@@ -1,0 +1,223 @@
+//! Elections with pre-vote and check-quorum, driven by kvd instead of
+//! openraft's own timer (which openraft 0.9 runs without pre-vote).
+//!
+//! A member that has not heard from a leader for a randomized
+//! `[election-timeout, 2 x election-timeout)` first asks the other voters
+//! whether they would vote for it. A voter says yes only if it has not heard
+//! from a leader for an election timeout itself, is not the leader, and the
+//! candidate's log is at least as up to date as its own. Only with a quorum
+//! of yeses does the member start a real election (a new term). So a member
+//! cut off from the others never raises its term, and when it comes back it
+//! does not depose the healthy leader (etcd's `--pre-vote`, on by default).
+//!
+//! openraft's leader lease stays as a second guard: voters refuse real votes
+//! for a few heartbeats after hearing from a leader. kvd keeps that lease short
+//! (see [`raft_timeouts`]) so that MoveLeader can hand over quickly.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kv_proto::kvpb::{PreVoteRequest, PreVoteResponse};
+use openraft::ServerState;
+use parking_lot::Mutex;
+use rand::Rng;
+
+use super::Node;
+use crate::raft::types::Raft;
+use crate::raft::NodeId;
+
+/// openraft's own election timeouts, in milliseconds, for a heartbeat of
+/// `heartbeat_ms`. Its timer is off (kvd drives elections); what is left of
+/// these is the vote RPC deadline (the minimum) and the leader lease during
+/// which voters refuse votes (the maximum).
+pub fn raft_timeouts(heartbeat_ms: u64) -> (u64, u64) {
+    (heartbeat_ms * 2, heartbeat_ms * 3)
+}
+
+/// When this member last heard from a leader, and the election timeout.
+pub struct Elections {
+    last_contact: Mutex<Instant>,
+    timeout: Duration,
+}
+
+impl Elections {
+    pub fn new(timeout: Duration) -> Self {
+        Elections {
+            last_contact: Mutex::new(Instant::now()),
+            timeout,
+        }
+    }
+
+    /// A leader in the current (or a newer) term reached this member.
+    pub fn heard_from_leader(&self) {
+        *self.last_contact.lock() = Instant::now();
+    }
+
+    fn quiet_for(&self) -> Duration {
+        self.last_contact.lock().elapsed()
+    }
+
+    /// Whether this member would vote for `req`'s candidate now.
+    pub fn grant(&self, raft: &Raft, me: NodeId, req: &PreVoteRequest) -> bool {
+        let (state, term) = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            (m.state, m.current_term)
+        };
+        if req.candidate == me || state == ServerState::Leader {
+            return false;
+        }
+        // Check-quorum: a member that heard from its leader within an
+        // election timeout still believes in it.
+        if self.quiet_for() < self.timeout {
+            return false;
+        }
+        if req.next_term < term {
+            return false;
+        }
+        let mine = last_log(raft);
+        (req.last_log_term, req.last_log_index) >= mine
+    }
+}
+
+/// (term, index) of this member's last log entry.
+fn last_log(raft: &Raft) -> (u64, u64) {
+    raft.data_metrics()
+        .borrow()
+        .last_log
+        .map(|l| (l.leader_id.term, l.index))
+        .unwrap_or((0, 0))
+}
+
+/// Whether `granted` holds a majority of every configuration (a joint
+/// configuration during a membership change needs both).
+fn is_quorum(configs: &[BTreeSet<NodeId>], granted: &BTreeSet<NodeId>) -> bool {
+    !configs.is_empty()
+        && configs
+            .iter()
+            .all(|c| c.intersection(granted).count() * 2 > c.len())
+}
+
+fn random_timeout(base: Duration) -> Duration {
+    let ms = base.as_millis().max(1) as u64;
+    Duration::from_millis(rand::rng().random_range(ms..ms * 2))
+}
+
+/// Asks every other voter for a pre-vote; true when a quorum would elect us.
+async fn pre_vote(node: &Node, configs: &[BTreeSet<NodeId>]) -> bool {
+    let me = node.member_id();
+    let (term, members) = {
+        let m = node.raft.metrics();
+        let m = m.borrow();
+        let members: Vec<(NodeId, String)> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        (m.current_term, members)
+    };
+    let (last_log_term, last_log_index) = last_log(&node.raft);
+    let req = PreVoteRequest {
+        candidate: me,
+        next_term: term + 1,
+        last_log_term,
+        last_log_index,
+    };
+    let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
+    let asks = members
+        .into_iter()
+        .filter(|(id, _)| *id != me && voters.contains(id))
+        .map(|(id, addr)| {
+            let net = node.network.clone();
+            async move {
+                let Ok(mut client) = net.client(id, &addr) else {
+                    return None;
+                };
+                let ask = client.pre_vote(req);
+                match tokio::time::timeout(node.election_timeout, ask).await {
+                    Ok(Ok(resp)) => {
+                        let PreVoteResponse { granted } = resp.into_inner();
+                        granted.then_some(id)
+                    }
+                    _ => None,
+                }
+            }
+        });
+    let mut granted: BTreeSet<NodeId> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    granted.insert(me);
+    is_quorum(configs, &granted)
+}
+
+/// Runs this member's election timer until the node stops.
+pub async fn run(node: Arc<Node>, tick: Duration) {
+    let mut wait = random_timeout(node.election_timeout);
+    let mut last_attempt = Instant::now();
+    let mut first = true;
+    loop {
+        tokio::time::sleep(tick).await;
+        let (state, configs) = {
+            let m = node.raft.metrics();
+            let m = m.borrow();
+            (
+                m.state,
+                m.membership_config.membership().get_joint_config().clone(),
+            )
+        };
+        let me = node.member_id();
+        if state == ServerState::Leader || !configs.iter().any(|c| c.contains(&me)) {
+            node.elections.heard_from_leader();
+            continue;
+        }
+        // The only voter elects itself at once, as openraft would (and
+        // again only after a full timeout should that not take).
+        let alone = configs.iter().all(|c| c.len() == 1 && c.contains(&me));
+        let quiet = node.elections.quiet_for().min(last_attempt.elapsed());
+        if !(alone && first) && quiet < wait {
+            continue;
+        }
+        first = false;
+        last_attempt = Instant::now();
+        wait = random_timeout(node.election_timeout);
+        if alone || pre_vote(&node, &configs).await {
+            tracing::info!("pre-vote won; starting an election");
+            if let Err(e) = node.raft.trigger().elect().await {
+                tracing::warn!(error = %e, "starting an election");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn quorum_needs_a_majority_of_every_configuration() {
+        let one = vec![set(&[1, 2, 3])];
+        assert!(is_quorum(&one, &set(&[1, 2])));
+        assert!(!is_quorum(&one, &set(&[1])));
+        let joint = vec![set(&[1, 2, 3]), set(&[3, 4, 5])];
+        assert!(!is_quorum(&joint, &set(&[1, 2, 3])));
+        assert!(is_quorum(&joint, &set(&[1, 3, 4])));
+        assert!(!is_quorum(&[], &set(&[1])));
+    }
+
+    #[test]
+    fn random_timeout_stays_within_one_and_two_timeouts() {
+        let base = Duration::from_millis(100);
+        for _ in 0..100 {
+            let t = random_timeout(base);
+            assert!(t >= base && t < base * 2);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Leadership in a three-member kvd cluster: pre-vote keeps a member that
+//! was cut off from disrupting the leader when it returns, and MoveLeader
+//! (through Debian's etcdctl) hands leadership to the member asked for,
+//! under writes, without losing any.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::cluster::{Cluster, DEADLINE};
+use common::kvd_only;
+
+/// (leader id, term) as member `i` reports them.
+async fn leader_and_term(c: &Cluster, i: usize) -> (u64, u64) {
+    let mut m = c.client(i).await;
+    let st = m.status().await.expect("status");
+    (st.leader(), st.raft_term())
+}
+
+fn member_id(st: &etcd_client::StatusResponse) -> u64 {
+    st.header().map(|h| h.member_id()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn isolated_member_returns_without_disrupting_the_leader() {
+    kvd_only(|| async {
+        // Short timers (also checks that the flags reach raft): six election
+        // timeouts pass while the member is cut off.
+        let c =
+            Cluster::start_with(3, &["--heartbeat-interval=50", "--election-timeout=500"]).await;
+        let leader = c.leader().await;
+        let (leader_id, term) = leader_and_term(&c, leader).await;
+        let follower = (leader + 1) % 3;
+        c.isolate(follower, true);
+        let mut w = c.client(leader).await;
+        for i in 0..20 {
+            w.put(format!("p{i}"), "v", None)
+                .await
+                .expect("put with two of three");
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Pre-vote: the cut-off member never won a pre-vote, so it never
+        // started an election and its term did not move.
+        let (_, cut_off_term) = leader_and_term(&c, follower).await;
+        assert_eq!(
+            cut_off_term,
+            term,
+            "isolated member raised its term\n{}",
+            c.logs()
+        );
+
+        c.isolate(follower, false);
+        let deadline = Instant::now() + DEADLINE;
+        let mut f = c.client(follower).await;
+        loop {
+            let got = f
+                .get(
+                    "p19",
+                    Some(etcd_client::GetOptions::new().with_serializable()),
+                )
+                .await
+                .expect("serializable get");
+            if !got.kvs().is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no catch-up\n{}", c.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for i in 0..3 {
+            assert_eq!(
+                leader_and_term(&c, i).await,
+                (leader_id, term),
+                "member {i} saw the leadership change\n{}",
+                c.logs()
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn move_leader_hands_over_under_writes() {
+    kvd_only(|| async {
+        let c = Arc::new(Cluster::start(3).await);
+        let stop = Arc::new(AtomicBool::new(false));
+        // A writer through every member; it records what was acknowledged.
+        let writer = {
+            let (c, stop) = (c.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut clients = Vec::new();
+                for i in 0..3 {
+                    clients.push(c.client(i).await);
+                }
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = format!("w{n:05}");
+                    if clients[(n % 3) as usize]
+                        .put(k.clone(), "v", None)
+                        .await
+                        .is_ok()
+                    {
+                        acked.push(k);
+                    }
+                    n += 1;
+                }
+                acked
+            })
+        };
+        for round in 0..3 {
+            let leader = c.leader().await;
+            let target = (leader + 1) % 3;
+            let mut t = c.client(target).await;
+            let target_id = member_id(&t.status().await.expect("status"));
+            let (ok, out, err) = c.etcdctl(leader, &["move-leader", &format!("{target_id:x}")]);
+            assert!(
+                ok,
+                "round {round}: move-leader failed: {out}{err}\n{}",
+                c.logs()
+            );
+            assert!(
+                out.contains("Leadership transferred from")
+                    && out.contains(&format!("{target_id:x}")),
+                "round {round}: {out}"
+            );
+            for i in 0..3 {
+                let (l, _) = leader_and_term(&c, i).await;
+                assert_eq!(
+                    l, target_id,
+                    "round {round}: member {i} names another leader"
+                );
+            }
+        }
+        // Asking a follower gives etcd's error.
+        let leader = c.leader().await;
+        let follower = (leader + 1) % 3;
+        let mut f = c.client(follower).await;
+        let leader_id = member_id(&c.client(leader).await.status().await.expect("status"));
+        let err = f
+            .move_leader(leader_id)
+            .await
+            .expect_err("move-leader on a follower");
+        assert!(err.to_string().contains("etcdserver: not leader"), "{err}");
+        // A member ID that is not in the cluster.
+        let mut l = c.client(leader).await;
+        let err = l.move_leader(0x1234).await.expect_err("unknown transferee");
+        assert!(
+            err.to_string()
+                .contains("etcdserver: bad leader transferee"),
+            "{err}"
+        );
+
+        stop.store(true, Ordering::Relaxed);
+        let acked = writer.await.expect("writer");
+        assert!(!acked.is_empty(), "no write was acknowledged");
+        for i in 0..3 {
+            let mut m = c.client(i).await;
+            let got = m
+                .get(
+                    "w",
+                    Some(
+                        etcd_client::GetOptions::new()
+                            .with_prefix()
+                            .with_keys_only(),
+                    ),
+                )
+                .await
+                .expect("get");
+            let have: std::collections::BTreeSet<Vec<u8>> =
+                got.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+            for k in &acked {
+                assert!(
+                    have.contains(k.as_bytes()),
+                    "member {i} lost acknowledged {k}"
+                );
+            }
+        }
+    })
+    .await;
+}
