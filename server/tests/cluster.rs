@@ -5,6 +5,8 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
@@ -41,55 +43,106 @@ async fn writes_on_any_member_read_linearizably_everywhere() {
             hashes.windows(2).all(|w| w[0] == w[1]),
             "hashes differ: {hashes:?}"
         );
+        // etcdctl finds every member from one endpoint.
+        let (ok, out, err) = c.etcdctl(0, &["endpoint", "health", "--cluster"]);
+        assert!(ok, "{out}{err}");
+        assert_eq!(
+            out.matches("is healthy").count() + err.matches("is healthy").count(),
+            3,
+            "{out}{err}"
+        );
+        let (ok, out, err) = c.etcdctl(1, &["endpoint", "status", "--cluster", "-w", "json"]);
+        assert!(ok, "{out}{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let leaders: Vec<u64> = v
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| e["Status"]["leader"].as_u64().expect("leader"))
+            .collect();
+        assert_eq!(leaders.len(), 3, "{out}");
+        assert!(leaders.iter().all(|l| *l == leaders[0] && *l != 0), "{out}");
     })
     .await;
+}
+
+/// One writer: puts `w{t}-{n}` round-robin through the members until
+/// `stop`, moving on to the next member when one fails; returns what was
+/// acknowledged.
+async fn write_until(c: Arc<Cluster>, t: usize, stop: Arc<AtomicBool>) -> BTreeMap<String, String> {
+    let mut acked = BTreeMap::new();
+    let mut member = t % 3;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let (k, v) = (format!("w{t}-{n:04}"), format!("x{n}"));
+        let put = async {
+            let mut w = c.client_opt(member).await?;
+            w.put(k.clone(), v.clone(), None).await.ok()
+        };
+        match tokio::time::timeout(Duration::from_secs(5), put).await {
+            Ok(Some(_)) => {
+                acked.insert(k, v);
+                n += 1;
+            }
+            _ => {
+                member = (member + 1) % 3;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    acked
 }
 
 #[tokio::test]
 async fn leader_kill_loses_no_acknowledged_write() {
     kvd_only(|| async {
-        let mut c = Cluster::start(3).await;
+        let c = Arc::new(Cluster::start(3).await);
         let leader = c.leader().await;
-        let alive: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-        let mut acked: BTreeMap<String, String> = BTreeMap::new();
-        // Writes through the leader, then kill it, then writes through the rest.
-        let mut lc = c.client(leader).await;
-        for n in 0..50 {
-            let (k, v) = (format!("w{n:03}"), format!("x{n}"));
-            lc.put(k.clone(), v.clone(), None)
-                .await
-                .expect("put before the kill");
-            acked.insert(k, v);
-        }
-        c.kill9(leader);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..6)
+            .map(|t| tokio::spawn(write_until(c.clone(), t, stop.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // kill -9 the leader in the middle of the writes.
+        c.kill9_shared(leader);
+        // Writes resume through the other members.
         let deadline = Instant::now() + DEADLINE;
-        for n in 50..100 {
-            let (k, v) = (format!("w{n:03}"), format!("x{n}"));
-            loop {
-                let mut w = c.client(alive[n % 2]).await;
-                match w.put(k.clone(), v.clone(), None).await {
-                    Ok(_) => break,
-                    Err(e) => {
-                        assert!(
-                            Instant::now() < deadline,
-                            "writes did not resume: {e}\n{}",
-                            c.logs()
-                        );
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
+        let alive = (leader + 1) % 3;
+        loop {
+            let mut w = c.client(alive).await;
+            if w.put("after-kill", "1", None).await.is_ok() {
+                break;
             }
-            acked.insert(k, v);
+            assert!(
+                Instant::now() < deadline,
+                "writes did not resume\n{}",
+                c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut acked: BTreeMap<String, String> = BTreeMap::new();
+        for w in writers {
+            acked.extend(w.await.expect("writer"));
+        }
+        assert!(
+            acked.len() > 20,
+            "too few writes acknowledged: {}",
+            acked.len()
+        );
         // The killed member comes back and catches up.
+        let mut c = Arc::try_unwrap(c).unwrap_or_else(|_| panic!("cluster still shared"));
         c.spawn(leader);
         c.wait_ready(leader).await;
+        let mut revs = Vec::new();
         for i in 0..3 {
             let mut r = c.client(i).await;
             let got = r
                 .get("w", Some(GetOptions::new().with_prefix()))
                 .await
                 .expect("get");
+            revs.push(got.header().map(|h| h.revision()).unwrap_or(0));
             let have: BTreeMap<String, String> = got
                 .kvs()
                 .iter()
@@ -100,8 +153,23 @@ async fn leader_kill_loses_no_acknowledged_write() {
                     )
                 })
                 .collect();
-            assert_eq!(have, acked, "member {i} differs");
+            for (k, v) in &acked {
+                assert_eq!(have.get(k), Some(v), "member {i} lost acknowledged {k}");
+            }
         }
+        assert!(
+            revs.windows(2).all(|w| w[0] == w[1]),
+            "revisions differ: {revs:?}"
+        );
+        let mut hashes = Vec::new();
+        for i in 0..3 {
+            let mut m = c.client(i).await;
+            hashes.push(m.hash_kv(revs[0]).await.expect("hash_kv").hash());
+        }
+        assert!(
+            hashes.windows(2).all(|w| w[0] == w[1]),
+            "hashes differ: {hashes:?}"
+        );
     })
     .await;
 }

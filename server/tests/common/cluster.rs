@@ -74,6 +74,8 @@ impl Cluster {
     }
 
     pub fn spawn(&mut self, i: usize) {
+        // Reap a member killed through `kill9_shared`.
+        self.kill9(i);
         let m = &self.members[i];
         let data = self.dir.path().join(&m.name);
         let log = File::options()
@@ -165,6 +167,14 @@ impl Cluster {
             .expect("connect")
     }
 
+    /// A client for member `i`, or None when it cannot connect.
+    pub async fn client_opt(&self, i: usize) -> Option<Client> {
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(5));
+        Client::connect([self.endpoint(i)], Some(opts)).await.ok()
+    }
+
     /// Waits until member `i` reports a leader and serves a linearizable get.
     pub async fn wait_ready(&self, i: usize) {
         let deadline = Instant::now() + DEADLINE;
@@ -175,7 +185,15 @@ impl Cluster {
                 let mut c = Client::connect([ep], Some(opts)).await.ok()?;
                 let st = c.status().await.ok()?;
                 (st.leader() != 0).then_some(())?;
-                c.get("ready", None).await.ok()
+                c.get("ready", None).await.ok()?;
+                // Members publish their client URLs through the log after
+                // start (etcd's publish): ready once this one is listed.
+                let list = c.member_list().await.ok()?;
+                let me = st.header()?.member_id();
+                list.members()
+                    .iter()
+                    .any(|m| m.id() == me && !m.client_urls().is_empty())
+                    .then_some(())
             })
             .await;
             if matches!(ok, Ok(Some(_))) {
@@ -243,6 +261,12 @@ impl Cluster {
         if let Some(child) = &self.members[i].child {
             let _ = kill(Pid::from_raw(child.id() as i32), sig);
         }
+    }
+
+    /// kill -9 of member `i` through a shared reference (the process is
+    /// reaped when the cluster is dropped or the member restarted).
+    pub fn kill9_shared(&self, i: usize) {
+        self.signal(i, Signal::SIGKILL);
     }
 
     pub fn kill9(&mut self, i: usize) {
