@@ -3,9 +3,11 @@
 //! never touch storage or raft types.
 
 mod authority;
+mod election;
 mod kv;
 mod lease;
 mod limits;
+mod lock;
 mod maintenance;
 pub mod status;
 mod watch;
@@ -19,6 +21,8 @@ use kv_proto::etcdserverpb::kv_server::KvServer;
 use kv_proto::etcdserverpb::lease_server::LeaseServer;
 use kv_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use kv_proto::etcdserverpb::watch_server::WatchServer;
+use kv_proto::v3electionpb::election_server::ElectionServer;
+use kv_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -82,6 +86,15 @@ pub async fn serve(
             )))
             .add_service(
                 MaintenanceServer::new(maintenance::MaintenanceService(node.clone()))
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                LockServer::new(lock::LockService(node.clone()))
+                    .max_decoding_message_size(max_recv),
+            )
+            .add_service(
+                ElectionServer::new(election::ElectionService(node.clone()))
+                    .max_decoding_message_size(max_recv)
                     .max_encoding_message_size(usize::MAX),
             );
         let shutdown = stopped(stop.clone());

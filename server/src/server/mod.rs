@@ -4,6 +4,7 @@
 
 mod background;
 mod cluster;
+pub(crate) mod concurrency;
 mod election;
 mod ids;
 mod kv;
