@@ -15,12 +15,12 @@
 //! (see [`raft_timeouts`]) so that MoveLeader can hand over quickly.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kv_proto::kvpb::{PreVoteRequest, PreVoteResponse};
 use openraft::ServerState;
-use parking_lot::Mutex;
 use rand::Rng;
 
 use super::Node;
@@ -35,27 +35,37 @@ pub fn raft_timeouts(heartbeat_ms: u64) -> (u64, u64) {
     (heartbeat_ms * 2, heartbeat_ms * 3)
 }
 
-/// When this member last heard from a leader, and the election timeout.
+/// How long this member has not heard from a leader, counted in ticks of
+/// the heartbeat interval (as etcd counts), so that a process that was
+/// paused (SIGSTOP, a long GC-like stall) does not count the pause as
+/// silence from the leader and campaign the moment it resumes.
 pub struct Elections {
-    last_contact: Mutex<Instant>,
+    quiet_ticks: AtomicU64,
+    tick: Duration,
     timeout: Duration,
 }
 
 impl Elections {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, tick: Duration) -> Self {
         Elections {
-            last_contact: Mutex::new(Instant::now()),
+            quiet_ticks: AtomicU64::new(0),
+            tick,
             timeout,
         }
     }
 
     /// A leader in the current (or a newer) term reached this member.
     pub fn heard_from_leader(&self) {
-        *self.last_contact.lock() = Instant::now();
+        self.quiet_ticks.store(0, Ordering::Relaxed);
+    }
+
+    fn tick(&self) {
+        self.quiet_ticks.fetch_add(1, Ordering::Relaxed);
     }
 
     fn quiet_for(&self) -> Duration {
-        self.last_contact.lock().elapsed()
+        let ticks = self.quiet_ticks.load(Ordering::Relaxed);
+        self.tick * u32::try_from(ticks).unwrap_or(u32::MAX)
     }
 
     /// Whether this member would vote for `req`'s candidate now.
@@ -157,10 +167,12 @@ async fn pre_vote(node: &Node, configs: &[BTreeSet<NodeId>]) -> bool {
 /// Runs this member's election timer until the node stops.
 pub async fn run(node: Arc<Node>, tick: Duration) {
     let mut wait = random_timeout(node.election_timeout);
-    let mut last_attempt = Instant::now();
+    let mut since_attempt = Duration::ZERO;
     let mut first = true;
     loop {
         tokio::time::sleep(tick).await;
+        node.elections.tick();
+        since_attempt += tick;
         let (state, configs) = {
             let m = node.raft.metrics();
             let m = m.borrow();
@@ -177,12 +189,12 @@ pub async fn run(node: Arc<Node>, tick: Duration) {
         // The only voter elects itself at once, as openraft would (and
         // again only after a full timeout should that not take).
         let alone = configs.iter().all(|c| c.len() == 1 && c.contains(&me));
-        let quiet = node.elections.quiet_for().min(last_attempt.elapsed());
+        let quiet = node.elections.quiet_for().min(since_attempt);
         if !(alone && first) && quiet < wait {
             continue;
         }
         first = false;
-        last_attempt = Instant::now();
+        since_attempt = Duration::ZERO;
         wait = random_timeout(node.election_timeout);
         if alone || pre_vote(&node, &configs).await {
             tracing::info!("pre-vote won; starting an election");

@@ -6,6 +6,7 @@ mod background;
 mod cluster;
 pub(crate) mod concurrency;
 mod election;
+mod forward;
 mod ids;
 mod kv;
 mod lease;
@@ -81,6 +82,7 @@ pub struct Node {
     watermark: u64,
     network: Network,
     proposer: propose::Proposer,
+    forwarder: forward::Forwarder,
     /// Completion handles of the background tasks, aborted on shutdown.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -174,8 +176,10 @@ impl Node {
                 watermark,
             ),
             watermark,
+            forwarder: forward::Forwarder::start(network.clone()),
             network,
             proposer: propose::Proposer::start(raft.clone()),
+
             raft,
             core,
             header,
@@ -187,7 +191,10 @@ impl Node {
             retention,
             election_timeout,
             heartbeat_interval: Duration::from_millis(cfg.heartbeat_interval),
-            elections: election::Elections::new(election_timeout),
+            elections: election::Elections::new(
+                election_timeout,
+                Duration::from_millis(cfg.heartbeat_interval),
+            ),
             transfer: tokio::sync::RwLock::new(()),
             members,
             name: identity.name.clone(),
@@ -288,17 +295,7 @@ impl Node {
             Some((leader, _)) if leader == self.member_id() => {
                 self.proposer.propose(req, size).await
             }
-            Some((leader, addr)) => {
-                let mut client = self
-                    .network
-                    .client(leader, &addr)
-                    .map_err(|_| KvError::NoLeader)?;
-                match tokio::time::timeout(propose::PROPOSE_TIMEOUT, client.propose(req)).await {
-                    Ok(Ok(resp)) => peer::from_wire(resp.into_inner()),
-                    Ok(Err(_)) => Err(KvError::NoLeader),
-                    Err(_) => Err(KvError::Timeout),
-                }
-            }
+            Some(leader) => self.forwarder.forward(leader, req, size).await,
             None => Err(KvError::NoLeader),
         }
     }

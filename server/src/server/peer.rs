@@ -7,9 +7,10 @@ use std::sync::Arc;
 use kv_proto::kvpb::peer_server::{Peer, PeerServer};
 use kv_proto::kvpb::propose_response::Result as ProposeResult;
 use kv_proto::kvpb::{
-    ClusterIdRequest, ClusterIdResponse, InternalRequest, LeaseRenewRequest, LeaseRenewResponse,
-    PeerError, PreVoteRequest, PreVoteResponse, ProposeResponse, RaftMessage, ReadIndexRequest,
-    ReadIndexResponse, StartElectionRequest, StartElectionResponse,
+    ClusterIdRequest, ClusterIdResponse, InternalBatch, InternalRequest, LeaseRenewRequest,
+    LeaseRenewResponse, PeerError, PreVoteRequest, PreVoteResponse, ProposeBatchResponse,
+    ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse, StartElectionRequest,
+    StartElectionResponse,
 };
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
@@ -120,6 +121,24 @@ impl Peer for PeerService {
         Ok(Response::new(to_wire(
             self.0.propose_as_leader(req.into_inner()).await,
         )))
+    }
+
+    async fn propose_batch(
+        &self,
+        req: Request<InternalBatch>,
+    ) -> Result<Response<ProposeBatchResponse>, Status> {
+        let node = &self.0;
+        let proposals = req
+            .into_inner()
+            .requests
+            .into_iter()
+            .map(|r| node.propose_as_leader(r));
+        let results = futures::future::join_all(proposals)
+            .await
+            .into_iter()
+            .map(to_wire)
+            .collect();
+        Ok(Response::new(ProposeBatchResponse { results }))
     }
 
     async fn read_index(

@@ -43,6 +43,17 @@ impl Cluster {
     }
 
     pub async fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        // A free port can be taken by another process between our probe and
+        // kvd's bind: start over on fresh ports when that happens.
+        for _ in 0..3 {
+            if let Some(c) = Self::try_start(n, extra).await {
+                return c;
+            }
+        }
+        panic!("could not bind free ports for a cluster three times");
+    }
+
+    async fn try_start(n: usize, extra: &[&str]) -> Option<Cluster> {
         let members: Vec<Member> = (1..=n)
             .map(|i| Member {
                 name: format!("n{i}"),
@@ -67,10 +78,22 @@ impl Cluster {
         for i in 0..n {
             c.spawn(i);
         }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for i in 0..n {
+            let exited = c.members[i]
+                .child
+                .as_mut()
+                .map(|ch| matches!(ch.try_wait(), Ok(Some(_))))
+                .unwrap_or(false);
+            let log = std::fs::read_to_string(c.log_path(i)).unwrap_or_default();
+            if exited && log.contains("Address already in use") {
+                return None;
+            }
+        }
         for i in 0..n {
             c.wait_ready(i).await;
         }
-        c
+        Some(c)
     }
 
     pub fn spawn(&mut self, i: usize) {

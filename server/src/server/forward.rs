@@ -1,0 +1,138 @@
+//! Writes a follower hands to its leader. Requests that queue while a call is
+//! in flight ride together in one `ProposeBatch` call, so a busy follower
+//! pays one peer round trip per batch rather than per write (etcd's
+//! followers likewise batch proposals into raft messages).
+
+use std::sync::Arc;
+
+use kv_proto::kvpb::{InternalBatch, InternalRequest};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::peer::from_wire;
+use super::propose::PROPOSE_TIMEOUT;
+use crate::apply::Applied;
+use crate::error::{KvError, KvResult};
+use crate::raft::network::Network;
+use crate::raft::NodeId;
+
+/// Most writes in one call.
+const MAX_BATCH_REQUESTS: usize = 512;
+/// Stop adding writes to a call once it holds this many bytes.
+const MAX_BATCH_BYTES: usize = 2 << 20;
+/// Calls in flight at once; more writes wait and batch up meanwhile.
+const MAX_INFLIGHT: usize = 4;
+
+struct Pending {
+    leader: (NodeId, String),
+    req: InternalRequest,
+    size: usize,
+    tx: oneshot::Sender<KvResult<Applied>>,
+}
+
+pub struct Forwarder {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl Forwarder {
+    pub fn start(net: Network) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(MAX_INFLIGHT));
+            // A write for another leader than the batch's waits for the next call.
+            let mut held: Option<Pending> = None;
+            loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let first = match held.take() {
+                    Some(p) => p,
+                    None => match rx.recv().await {
+                        Some(p) => p,
+                        None => return,
+                    },
+                };
+                let mut size = first.size;
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH_REQUESTS && size < MAX_BATCH_BYTES {
+                    match rx.try_recv() {
+                        Ok(p) if p.leader == batch[0].leader => {
+                            size += p.size;
+                            batch.push(p);
+                        }
+                        Ok(p) => {
+                            held = Some(p);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let net = net.clone();
+                tokio::spawn(async move {
+                    send(&net, batch).await;
+                    drop(permit);
+                });
+            }
+        });
+        Forwarder { tx }
+    }
+
+    /// Hands `req` to the leader and waits for its applied result.
+    pub async fn forward(
+        &self,
+        leader: (NodeId, String),
+        req: InternalRequest,
+        size: usize,
+    ) -> KvResult<Applied> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                leader,
+                req,
+                size,
+                tx,
+            })
+            .map_err(|_| KvError::Stopped)?;
+        match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
+            Ok(r) => r.map_err(|_| KvError::Stopped)?,
+            Err(_) => Err(KvError::Timeout),
+        }
+    }
+}
+
+async fn send(net: &Network, batch: Vec<Pending>) {
+    let (leader, addr) = batch[0].leader.clone();
+    let (requests, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.req, p.tx)).unzip();
+    let result = match net.client(leader, &addr) {
+        Err(_) => Err(KvError::NoLeader),
+        Ok(mut client) => {
+            let call = client.propose_batch(InternalBatch { requests });
+            match tokio::time::timeout(PROPOSE_TIMEOUT, call).await {
+                Ok(Ok(resp)) => Ok(resp.into_inner().results),
+                Ok(Err(_)) => Err(KvError::NoLeader),
+                Err(_) => Err(KvError::Timeout),
+            }
+        }
+    };
+    match result {
+        Ok(results) if results.len() == waiters.len() => {
+            for (w, r) in waiters.into_iter().zip(results) {
+                let _ = w.send(from_wire(r));
+            }
+        }
+        Ok(results) => {
+            let e = KvError::Internal(format!(
+                "{} results for {} forwarded requests",
+                results.len(),
+                waiters.len()
+            ));
+            for w in waiters {
+                let _ = w.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            for w in waiters {
+                let _ = w.send(Err(e.clone()));
+            }
+        }
+    }
+}
