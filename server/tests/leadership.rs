@@ -1,7 +1,8 @@
 //! Leadership in a three-member kvd cluster: pre-vote keeps a member that
 //! was cut off from disrupting the leader when it returns, and MoveLeader
 //! (through Debian's etcdctl) hands leadership to the member asked for,
-//! under writes, without losing any.
+//! under writes, without losing any; removing the leader leaves a cluster
+//! that elects a new one.
 
 mod common;
 
@@ -186,6 +187,43 @@ async fn move_leader_hands_over_under_writes() {
                 );
             }
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn removing_the_leader_leaves_a_working_cluster() {
+    kvd_only(|| async {
+        let mut c = Cluster::start(3).await;
+        let leader = c.leader().await;
+        let mut l = c.client(leader).await;
+        let leader_id = member_id(&l.status().await.expect("status"));
+        l.put("before", "1", None).await.expect("put");
+        let follower = (leader + 1) % 3;
+        let (ok, out, err) = c.etcdctl(follower, &["member", "remove", &format!("{leader_id:x}")]);
+        assert!(ok, "member remove failed: {out}{err}\n{}", c.logs());
+        c.kill9(leader);
+        // The other two elect a leader among themselves and take writes.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (ok, _, err) = c.etcdctl(follower, &["put", "after", "removal"]);
+            if ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no writes after removing the leader: {err}\n{}",
+                c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let other = (leader + 2) % 3;
+        let (ok, out, _) = c.etcdctl(other, &["get", "before", "--print-value-only"]);
+        assert!(ok && out.trim() == "1", "{out}");
+        let (ok, list, _) = c.etcdctl(other, &["member", "list"]);
+        assert!(ok);
+        assert_eq!(list.lines().count(), 2, "{list}");
+        assert!(!list.contains(&format!("{leader_id:x}")), "{list}");
     })
     .await;
 }
