@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what builds and tests need on a fresh Debian machine: protoc (for the
 # etcd-client crate used in tests), Debian's etcd 3.4 server and etcdctl (the
-# reference the compatibility tests compare against). Idempotent.
+# reference the compatibility tests compare against), openssl (test
+# certificates). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+# The TLS tests make throwaway certificates with the openssl CLI.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

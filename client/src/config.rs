@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::retry::RetryPolicy;
+use crate::tls::TlsConfig;
 
 /// Default time allowed to establish one TCP connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +49,26 @@ pub struct ClientConfig {
     max_decoding_message_size: usize,
     max_encoding_message_size: usize,
     retry: RetryPolicy,
+    user: Option<Credentials>,
+    tls: Option<TlsConfig>,
+}
+
+/// A user name and password for etcd's auth (the password stays out of
+/// `Debug` output).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub name: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {
@@ -72,7 +93,77 @@ impl ClientConfig {
             max_decoding_message_size: DEFAULT_MAX_DECODING_MESSAGE_SIZE,
             max_encoding_message_size: DEFAULT_MAX_ENCODING_MESSAGE_SIZE,
             retry: RetryPolicy::default(),
+            user: None,
+            tls: None,
         }
+    }
+
+    /// Authenticates as this user: the client gets a token on connect,
+    /// sends it with every request and gets a new one when the server says
+    /// it expired.
+    ///
+    /// ```
+    /// let c = kv_client::ClientConfig::new(["127.0.0.1:2379"]).with_user("root", "secret");
+    /// assert_eq!(c.user().unwrap().name, "root");
+    /// assert!(!format!("{c:?}").contains("secret"));
+    /// ```
+    pub fn with_user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some(Credentials {
+            name: name.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Uses TLS: servers are verified against `ca_pem` (PEM), and the
+    /// client presents `identity` = `(cert_pem, key_pem)` when given. Bare
+    /// `host:port` endpoints then mean `https://`.
+    ///
+    /// ```
+    /// # let (ca, cert, key) = (b"ca".to_vec(), b"c".to_vec(), b"k".to_vec());
+    /// let c = kv_client::ClientConfig::new(["127.0.0.1:2379"]).with_tls(ca, Some((cert, key)));
+    /// assert!(c.tls().unwrap().has_identity());
+    /// ```
+    pub fn with_tls(
+        self,
+        ca_pem: impl Into<Vec<u8>>,
+        identity: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Self {
+        let mut tls = TlsConfig::new().with_ca_pem(ca_pem);
+        if let Some((cert, key)) = identity {
+            tls = tls.with_identity_pem(cert, key);
+        }
+        self.with_tls_config(tls)
+    }
+
+    /// Uses TLS with full control over the settings ([`TlsConfig`]).
+    ///
+    /// ```
+    /// use kv_client::{ClientConfig, tls::TlsConfig};
+    /// let c = ClientConfig::new(["https://127.0.0.1:2379"]).with_tls_config(TlsConfig::new());
+    /// assert!(c.tls().is_some());
+    /// ```
+    pub fn with_tls_config(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The user to authenticate as, if any.
+    ///
+    /// ```
+    /// assert!(kv_client::ClientConfig::new(["a:1"]).user().is_none());
+    /// ```
+    pub fn user(&self) -> Option<&Credentials> {
+        self.user.as_ref()
+    }
+
+    /// The TLS settings, if any.
+    ///
+    /// ```
+    /// assert!(kv_client::ClientConfig::new(["a:1"]).tls().is_none());
+    /// ```
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
     }
 
     /// Sets the time allowed to establish one connection.
@@ -220,34 +311,36 @@ impl ClientConfig {
         &self.retry
     }
 
-    /// The endpoints as URIs: a bare `host:port` gets `http://`.
+    /// The endpoints as URIs: a bare `host:port` gets `https://` when TLS
+    /// is configured, else `http://`.
     pub(crate) fn endpoint_uris(&self) -> Result<Vec<String>, Error> {
         if self.endpoints.is_empty() {
             return Err(Error::Config("no endpoints given".into()));
         }
         self.endpoints
             .iter()
-            .map(|e| normalize_endpoint(e))
+            .map(|e| normalize_endpoint(e, self.tls.is_some()))
             .collect()
     }
 }
 
-/// `host:port` → `http://host:port`; `http://…` is kept; anything else
-/// (an `https://` endpoint: TLS is not supported yet) is refused.
-fn normalize_endpoint(endpoint: &str) -> Result<String, Error> {
+/// `host:port` → `http(s)://host:port`; `http://…` and `https://…` are
+/// kept; any other scheme is refused.
+fn normalize_endpoint(endpoint: &str, tls: bool) -> Result<String, Error> {
     let e = endpoint.trim().trim_end_matches('/');
     if e.is_empty() {
         return Err(Error::Config("empty endpoint".into()));
     }
-    if e.starts_with("http://") {
+    if e.starts_with("http://") || e.starts_with("https://") {
         return Ok(e.to_string());
     }
     if e.contains("://") {
         return Err(Error::Config(format!(
-            "unsupported endpoint scheme in {endpoint:?} (only http:// is supported)"
+            "unsupported endpoint scheme in {endpoint:?} (use http:// or https://)"
         )));
     }
-    Ok(format!("http://{e}"))
+    let scheme = if tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{e}"))
 }
 
 #[cfg(test)]
@@ -268,6 +361,20 @@ mod tests {
         let none: [&str; 0] = [];
         assert!(ClientConfig::new(none).endpoint_uris().is_err());
         assert!(ClientConfig::new([""]).endpoint_uris().is_err());
-        assert!(ClientConfig::new(["https://h:1"]).endpoint_uris().is_err());
+        assert!(ClientConfig::new(["unix://h:1"]).endpoint_uris().is_err());
+    }
+
+    #[test]
+    fn tls_makes_bare_endpoints_https() {
+        let c = ClientConfig::new(["h:1", "http://h:2", "https://h:3"]);
+        assert_eq!(
+            c.endpoint_uris().unwrap(),
+            ["http://h:1", "http://h:2", "https://h:3"]
+        );
+        let c = c.with_tls_config(TlsConfig::new());
+        assert_eq!(
+            c.endpoint_uris().unwrap(),
+            ["https://h:1", "http://h:2", "https://h:3"]
+        );
     }
 }

@@ -64,6 +64,14 @@ pub enum Error {
     /// The authenticated user may not do this.
     #[error("etcdserver: permission denied")]
     PermissionDenied,
+    /// Wrong user name or password (etcd's `Authenticate` answer).
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// The auth token is unknown to the server or has expired. The client
+    /// re-authenticates and retries once by itself, so callers only see
+    /// this when that did not help.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
     /// The server rejected the request as malformed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -129,6 +137,8 @@ impl Error {
             Error::Unavailable { .. } => "unavailable",
             Error::Timeout => wire::TIMEOUT.stable,
             Error::PermissionDenied => wire::PERMISSION_DENIED.stable,
+            Error::AuthFailed => wire::AUTH_FAILED.stable,
+            Error::InvalidAuthToken => wire::INVALID_AUTH_TOKEN.stable,
             Error::InvalidArgument(_) => "invalid_argument",
             Error::RequestTooLarge => wire::REQUEST_TOO_LARGE.stable,
             Error::NoSpace => wire::NO_SPACE.stable,
@@ -143,6 +153,19 @@ impl Error {
             Error::Transport(_) => "transport",
             Error::Config(_) => "config",
         }
+    }
+
+    /// Whether a server refused the request because of its auth token
+    /// (expired, unknown, minted before an auth change, or missing), i.e.
+    /// before applying it: a fresh token and one more attempt is safe even
+    /// for writes. etcd's own client refreshes on the same answers.
+    pub(crate) fn needs_new_token(&self) -> bool {
+        [
+            wire::INVALID_AUTH_TOKEN.stable,
+            wire::AUTH_OLD_REVISION.stable,
+            wire::USER_EMPTY.stable,
+        ]
+        .contains(&self.stable_code())
     }
 
     /// Decodes a gRPC status (from etcd, kvd or the local transport).
@@ -187,6 +210,8 @@ fn from_wire(w: &wire::WireError, status: &Status) -> Error {
         s if s == wire::NO_LEADER.stable => Error::NoLeader,
         s if s == wire::NOT_LEADER.stable => Error::NotLeader,
         s if s == wire::PERMISSION_DENIED.stable => Error::PermissionDenied,
+        s if s == wire::AUTH_FAILED.stable => Error::AuthFailed,
+        s if s == wire::INVALID_AUTH_TOKEN.stable => Error::InvalidAuthToken,
         s if s == wire::REQUEST_TOO_LARGE.stable => Error::RequestTooLarge,
         s if s == wire::NO_SPACE.stable => Error::NoSpace,
         s if s == wire::DUPLICATE_KEY.stable => Error::DuplicateKey,
@@ -278,6 +303,7 @@ mod tests {
             (wire::TOO_MANY_OPS, "too_many_ops"),
             (wire::EMPTY_KEY, "invalid_argument"),
             (wire::AUTH_FAILED, "auth_failed"),
+            (wire::INVALID_AUTH_TOKEN, "invalid_auth_token"),
             (wire::LEASE_EXIST, "lease_exist"),
             (wire::STOPPED, "stopped"),
         ];
@@ -285,6 +311,14 @@ mod tests {
             let e = Error::from_status(&w.status());
             assert_eq!(e.stable_code(), stable, "{w:?} -> {e:?}");
         }
+        assert_eq!(
+            Error::from_status(&wire::AUTH_FAILED.status()).to_string(),
+            wire::AUTH_FAILED.message
+        );
+        let refresh = |w: wire::WireError| Error::from_status(&w.status()).needs_new_token();
+        assert!(refresh(wire::INVALID_AUTH_TOKEN));
+        assert!(refresh(wire::AUTH_OLD_REVISION));
+        assert!(!refresh(wire::AUTH_FAILED));
         assert!(matches!(
             Error::from_status(&wire::EMPTY_KEY.status()),
             Error::InvalidArgument(m) if m == wire::EMPTY_KEY.message

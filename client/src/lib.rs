@@ -14,6 +14,12 @@
 //! retries follow one policy ([`retry`]): reads retry on `Unavailable`,
 //! writes only when they surely never reached a server.
 //!
+//! Endpoints that fail (down, frozen, partitioned) are set aside and probed
+//! back with backoff (see the balancer notes on [`Client::unhealthy_endpoints`]).
+//! [`ClientConfig::with_user`] adds etcd auth with transparent token renewal
+//! ([`auth`] also has the user/role calls), and [`ClientConfig::with_tls`]
+//! or `https://` endpoints add TLS ([`tls`]).
+//!
 //! ```no_run
 //! use kv_client::{Client, ClientConfig, GetOptions};
 //!
@@ -28,6 +34,8 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
+mod balancer;
 pub mod cluster;
 pub mod config;
 pub mod error;
@@ -36,6 +44,7 @@ pub mod lease;
 pub mod maintenance;
 pub mod options;
 pub mod retry;
+pub mod tls;
 pub mod txn;
 pub mod watch;
 
@@ -47,9 +56,11 @@ use kv_proto::etcdserverpb::{
     cluster_client::ClusterClient, kv_client::KvClient, lease_client::LeaseClient,
     maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };
-use tonic::transport::{Channel, Endpoint};
 
-pub use config::ClientConfig;
+use balancer::Balancer;
+
+pub use cluster::{MemberAddResponse, MemberChangeResponse};
+pub use config::{ClientConfig, Credentials};
 pub use error::{Error, Result};
 pub use kv::{
     CompactResponse, DeleteOptions, DeleteResponse, GetOptions, GetResponse, PutOptions,
@@ -58,6 +69,7 @@ pub use kv::{
 pub use kv_proto::etcdserverpb::ResponseHeader;
 pub use kv_proto::mvccpb::{Event, KeyValue, event::EventType};
 pub use lease::{LeaseKeeper, LeaseLost};
+pub use maintenance::{HashKvResponse, SnapshotStream};
 pub use retry::RetryPolicy;
 pub use txn::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse, TxnResponse};
 pub use watch::{WatchBatch, WatchOptions, WatchStream};
@@ -81,7 +93,8 @@ pub struct Client {
 }
 
 struct Inner {
-    channel: Channel,
+    /// Endpoint choice, health and the auth token, under every call.
+    balancer: Balancer,
     config: ClientConfig,
     /// The shared watch stream's command queue, started on first use.
     watch_hub: Mutex<Option<watch::HubHandle>>,
@@ -98,8 +111,10 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Builds a client for the configured endpoints. Connections are made
     /// lazily (and re-made after failures) by the request that needs them,
-    /// so this only fails on a bad configuration; an unreachable cluster
-    /// shows up as [`Error::Unavailable`] on the first request.
+    /// so without a user this only fails on a bad configuration and an
+    /// unreachable cluster shows up as [`Error::Unavailable`] on the first
+    /// request. With a user ([`ClientConfig::with_user`]) it authenticates
+    /// first, so a wrong password is [`Error::AuthFailed`] here.
     ///
     /// ```no_run
     /// # async fn demo() -> kv_client::Result<()> {
@@ -109,26 +124,44 @@ impl Client {
     /// # }
     /// ```
     pub async fn connect(config: ClientConfig) -> Result<Client> {
-        let (interval, timeout) = config.keep_alive();
-        let mut endpoints = Vec::new();
-        for uri in config.endpoint_uris()? {
-            let endpoint = Endpoint::from_shared(uri.clone())
-                .map_err(|e| Error::Config(format!("bad endpoint {uri:?}: {e}")))?
-                .connect_timeout(config.connect_timeout())
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(interval)
-                .keep_alive_timeout(timeout)
-                .keep_alive_while_idle(true);
-            endpoints.push(endpoint);
+        let balancer = Balancer::new(&config)?;
+        if let Some(tokens) = balancer.tokens() {
+            tokens.refresh(&balancer, tokens.generation()).await?;
         }
-        let channel = Channel::balance_list(endpoints.into_iter());
         Ok(Client {
             inner: Arc::new(Inner {
-                channel,
+                balancer,
                 config,
                 watch_hub: Mutex::new(None),
             }),
         })
+    }
+
+    /// The endpoints currently set aside after failures (they get no
+    /// requests until a background probe finds them healthy again).
+    ///
+    /// Requests go round robin over the endpoints not set aside. One is set
+    /// aside when a request to it fails in the transport, runs out its
+    /// deadline, or is answered `Unavailable`/timeout; after a backoff
+    /// (the [`RetryPolicy`], doubling per failed probe) a `Status` probe
+    /// must answer with a known leader before it gets requests again. This
+    /// replaces tower's load balancer, which keeps a frozen or partitioned
+    /// member in rotation as long as its TCP connection looks ready. With a
+    /// single endpoint nothing is set aside.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) {
+    /// for e in client.unhealthy_endpoints() {
+    ///     eprintln!("avoiding {e}");
+    /// }
+    /// # }
+    /// ```
+    pub fn unhealthy_endpoints(&self) -> Vec<String> {
+        self.inner.balancer.set_aside()
+    }
+
+    pub(crate) fn balancer(&self) -> &Balancer {
+        &self.inner.balancer
     }
 
     /// The configuration this client was built with.
@@ -142,49 +175,70 @@ impl Client {
         &self.inner.config
     }
 
-    pub(crate) fn kv_client(&self) -> KvClient<Channel> {
+    pub(crate) fn kv_client(&self) -> KvClient<Balancer> {
         let c = &self.inner.config;
-        KvClient::new(self.inner.channel.clone())
+        KvClient::new(self.inner.balancer.clone())
             .max_decoding_message_size(c.max_decoding_message_size())
             .max_encoding_message_size(c.max_encoding_message_size())
     }
 
-    pub(crate) fn watch_client(&self) -> WatchClient<Channel> {
+    pub(crate) fn watch_client(&self) -> WatchClient<Balancer> {
         let c = &self.inner.config;
-        WatchClient::new(self.inner.channel.clone())
+        WatchClient::new(self.inner.balancer.clone())
             .max_decoding_message_size(c.max_decoding_message_size())
             .max_encoding_message_size(c.max_encoding_message_size())
     }
 
-    pub(crate) fn lease_client(&self) -> LeaseClient<Channel> {
+    pub(crate) fn lease_client(&self) -> LeaseClient<Balancer> {
         let c = &self.inner.config;
-        LeaseClient::new(self.inner.channel.clone())
+        LeaseClient::new(self.inner.balancer.clone())
             .max_decoding_message_size(c.max_decoding_message_size())
             .max_encoding_message_size(c.max_encoding_message_size())
     }
 
-    pub(crate) fn cluster_client(&self) -> ClusterClient<Channel> {
+    pub(crate) fn cluster_client(&self) -> ClusterClient<Balancer> {
         let c = &self.inner.config;
-        ClusterClient::new(self.inner.channel.clone())
+        ClusterClient::new(self.inner.balancer.clone())
             .max_decoding_message_size(c.max_decoding_message_size())
             .max_encoding_message_size(c.max_encoding_message_size())
     }
 
-    pub(crate) fn maintenance_client(&self) -> MaintenanceClient<Channel> {
+    pub(crate) fn maintenance_client(&self) -> MaintenanceClient<Balancer> {
         let c = &self.inner.config;
-        MaintenanceClient::new(self.inner.channel.clone())
+        MaintenanceClient::new(self.inner.balancer.clone())
             .max_decoding_message_size(c.max_decoding_message_size())
             .max_encoding_message_size(c.max_encoding_message_size())
     }
 
-    /// Runs one unary RPC under the retry policy and the request timeout.
-    pub(crate) async fn unary<T, F, Fut>(&self, repeatable: Repeatable, attempt: F) -> Result<T>
+    /// Runs one unary RPC under the retry policy and the request timeout,
+    /// charging each attempt's outcome to the endpoint it went to. A
+    /// request refused for its auth token gets one more try with a new
+    /// token (the server refused it before applying it, so this is safe
+    /// for writes too).
+    pub(crate) async fn unary<T, F, Fut>(&self, repeatable: Repeatable, mut attempt: F) -> Result<T>
     where
         F: FnMut(Duration) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let c = &self.inner.config;
-        retry::call(c.retry(), c.request_timeout(), repeatable, attempt).await
+        let balancer = &self.inner.balancer;
+        let tokens = balancer.tokens();
+        let mut refreshed = false;
+        loop {
+            let seen = tokens.map(|t| t.generation());
+            let result = retry::call(c.retry(), c.request_timeout(), repeatable, |left| {
+                balancer.observe(left, attempt(left))
+            })
+            .await;
+            match (result, tokens, seen) {
+                (Err(e), Some(tokens), Some(seen)) if e.needs_new_token() && !refreshed => {
+                    tracing::debug!(%e, "auth token refused: authenticating again");
+                    refreshed = true;
+                    tokens.refresh(balancer, seen).await?;
+                }
+                (result, ..) => return result,
+            }
+        }
     }
 
     /// The shared watch hub, started on first use.
@@ -216,6 +270,6 @@ impl Client {
 
 /// The parts of a client the background watch hub needs.
 pub(crate) struct HubClient {
-    pub(crate) client: WatchClient<Channel>,
+    pub(crate) client: WatchClient<Balancer>,
     pub(crate) config: ClientConfig,
 }

@@ -1,6 +1,6 @@
 //! The retry policy: which RPCs may be sent again, when, and how long to wait.
 //!
-//! Every RPC is tagged [`Repeatable`]:
+//! Every RPC is tagged `Repeatable`:
 //! - `Yes` (reads: Range, read-only Txn, Status, MemberList, ...): retried on
 //!   any `Unavailable` status (server down, no leader, leader changed, ...)
 //!   and on local transport failures (a connection that broke mid-call).

@@ -143,6 +143,10 @@ impl Hub {
                     Ok(Some(resp)) => {
                         backoff.reset();
                         self.on_response(resp);
+                        if self.responses.is_none() {
+                            // The answer made us drop the stream: pace the reopen.
+                            retry_at = Some(Instant::now() + backoff.next_delay());
+                        }
                     }
                     Ok(None) | Err(_) => {
                         if let Err(status) = &msg {
@@ -316,6 +320,14 @@ impl Hub {
             }
             return;
         };
+        if resp.canceled && crate::auth::token_refused(&resp.cancel_reason) {
+            // etcd checks the stream's token at each create: one opened
+            // before the token expired must be reopened (the transport
+            // gives a new stream a fresh token), not the watch failed.
+            tracing::debug!(reason = %resp.cancel_reason, "watch stream token expired; reopening");
+            self.disconnect();
+            return;
+        }
         if resp.canceled || resp.compact_revision != 0 {
             self.fail(id, cancel_error(&resp));
             return;

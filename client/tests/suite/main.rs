@@ -2,54 +2,23 @@
 //! and a real etcd 3.4, each started as a process on free 127.0.0.1 ports.
 //! One test binary (one link) for the whole suite.
 
+mod auth;
+mod cluster;
 mod errors;
+mod failover;
+mod harness;
 mod kv;
 mod lease;
+mod pki;
 mod proxy;
 mod server;
+mod tls;
 mod watch;
 
-use std::future::Future;
 use std::time::Duration;
 
+pub use harness::{BODY_TIMEOUT, run, within};
 pub use server::{Kind, Server, fast_config};
 
-/// Upper bound for one test body against one server.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default deadline for waiting on one expected result.
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Runs `body` under [`BODY_TIMEOUT`].
-pub async fn run<Fut: Future<Output = ()>>(kind: Kind, body: Fut) {
-    if tokio::time::timeout(BODY_TIMEOUT, body).await.is_err() {
-        panic!("[{kind}] test body did not finish within {BODY_TIMEOUT:?}");
-    }
-}
-
-/// Awaits `fut`, failing the test if it takes longer than `limit`.
-pub async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
-    }
-}
-
-/// Declares one `#[tokio::test]` per server kind for an
-/// `async fn(Kind)` body.
-#[macro_export]
-macro_rules! on_both {
-    ($($body:ident),* $(,)?) => {
-        $(
-            mod $body {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn kvd() {
-                    $crate::run($crate::Kind::Kvd, super::$body($crate::Kind::Kvd)).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn etcd() {
-                    $crate::run($crate::Kind::Etcd, super::$body($crate::Kind::Etcd)).await;
-                }
-            }
-        )*
-    };
-}

@@ -40,7 +40,7 @@ impl std::fmt::Display for Kind {
 
 /// The kvd binary: `$KVD_BIN`, else `target/debug/kvd` of this workspace,
 /// built with `cargo build -p kvd` the first time it is missing.
-fn kvd_bin() -> PathBuf {
+pub fn kvd_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         if let Some(p) = std::env::var_os("KVD_BIN") {
