@@ -7,10 +7,13 @@ pub const EXIT_SUCCESS: i32 = 0;
 /// A request failed (server error, timeout).
 pub const EXIT_ERROR: i32 = 1;
 /// Could not connect to the cluster.
-#[allow(dead_code)]
 pub const EXIT_BAD_CONNECTION: i32 = 2;
 /// A feature (e.g. an output format) is not supported by this command.
 pub const EXIT_BAD_FEATURE: i32 = 4;
+/// Bad input on stdin (e.g. a malformed `txn` line).
+pub const EXIT_INVALID_INPUT: i32 = 3;
+/// A long-running command was ended by the server (e.g. a canceled watch).
+pub const EXIT_INTERRUPTED: i32 = 5;
 /// Bad command line arguments.
 pub const EXIT_BAD_ARGS: i32 = 128;
 
@@ -32,6 +35,11 @@ impl ExitError {
         }
     }
 
+    /// A failure already reported on stderr: exit with `code`, print nothing.
+    pub fn silent(code: i32) -> Self {
+        Self::new(code, "")
+    }
+
     /// Bad command line arguments (exit 128).
     pub fn bad_args(message: impl Into<String>) -> Self {
         Self::new(EXIT_BAD_ARGS, message)
@@ -51,12 +59,33 @@ impl fmt::Display for ExitError {
 
 impl From<kv_client::Error> for ExitError {
     fn from(e: kv_client::Error) -> Self {
-        ExitError::new(EXIT_ERROR, e.to_string())
+        ExitError::new(EXIT_ERROR, error_text(&e))
+    }
+}
+
+/// The text etcdctl shows for a client error: a server's answer is shown as
+/// the server worded it (e.g. `etcdserver: member not found`), without our
+/// client's prefix for its gRPC code.
+pub fn error_text(e: &kv_client::Error) -> String {
+    match e {
+        kv_client::Error::Other { message, .. } => message.clone(),
+        // What etcdctl (Go's context package) says when time runs out.
+        kv_client::Error::Timeout => "context deadline exceeded".to_string(),
+        // The server's text, without the compaction point the client adds.
+        kv_client::Error::Compacted { .. } => {
+            "etcdserver: mvcc: required revision has been compacted".to_string()
+        }
+        kv_client::Error::InvalidArgument(message) if message.starts_with("etcdserver: ") => {
+            message.clone()
+        }
+        e => e.to_string(),
     }
 }
 
 /// Prints `Error: <text>` on stderr and exits with the error's code.
 pub fn exit_with_error(e: &ExitError) -> ! {
-    eprintln!("{e}");
+    if !e.message.is_empty() {
+        eprintln!("{e}");
+    }
     std::process::exit(e.code)
 }

@@ -40,6 +40,27 @@ pub struct GlobalFlags {
         default_value = "simple"
     )]
     pub write_out: String,
+    /// print byte strings as hex encoded strings
+    #[arg(long, global = true)]
+    pub hex: bool,
+    /// username[:password] for authentication (prompting is not supported: give the password here or with --password)
+    #[arg(long, global = true, env = "ETCDCTL_USER")]
+    pub user: Option<String>,
+    /// password for authentication (if this option is used, --user option shouldn't include password)
+    #[arg(long, global = true, env = "ETCDCTL_PASSWORD")]
+    pub password: Option<String>,
+    /// verify certificates of TLS-enabled secure servers using this CA bundle
+    #[arg(long, global = true, env = "ETCDCTL_CACERT")]
+    pub cacert: Option<String>,
+    /// identify secure client using this TLS certificate file
+    #[arg(long, global = true, env = "ETCDCTL_CERT")]
+    pub cert: Option<String>,
+    /// identify secure client using this TLS key file
+    #[arg(long, global = true, env = "ETCDCTL_KEY")]
+    pub key: Option<String>,
+    /// skip server certificate verification (CAUTION: this option should be enabled only for testing purposes)
+    #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY")]
+    pub insecure_skip_tls_verify: bool,
 }
 
 impl GlobalFlags {
@@ -77,12 +98,75 @@ impl GlobalFlags {
     pub async fn client(&self) -> Result<Client, ExitError> {
         let dial = parse_duration("dial-timeout", &self.dial_timeout)?;
         let command = parse_duration("command-timeout", &self.command_timeout)?;
-        let config = ClientConfig::new(self.endpoint_list())
+        let mut config = ClientConfig::new(self.endpoint_list())
             .with_connect_timeout(dial)
             .with_request_timeout(command);
+        if let Some((name, password)) = self.credentials()? {
+            config = config.with_user(name, password);
+        }
+        if let Some(tls) = self.tls()? {
+            config = config.with_tls_config(tls);
+        }
         Client::connect(config)
             .await
             .map_err(|e| ExitError::new(crate::exit::EXIT_BAD_CONNECTION, e.to_string()))
+    }
+}
+
+impl GlobalFlags {
+    /// A client for one endpoint only (commands that address each member
+    /// in turn), with every other flag as given.
+    pub async fn client_for(&self, endpoint: &str) -> Result<Client, ExitError> {
+        let mut one = self.clone();
+        one.endpoints = Some(vec![endpoint.to_string()]);
+        one.client().await
+    }
+
+    /// `--user name:password`, or `--user name --password pw` (then the
+    /// whole `--user` is the name, as in etcdctl).
+    fn credentials(&self) -> Result<Option<(String, String)>, ExitError> {
+        let Some(user) = &self.user else {
+            return Ok(None);
+        };
+        if let Some(password) = &self.password {
+            return Ok(Some((user.clone(), password.clone())));
+        }
+        match user.split_once(':') {
+            Some((name, password)) => Ok(Some((name.to_string(), password.to_string()))),
+            None => Err(ExitError::bad_args(
+                "password is missing: use --user name:password or --password",
+            )),
+        }
+    }
+
+    /// TLS settings when any of `--cacert`, `--cert`, `--key` or
+    /// `--insecure-skip-tls-verify` is given.
+    fn tls(&self) -> Result<Option<kv_client::tls::TlsConfig>, ExitError> {
+        if self.cacert.is_none()
+            && self.cert.is_none()
+            && self.key.is_none()
+            && !self.insecure_skip_tls_verify
+        {
+            return Ok(None);
+        }
+        let read = |path: &str| {
+            std::fs::read(path).map_err(|e| ExitError::bad_args(format!("open {path}: {e}")))
+        };
+        let mut tls = kv_client::tls::TlsConfig::new()
+            .with_insecure_skip_verify(self.insecure_skip_tls_verify);
+        if let Some(ca) = &self.cacert {
+            tls = tls.with_ca_pem(read(ca)?);
+        }
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => tls = tls.with_identity_pem(read(cert)?, read(key)?),
+            (None, None) => {}
+            _ => {
+                return Err(ExitError::bad_args(
+                    "--cert and --key must be given together",
+                ));
+            }
+        }
+        Ok(Some(tls))
     }
 }
 

@@ -52,13 +52,30 @@ enum Command {
     Member(MemberArgs),
     /// Endpoint related commands
     Endpoint(EndpointArgs),
+    /// Acquires a named lock
+    Lock(commands::lock::LockArgs),
+    /// Observes and participates in leader election
+    Elect(commands::elect::ElectArgs),
+    /// Registers, lists and watches service instances
+    Service(commands::service::ServiceArgs),
+    /// Txn processes all the requests in one transaction
+    Txn(commands::txn::TxnArgs),
+    /// Watches events stream on keys or prefixes
+    Watch(commands::watch::WatchArgs),
+    /// Defragments the storage of the etcd members with given endpoints
+    Defrag(commands::defrag::DefragArgs),
+    /// Manages etcd node snapshots
+    Snapshot(commands::snapshot::SnapshotArgs),
     /// Prints the version of kvctl
     Version,
 }
 
 async fn run(cli: Cli) -> Result<(), ExitError> {
     let format = cli.global.output_format()?;
-    let mut popts = PrintOptions::default();
+    let mut popts = PrintOptions {
+        hex: cli.global.hex,
+        ..PrintOptions::default()
+    };
     // Validate before connecting, as etcdctl does.
     enum Req {
         Put(commands::put::PutRequest),
@@ -66,8 +83,8 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
         Del(String, kv_client::DeleteOptions),
         Lease(commands::lease::LeaseRequest),
         Compaction(i64, bool),
-        AlarmList,
-        MemberList,
+        Alarm(commands::alarm::AlarmCommand),
+        Member(commands::member::MemberRequest),
     }
     let req = match &cli.command {
         Command::Put(a) => Req::Put(a.validate()?),
@@ -80,15 +97,57 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             let (k, o) = a.validate()?;
             Req::Del(k, o)
         }
-        Command::Lease(a) => Req::Lease(a.validate()?),
+        Command::Lease(a) => match a.validate()? {
+            commands::lease::LeaseRequest::KeepAlive(id, once) => {
+                let client = cli.global.client().await?;
+                let mut sink = printing_sink(format, popts);
+                return commands::lease::keep_alive(&client, id, once, &mut sink).await;
+            }
+            r => Req::Lease(r),
+        },
         Command::Compaction(a) => Req::Compaction(a.validate()?, a.physical),
         Command::Alarm(a) => {
             a.validate()?;
-            Req::AlarmList
+            Req::Alarm(a.command.clone())
         }
-        Command::Member(a) => {
-            a.validate()?;
-            Req::MemberList
+        Command::Member(a) => Req::Member(a.validate()?),
+        Command::Endpoint(EndpointArgs {
+            command: EndpointCommand::Hashkv { rev },
+        }) => {
+            let mut sink = printing_sink(format, popts);
+            let (hs, failed) = commands::endpoint::run_hashkv(&cli.global, *rev, &mut sink).await?;
+            sink(hs)?;
+            return failed.map_or(Ok(()), Err);
+        }
+        Command::Txn(a) => {
+            let client = cli.global.client().await?;
+            let mut sink = printing_sink(format, popts);
+            let mut stdin = std::io::stdin().lock();
+            return commands::txn::run(&client, a, &mut stdin, &mut sink).await;
+        }
+        Command::Watch(a) => {
+            if !a.interactive {
+                a.validate()?;
+            }
+            let client = cli.global.client().await?;
+            let mut sink = printing_sink(format, popts);
+            return commands::watch::run(&client, a, &mut sink).await;
+        }
+        Command::Defrag(a) => {
+            let (out, failed) = commands::defrag::run(&cli.global, a.cluster).await?;
+            let p = printer::new_printer(format, popts);
+            emit(p.as_ref(), &out)?;
+            if failed {
+                // etcdctl exits 1 after the per-member lines, with no `Error:`.
+                return Err(ExitError::silent(exit::EXIT_ERROR));
+            }
+            return Ok(());
+        }
+        Command::Snapshot(a) => {
+            let path = a.validate(&cli.global)?;
+            let out = commands::snapshot::run(&cli.global, path).await?;
+            let p = printer::new_printer(format, popts);
+            return emit(p.as_ref(), &out);
         }
         Command::Endpoint(EndpointArgs {
             command: EndpointCommand::Health,
@@ -110,6 +169,22 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             let p = printer::new_printer(format, popts);
             return emit(p.as_ref(), &st);
         }
+        // Long-running commands print as they go.
+        Command::Lock(a) => {
+            let (name, command) = a.validate()?;
+            let client = cli.global.client().await?;
+            return commands::lock::run(&client, format, a.ttl, name, command).await;
+        }
+        Command::Elect(a) => {
+            let req = a.validate()?;
+            let client = cli.global.client().await?;
+            return commands::elect::run(&client, format, req).await;
+        }
+        Command::Service(a) => {
+            a.validate()?;
+            let client = cli.global.client().await?;
+            return commands::service::run(&client, format, a).await;
+        }
         Command::Version => {
             let p = printer::new_printer(format, popts);
             return emit(p.as_ref(), &commands::version::run());
@@ -125,12 +200,21 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             Req::Compaction(rev, physical) => {
                 commands::compaction::run(&client, rev, physical).await?
             }
-            Req::AlarmList => commands::alarm::run(&client).await?,
-            Req::MemberList => commands::member::run(&client).await?,
+            Req::Alarm(c) => commands::alarm::run(&client, &c).await?,
+            Req::Member(r) => commands::member::run(&client, r).await?,
         }
     };
     let p = printer::new_printer(format, popts);
     emit(p.as_ref(), &out)
+}
+
+/// A sink for long-running commands: prints each output as it comes.
+fn printing_sink(
+    format: global::OutputFormat,
+    popts: PrintOptions,
+) -> impl FnMut(Output) -> Result<(), ExitError> {
+    let p = printer::new_printer(format, popts);
+    move |out| emit(p.as_ref(), &out)
 }
 
 /// Prints one command output on stdout.

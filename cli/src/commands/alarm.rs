@@ -1,4 +1,4 @@
-//! `alarm list`.
+//! `alarm list`, `alarm disarm`.
 
 use clap::{Args, Subcommand};
 use kv_client::Client;
@@ -21,6 +21,11 @@ pub enum AlarmCommand {
         /// (none accepted)
         args: Vec<String>,
     },
+    /// Disarms all alarms
+    Disarm {
+        /// (none accepted)
+        args: Vec<String>,
+    },
 }
 
 impl AlarmArgs {
@@ -30,12 +35,23 @@ impl AlarmArgs {
             AlarmCommand::List { args } if !args.is_empty() => Err(ExitError::bad_args(
                 "alarm list command accepts no arguments",
             )),
-            AlarmCommand::List { .. } => Ok(()),
+            AlarmCommand::Disarm { args } if !args.is_empty() => Err(ExitError::bad_args(
+                "alarm disarm command accepts no arguments",
+            )),
+            AlarmCommand::List { .. } | AlarmCommand::Disarm { .. } => Ok(()),
         }
     }
 }
 
-/// Runs `alarm list`.
-pub async fn run(client: &Client) -> Result<Output, ExitError> {
-    Ok(Output::AlarmList(client.alarm_list().await?))
+/// Runs `alarm list` or `alarm disarm`.
+pub async fn run(client: &Client, command: &AlarmCommand) -> Result<Output, ExitError> {
+    match command {
+        AlarmCommand::List { .. } => Ok(Output::AlarmList(client.alarm_list().await?)),
+        // As etcdctl: disarm every alarm of every member.
+        AlarmCommand::Disarm { .. } => Ok(Output::AlarmDisarm(
+            client
+                .alarm_disarm(0, kv_client::maintenance::Alarm::None)
+                .await?,
+        )),
+    }
 }

@@ -31,6 +31,15 @@ pub enum LeaseCommand {
         /// (none accepted)
         args: Vec<String>,
     },
+    /// Keeps leases alive (renew)
+    #[command(name = "keep-alive")]
+    KeepAlive {
+        /// Resets the keep-alive time to its original value and exits immediately
+        #[arg(long)]
+        once: bool,
+        /// lease ID in hex
+        args: Vec<String>,
+    },
     /// Get lease information
     Timetolive {
         /// Get keys attached to this lease
@@ -52,6 +61,21 @@ pub enum LeaseRequest {
     TimeToLive(i64, bool),
     /// List the active leases.
     List,
+    /// Keep this lease alive (once, or until it is gone).
+    KeepAlive(i64, bool),
+}
+
+/// One acknowledged renewal of `lease keep-alive`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepAlive {
+    /// The lease.
+    pub id: i64,
+    /// The TTL the server granted again, in seconds.
+    pub ttl: i64,
+    /// The header of a server answer about the lease (the client's keeper
+    /// does not expose its renewals' headers, so this comes from a
+    /// time-to-live query right after the renewal).
+    pub header: Option<kv_client::ResponseHeader>,
 }
 
 fn parse_id(s: &str) -> Result<i64, ExitError> {
@@ -88,6 +112,14 @@ impl LeaseArgs {
             }
             // etcdctl ignores extra arguments here.
             LeaseCommand::List { .. } => Ok(LeaseRequest::List),
+            LeaseCommand::KeepAlive { once, args } => {
+                if args.len() != 1 {
+                    return Err(ExitError::bad_args(
+                        "lease keep-alive command needs lease ID as argument",
+                    ));
+                }
+                Ok(LeaseRequest::KeepAlive(parse_id(&args[0])?, *once))
+            }
             LeaseCommand::Timetolive { keys, args } => {
                 if args.len() != 1 {
                     return Err(ExitError::bad_args(
@@ -116,5 +148,51 @@ pub async fn run(client: &Client, req: LeaseRequest) -> Result<Output, ExitError
             client.lease_time_to_live(id, keys).await?,
             keys,
         )),
+        LeaseRequest::KeepAlive(..) => Err(ExitError::new(
+            EXIT_ERROR,
+            "lease keep-alive is a streaming command",
+        )),
+    }
+}
+
+/// Runs `lease keep-alive`: hands every renewal to `sink`. With `once`, one
+/// renewal (a failure exits 2, as etcdctl); otherwise renewals until the
+/// lease is gone, which ends the command normally.
+pub async fn keep_alive(
+    client: &Client,
+    id: i64,
+    once: bool,
+    sink: super::Sink<'_>,
+) -> Result<(), ExitError> {
+    let keeper = match client.lease_keeper(id).await {
+        Ok(k) => k,
+        Err(kv_client::Error::LeaseNotFound) if !once => return sink(Output::LeaseExpired(id)),
+        Err(e) => {
+            return Err(ExitError::new(
+                crate::exit::EXIT_BAD_CONNECTION,
+                crate::exit::error_text(&e),
+            ))
+        }
+    };
+    let renewal = |ttl| async move {
+        let header = match client.lease_time_to_live(id, false).await {
+            Ok(r) => r.header().cloned(),
+            Err(_) => None,
+        };
+        Output::KeepAlive(KeepAlive { id, ttl, header })
+    };
+    sink(renewal(keeper.ttl()).await)?;
+    if once {
+        return Ok(());
+    }
+    let lost = keeper.lost();
+    tokio::pin!(lost);
+    loop {
+        // The keeper renews every third of the TTL; report at that pace.
+        let every = std::time::Duration::from_secs((keeper.ttl() / 3).max(1).unsigned_abs());
+        tokio::select! {
+            _ = &mut lost => return sink(Output::LeaseExpired(id)),
+            _ = tokio::time::sleep(every) => sink(renewal(keeper.ttl()).await)?,
+        }
     }
 }

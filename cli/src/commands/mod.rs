@@ -4,16 +4,27 @@
 
 pub mod alarm;
 pub mod compaction;
+pub mod defrag;
 pub mod del;
+pub mod elect;
 pub mod endpoint;
 pub mod get;
 pub mod lease;
+pub mod lock;
 pub mod member;
 pub mod put;
+pub mod service;
+pub mod snapshot;
+pub mod txn;
 pub mod version;
+pub mod watch;
 
 use kv_client::lease::{LeaseGrantResponse, LeaseRevokeResponse, LeaseTtlResponse};
 use kv_client::{DeleteResponse, GetResponse, PutResponse};
+
+/// Where a long-running command hands each output as it happens (the
+/// caller prints it).
+pub type Sink<'a> = &'a mut dyn FnMut(Output) -> Result<(), crate::exit::ExitError>;
 
 /// What a command produced, handed to the printer.
 #[derive(Debug)]
@@ -42,6 +53,30 @@ pub enum Output {
     EndpointStatus(Vec<endpoint::EpStatus>),
     /// Answer of `lease list`: the lease IDs.
     LeaseList(Vec<i64>),
+    /// Answer of `txn`.
+    Txn(kv_client::TxnResponse),
+    /// A note on stderr (e.g. a rejected `watch -i` line), printed as is.
+    Notice(String),
+    /// A prompt of an interactive command (`txn -i`), printed as is.
+    Prompt(&'static str),
+    /// One batch of events of `watch`.
+    Watch(kv_client::WatchBatch),
+    /// One renewal of `lease keep-alive`.
+    KeepAlive(lease::KeepAlive),
+    /// `lease keep-alive` found the lease gone.
+    LeaseExpired(i64),
+    /// Answer of `member add`, with the new member's name.
+    MemberAdd(kv_client::MemberAddResponse, String),
+    /// Answer of `member remove|update|promote` for this member ID.
+    MemberChange(member::Change, u64, kv_client::MemberChangeResponse),
+    /// Answer of `alarm disarm`: the alarms disarmed.
+    AlarmDisarm(Vec<kv_client::maintenance::ActiveAlarm>),
+    /// Answer of `defrag`: per endpoint, the error if it failed.
+    Defrag(Vec<(String, Option<String>)>),
+    /// Answer of `endpoint hashkv`, one entry per endpoint.
+    HashKv(Vec<endpoint::EpHash>),
+    /// `snapshot save` wrote this file.
+    SnapshotSaved(String),
     /// Answer of `version`.
     Version {
         /// kvctl's version.

@@ -3,9 +3,13 @@
 use std::io::Write;
 
 use kv_client::cluster::MemberListResponse;
+use kv_client::lease::{LeaseGrantResponse, LeaseRevokeResponse, LeaseTtlResponse};
 use kv_client::{DeleteResponse, GetResponse, KeyValue, PutResponse, ResponseHeader};
+use kv_client::{TxnOpResponse, TxnResponse, WatchBatch};
 
 use super::{io_err, Printer};
+use crate::commands::endpoint::{EpHash, EpStatus};
+use crate::commands::lease::KeepAlive;
 use crate::exit::ExitError;
 
 /// Prints `"Field" : value` lines.
@@ -83,6 +87,115 @@ impl Printer for FieldsPrinter {
             writeln!(w, "\"Deleted\" : {}", r.deleted())?;
             for k in r.prev_kvs() {
                 kv(w, "Prev", k)?;
+            }
+            Ok(())
+        })()
+        .map_err(io_err)
+    }
+
+    fn txn(&self, w: &mut dyn Write, r: &TxnResponse) -> Result<(), ExitError> {
+        hdr(w, r.header()).map_err(io_err)?;
+        writeln!(w, "\"Succeeded\" : {}", r.succeeded()).map_err(io_err)?;
+        for op in r.op_responses() {
+            match &op {
+                TxnOpResponse::Put(p) => self.put(w, p)?,
+                TxnOpResponse::Get(g) => self.get(w, g)?,
+                TxnOpResponse::Delete(d) => self.del(w, d)?,
+                TxnOpResponse::Txn(t) => self.txn(w, t)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn watch(&self, w: &mut dyn Write, b: &WatchBatch) -> Result<(), ExitError> {
+        (|| {
+            hdr(w, Some(b.header()))?;
+            for e in b.events() {
+                writeln!(w, "\"Type\" : {}", e.r#type().as_str_name())?;
+                if let Some(p) = &e.prev_kv {
+                    kv(w, "Prev", p)?;
+                }
+                kv(w, "", &e.kv.clone().unwrap_or_default())?;
+            }
+            Ok(())
+        })()
+        .map_err(io_err)
+    }
+
+    fn keep_alive(&self, w: &mut dyn Write, k: &KeepAlive) -> Result<(), ExitError> {
+        (|| {
+            hdr(w, k.header.as_ref())?;
+            writeln!(w, "\"ID\" : {}", k.id)?;
+            writeln!(w, "\"TTL\" : {}", k.ttl)
+        })()
+        .map_err(io_err)
+    }
+
+    fn lease_grant(&self, w: &mut dyn Write, r: &LeaseGrantResponse) -> Result<(), ExitError> {
+        (|| {
+            hdr(w, r.0.header.as_ref())?;
+            writeln!(w, "\"ID\" : {}", r.id())?;
+            writeln!(w, "\"TTL\" : {}", r.ttl())
+        })()
+        .map_err(io_err)
+    }
+
+    fn lease_revoke(
+        &self,
+        w: &mut dyn Write,
+        _id: i64,
+        r: &LeaseRevokeResponse,
+    ) -> Result<(), ExitError> {
+        hdr(w, r.0.header.as_ref()).map_err(io_err)
+    }
+
+    fn lease_ttl(
+        &self,
+        w: &mut dyn Write,
+        r: &LeaseTtlResponse,
+        _k: bool,
+    ) -> Result<(), ExitError> {
+        (|| {
+            hdr(w, r.0.header.as_ref())?;
+            writeln!(w, "\"ID\" : {}", r.0.id)?;
+            writeln!(w, "\"TTL\" : {}", r.ttl())?;
+            writeln!(w, "\"GrantedTTL\" : {}", r.granted_ttl())?;
+            for k in r.keys() {
+                writeln!(w, "\"Key\" : {}", go_quote(k))?;
+            }
+            Ok(())
+        })()
+        .map_err(io_err)
+    }
+
+    fn hash_kv(&self, w: &mut dyn Write, hs: &[EpHash]) -> Result<(), ExitError> {
+        (|| {
+            for h in hs {
+                hdr(w, h.resp.header())?;
+                writeln!(w, "\"Endpoint\" : {}", go_quote(h.ep.as_bytes()))?;
+                writeln!(w, "\"Hash\" : {}", h.resp.hash())?;
+                writeln!(w)?;
+            }
+            Ok(())
+        })()
+        .map_err(io_err)
+    }
+
+    fn endpoint_status(&self, w: &mut dyn Write, st: &[EpStatus]) -> Result<(), ExitError> {
+        (|| {
+            for s in st {
+                let r = &s.resp.0;
+                hdr(w, r.header.as_ref())?;
+                writeln!(w, "\"Version\" : {}", go_quote(r.version.as_bytes()))?;
+                writeln!(w, "\"DBSize\" : {}", r.db_size)?;
+                writeln!(w, "\"Leader\" : {}", r.leader)?;
+                writeln!(w, "\"IsLearner\" : {}", r.is_learner)?;
+                writeln!(w, "\"RaftIndex\" : {}", r.raft_index)?;
+                writeln!(w, "\"RaftTerm\" : {}", r.raft_term)?;
+                writeln!(w, "\"RaftAppliedIndex\" : {}", r.raft_applied_index)?;
+                writeln!(w, "\"Errors\" : [{}]", r.errors.join(" "))?;
+                writeln!(w, "\"Endpoint\" : {}", go_quote(s.ep.as_bytes()))?;
+                writeln!(w)?;
             }
             Ok(())
         })()

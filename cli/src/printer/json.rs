@@ -4,26 +4,30 @@
 
 use std::io::Write;
 
-use kv_client::cluster::MemberListResponse;
+use kv_client::cluster::{Member, MemberListResponse};
+use kv_client::lease::{LeaseGrantResponse, LeaseRevokeResponse, LeaseTtlResponse};
 use kv_client::maintenance::ActiveAlarm;
 use kv_client::{DeleteResponse, GetResponse, KeyValue, PutResponse, ResponseHeader};
+use kv_client::{MemberAddResponse, MemberChangeResponse, TxnResponse, WatchBatch};
 
 use super::{io_err, Printer};
-use crate::commands::endpoint::EpHealth;
+use crate::commands::endpoint::{EpHash, EpHealth, EpStatus};
+use crate::commands::lease::KeepAlive;
+use crate::commands::member::Change;
 use crate::exit::ExitError;
 
 /// Prints one JSON object per response.
 pub struct JsonPrinter;
 
 /// Builds one JSON object, leaving out zero fields like `omitempty`.
-struct Obj(Vec<String>);
+pub(super) struct Obj(Vec<String>);
 
 impl Obj {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Obj(Vec::new())
     }
 
-    fn num(&mut self, name: &str, v: impl Into<i128>) -> &mut Self {
+    pub(super) fn num(&mut self, name: &str, v: impl Into<i128>) -> &mut Self {
         let v = v.into();
         if v != 0 {
             self.0.push(format!("\"{name}\":{v}"));
@@ -31,33 +35,33 @@ impl Obj {
         self
     }
 
-    fn bool(&mut self, name: &str, v: bool) -> &mut Self {
+    pub(super) fn bool(&mut self, name: &str, v: bool) -> &mut Self {
         if v {
             self.0.push(format!("\"{name}\":true"));
         }
         self
     }
 
-    fn bytes(&mut self, name: &str, v: &[u8]) -> &mut Self {
+    pub(super) fn bytes(&mut self, name: &str, v: &[u8]) -> &mut Self {
         if !v.is_empty() {
             self.0.push(format!("\"{name}\":\"{}\"", base64(v)));
         }
         self
     }
 
-    fn raw(&mut self, name: &str, v: Option<String>) -> &mut Self {
+    pub(super) fn raw(&mut self, name: &str, v: Option<String>) -> &mut Self {
         if let Some(v) = v {
             self.0.push(format!("\"{name}\":{v}"));
         }
         self
     }
 
-    fn finish(&self) -> String {
+    pub(super) fn finish(&self) -> String {
         format!("{{{}}}", self.0.join(","))
     }
 }
 
-fn header(h: Option<&ResponseHeader>) -> Option<String> {
+pub(super) fn header(h: Option<&ResponseHeader>) -> Option<String> {
     h.map(|h| {
         Obj::new()
             .num("cluster_id", h.cluster_id)
@@ -68,7 +72,7 @@ fn header(h: Option<&ResponseHeader>) -> Option<String> {
     })
 }
 
-fn kv(kv: &KeyValue) -> String {
+pub(super) fn kv(kv: &KeyValue) -> String {
     Obj::new()
         .bytes("key", &kv.key)
         .num("create_revision", kv.create_revision)
@@ -79,7 +83,7 @@ fn kv(kv: &KeyValue) -> String {
         .finish()
 }
 
-fn kv_list(kvs: &[KeyValue]) -> Option<String> {
+pub(super) fn kv_list(kvs: &[KeyValue]) -> Option<String> {
     if kvs.is_empty() {
         return None;
     }
@@ -87,6 +91,70 @@ fn kv_list(kvs: &[KeyValue]) -> Option<String> {
         "[{}]",
         kvs.iter().map(kv).collect::<Vec<_>>().join(",")
     ))
+}
+
+pub(super) fn put_json(r: &PutResponse) -> String {
+    Obj::new()
+        .raw("header", header(r.header()))
+        .raw("prev_kv", r.prev_kv().map(kv))
+        .finish()
+}
+
+pub(super) fn get_json(r: &GetResponse) -> String {
+    Obj::new()
+        .raw("header", header(r.header()))
+        .raw("kvs", kv_list(r.kvs()))
+        .bool("more", r.more())
+        .num("count", r.count())
+        .finish()
+}
+
+pub(super) fn del_json(r: &DeleteResponse) -> String {
+    Obj::new()
+        .raw("header", header(r.header()))
+        .num("deleted", r.deleted())
+        .raw("prev_kvs", kv_list(r.prev_kvs()))
+        .finish()
+}
+
+/// A JSON string.
+pub(super) fn quote(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// The header's fields inlined into the object (clientv3's lease answers
+/// embed `*ResponseHeader`).
+fn inline_header(h: Option<&ResponseHeader>) -> Obj {
+    let h = h.cloned().unwrap_or_default();
+    let mut o = Obj::new();
+    o.num("cluster_id", h.cluster_id)
+        .num("member_id", h.member_id)
+        .num("revision", h.revision)
+        .num("raft_term", h.raft_term);
+    o
+}
+
+fn member(m: &Member) -> String {
+    let strs = |v: &[String]| {
+        (!v.is_empty()).then(|| {
+            let q: Vec<String> = v.iter().map(|s| quote(s)).collect();
+            format!("[{}]", q.join(","))
+        })
+    };
+    let mut o = Obj::new();
+    o.num("ID", m.id);
+    if !m.name.is_empty() {
+        o.raw("name", Some(quote(&m.name)));
+    }
+    o.raw("peerURLs", strs(&m.peer_ur_ls))
+        .raw("clientURLs", strs(&m.client_ur_ls))
+        .bool("isLearner", m.is_learner)
+        .finish()
+}
+
+fn members(ms: &[Member]) -> Option<String> {
+    let list: Vec<String> = ms.iter().map(member).collect();
+    (!list.is_empty()).then(|| format!("[{}]", list.join(",")))
 }
 
 /// Standard base64 with padding, as Go's encoding/json writes `[]byte`.
@@ -121,21 +189,11 @@ impl Printer for JsonPrinter {
     }
 
     fn put(&self, w: &mut dyn Write, r: &PutResponse) -> Result<(), ExitError> {
-        let s = Obj::new()
-            .raw("header", header(r.header()))
-            .raw("prev_kv", r.prev_kv().map(kv))
-            .finish();
-        emit(w, s)
+        emit(w, put_json(r))
     }
 
     fn get(&self, w: &mut dyn Write, r: &GetResponse) -> Result<(), ExitError> {
-        let s = Obj::new()
-            .raw("header", header(r.header()))
-            .raw("kvs", kv_list(r.kvs()))
-            .bool("more", r.more())
-            .num("count", r.count())
-            .finish();
-        emit(w, s)
+        emit(w, get_json(r))
     }
 
     fn alarm_list(&self, w: &mut dyn Write, alarms: &[ActiveAlarm]) -> Result<(), ExitError> {
@@ -155,37 +213,9 @@ impl Printer for JsonPrinter {
     }
 
     fn member_list(&self, w: &mut dyn Write, r: &MemberListResponse) -> Result<(), ExitError> {
-        let strs = |v: &[String]| {
-            (!v.is_empty()).then(|| {
-                let q: Vec<String> = v
-                    .iter()
-                    .map(|s| serde_json::Value::String(s.clone()).to_string())
-                    .collect();
-                format!("[{}]", q.join(","))
-            })
-        };
-        let members: Vec<String> = r
-            .members()
-            .iter()
-            .map(|m| {
-                let mut o = Obj::new();
-                o.num("ID", m.id);
-                if !m.name.is_empty() {
-                    o.raw(
-                        "name",
-                        Some(serde_json::Value::String(m.name.clone()).to_string()),
-                    );
-                }
-                o.raw("peerURLs", strs(&m.peer_ur_ls))
-                    .raw("clientURLs", strs(&m.client_ur_ls))
-                    .bool("isLearner", m.is_learner)
-                    .finish()
-            })
-            .collect();
-        let list = (!members.is_empty()).then(|| format!("[{}]", members.join(",")));
         let s = Obj::new()
             .raw("header", header(r.0.header.as_ref()))
-            .raw("members", list)
+            .raw("members", members(r.members()))
             .finish();
         emit(w, s)
     }
@@ -214,12 +244,104 @@ impl Printer for JsonPrinter {
     }
 
     fn del(&self, w: &mut dyn Write, r: &DeleteResponse) -> Result<(), ExitError> {
+        emit(w, del_json(r))
+    }
+
+    fn txn(&self, w: &mut dyn Write, r: &TxnResponse) -> Result<(), ExitError> {
+        emit(w, super::json_more::txn(r))
+    }
+
+    fn watch(&self, w: &mut dyn Write, b: &WatchBatch) -> Result<(), ExitError> {
+        emit(w, super::json_more::watch(b))
+    }
+
+    fn keep_alive(&self, w: &mut dyn Write, k: &KeepAlive) -> Result<(), ExitError> {
+        let mut o = inline_header(k.header.as_ref());
+        o.raw("ID", Some(k.id.to_string()))
+            .raw("TTL", Some(k.ttl.to_string()));
+        emit(w, o.finish())
+    }
+
+    fn lease_grant(&self, w: &mut dyn Write, r: &LeaseGrantResponse) -> Result<(), ExitError> {
+        let mut o = inline_header(r.0.header.as_ref());
+        o.raw("ID", Some(r.id().to_string()))
+            .raw("TTL", Some(r.ttl().to_string()))
+            .raw("Error", Some(quote(&r.0.error)));
+        emit(w, o.finish())
+    }
+
+    fn lease_revoke(
+        &self,
+        w: &mut dyn Write,
+        _id: i64,
+        r: &LeaseRevokeResponse,
+    ) -> Result<(), ExitError> {
+        emit(
+            w,
+            Obj::new()
+                .raw("header", header(r.0.header.as_ref()))
+                .finish(),
+        )
+    }
+
+    fn lease_ttl(
+        &self,
+        w: &mut dyn Write,
+        r: &LeaseTtlResponse,
+        _k: bool,
+    ) -> Result<(), ExitError> {
+        let keys = if r.keys().is_empty() {
+            "null".to_string()
+        } else {
+            let ks: Vec<String> = r
+                .keys()
+                .iter()
+                .map(|k| format!("\"{}\"", base64(k)))
+                .collect();
+            format!("[{}]", ks.join(","))
+        };
+        let mut o = inline_header(r.0.header.as_ref());
+        o.raw("id", Some(r.0.id.to_string()))
+            .raw("ttl", Some(r.ttl().to_string()))
+            .raw("granted-ttl", Some(r.granted_ttl().to_string()))
+            .raw("keys", Some(keys));
+        emit(w, o.finish())
+    }
+
+    fn member_add(
+        &self,
+        w: &mut dyn Write,
+        r: &MemberAddResponse,
+        _name: &str,
+    ) -> Result<(), ExitError> {
         let s = Obj::new()
             .raw("header", header(r.header()))
-            .num("deleted", r.deleted())
-            .raw("prev_kvs", kv_list(r.prev_kvs()))
+            .raw("member", r.member().map(member))
+            .raw("members", members(r.members()))
             .finish();
         emit(w, s)
+    }
+
+    fn member_change(
+        &self,
+        w: &mut dyn Write,
+        _change: Change,
+        _id: u64,
+        r: &MemberChangeResponse,
+    ) -> Result<(), ExitError> {
+        let s = Obj::new()
+            .raw("header", header(r.header()))
+            .raw("members", members(r.members()))
+            .finish();
+        emit(w, s)
+    }
+
+    fn hash_kv(&self, w: &mut dyn Write, hs: &[EpHash]) -> Result<(), ExitError> {
+        emit(w, super::json_more::hash_kv(hs))
+    }
+
+    fn endpoint_status(&self, w: &mut dyn Write, st: &[EpStatus]) -> Result<(), ExitError> {
+        emit(w, super::json_more::endpoint_status(st))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod fields;
 pub mod json;
+pub mod json_more;
 pub mod simple;
 pub mod table;
 
@@ -13,7 +14,11 @@ use kv_client::lease::{LeaseGrantResponse, LeaseRevokeResponse, LeaseTtlResponse
 use kv_client::maintenance::ActiveAlarm;
 use kv_client::{DeleteResponse, GetResponse, PutResponse};
 
-use crate::commands::endpoint::{EpHealth, EpStatus};
+use kv_client::{MemberAddResponse, MemberChangeResponse, TxnResponse, WatchBatch};
+
+use crate::commands::endpoint::{EpHash, EpHealth, EpStatus};
+use crate::commands::lease::KeepAlive;
+use crate::commands::member::Change;
 use crate::commands::Output;
 use crate::exit::ExitError;
 use crate::global::OutputFormat;
@@ -23,6 +28,8 @@ use crate::global::OutputFormat;
 pub struct PrintOptions {
     /// Print only values (simple format).
     pub value_only: bool,
+    /// Print keys and values as `\xNN` escapes (simple format, `--hex`).
+    pub hex: bool,
 }
 
 /// Formats command outputs. Every method defaults to "not supported".
@@ -103,6 +110,53 @@ pub trait Printer {
 
     /// Prints `lease list`.
     fn lease_list(&self, _w: &mut dyn Write, _ids: &[i64]) -> Result<(), ExitError> {
+        Err(unsupported(self.name()))
+    }
+
+    /// Prints a `txn` answer.
+    fn txn(&self, _w: &mut dyn Write, _r: &TxnResponse) -> Result<(), ExitError> {
+        Err(unsupported(self.name()))
+    }
+
+    /// Prints one batch of `watch` events.
+    fn watch(&self, _w: &mut dyn Write, _b: &WatchBatch) -> Result<(), ExitError> {
+        Err(unsupported(self.name()))
+    }
+
+    /// Prints one `lease keep-alive` renewal.
+    fn keep_alive(&self, _w: &mut dyn Write, _k: &KeepAlive) -> Result<(), ExitError> {
+        Err(unsupported(self.name()))
+    }
+
+    /// Says that `lease keep-alive` found the lease gone (only the simple
+    /// format says anything, as in etcdctl).
+    fn lease_expired(&self, _w: &mut dyn Write, _id: i64) -> Result<(), ExitError> {
+        Ok(())
+    }
+
+    /// Prints `member add`'s answer; `name` is the new member's name.
+    fn member_add(
+        &self,
+        _w: &mut dyn Write,
+        _r: &MemberAddResponse,
+        _name: &str,
+    ) -> Result<(), ExitError> {
+        Err(unsupported(self.name()))
+    }
+
+    /// Prints `member remove|update|promote`'s answer for member `id`.
+    fn member_change(
+        &self,
+        _w: &mut dyn Write,
+        _change: Change,
+        _id: u64,
+        _r: &MemberChangeResponse,
+    ) -> Result<(), ExitError> {
+        Err(unsupported(self.name()))
+    }
+
+    /// Prints `endpoint hashkv`.
+    fn hash_kv(&self, _w: &mut dyn Write, _hs: &[EpHash]) -> Result<(), ExitError> {
         Err(unsupported(self.name()))
     }
 
@@ -261,6 +315,28 @@ pub fn print(
             version,
             api_version,
         } => printer.version(w, version, api_version),
+        Output::Txn(r) => printer.txn(w, r),
+        Output::Prompt(p) => writeln!(w, "{p}").map_err(io_err),
+        Output::Notice(n) => writeln!(err, "{n}").map_err(io_err),
+        Output::Watch(b) => printer.watch(w, b),
+        Output::KeepAlive(k) => printer.keep_alive(w, k),
+        Output::LeaseExpired(id) => printer.lease_expired(w, *id),
+        Output::MemberAdd(r, name) => printer.member_add(w, r, name),
+        Output::MemberChange(c, id, r) => printer.member_change(w, *c, *id, r),
+        Output::AlarmDisarm(a) => printer.alarm_list(w, a),
+        Output::HashKv(hs) => printer.hash_kv(w, hs),
+        // The same in every format, as in etcdctl.
+        Output::SnapshotSaved(path) => writeln!(w, "Snapshot saved at {path}").map_err(io_err),
+        Output::Defrag(list) => {
+            for (ep, failed) in list {
+                match failed {
+                    None => writeln!(w, "Finished defragmenting etcd member[{ep}]"),
+                    Some(e) => writeln!(err, "Failed to defragment etcd member[{ep}] ({e})"),
+                }
+                .map_err(io_err)?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -8,7 +8,11 @@ use kv_client::maintenance::ActiveAlarm;
 use kv_client::{DeleteResponse, GetResponse, KeyValue, PutResponse};
 
 use super::{io_err, PrintOptions, Printer};
-use crate::commands::endpoint::{EpHealth, EpStatus};
+use kv_client::{MemberAddResponse, MemberChangeResponse, TxnOpResponse, TxnResponse, WatchBatch};
+
+use crate::commands::endpoint::{EpHash, EpHealth, EpStatus};
+use crate::commands::lease::KeepAlive;
+use crate::commands::member::Change;
 use crate::exit::ExitError;
 
 /// Prints plain lines.
@@ -17,13 +21,31 @@ pub struct SimplePrinter {
     pub opts: PrintOptions,
 }
 
-fn print_kv(w: &mut dyn Write, value_only: bool, kv: &KeyValue) -> std::io::Result<()> {
-    if !value_only {
-        w.write_all(&kv.key)?;
+fn print_kv(w: &mut dyn Write, opts: PrintOptions, kv: &KeyValue) -> std::io::Result<()> {
+    let bytes = |w: &mut dyn Write, b: &[u8]| {
+        if opts.hex {
+            b.iter().try_for_each(|x| write!(w, "\\x{x:02x}"))
+        } else {
+            w.write_all(b)
+        }
+    };
+    if !opts.value_only {
+        bytes(w, &kv.key)?;
         w.write_all(b"\n")?;
     }
-    w.write_all(&kv.value)?;
+    bytes(w, &kv.value)?;
     w.write_all(b"\n")
+}
+
+impl SimplePrinter {
+    /// The options for printing whole pairs (`--print-value-only` applies
+    /// to `get` only).
+    fn all(&self) -> PrintOptions {
+        PrintOptions {
+            value_only: false,
+            ..self.opts
+        }
+    }
 }
 
 impl Printer for SimplePrinter {
@@ -34,14 +56,14 @@ impl Printer for SimplePrinter {
     fn put(&self, w: &mut dyn Write, r: &PutResponse) -> Result<(), ExitError> {
         writeln!(w, "OK").map_err(io_err)?;
         if let Some(kv) = r.prev_kv() {
-            print_kv(w, false, kv).map_err(io_err)?;
+            print_kv(w, self.all(), kv).map_err(io_err)?;
         }
         Ok(())
     }
 
     fn get(&self, w: &mut dyn Write, r: &GetResponse) -> Result<(), ExitError> {
         for kv in r.kvs() {
-            print_kv(w, self.opts.value_only, kv).map_err(io_err)?;
+            print_kv(w, self.opts, kv).map_err(io_err)?;
         }
         Ok(())
     }
@@ -49,7 +71,7 @@ impl Printer for SimplePrinter {
     fn del(&self, w: &mut dyn Write, r: &DeleteResponse) -> Result<(), ExitError> {
         writeln!(w, "{}", r.deleted()).map_err(io_err)?;
         for kv in r.prev_kvs() {
-            print_kv(w, false, kv).map_err(io_err)?;
+            print_kv(w, self.all(), kv).map_err(io_err)?;
         }
         Ok(())
     }
@@ -138,6 +160,99 @@ impl Printer for SimplePrinter {
     fn endpoint_status(&self, w: &mut dyn Write, st: &[EpStatus]) -> Result<(), ExitError> {
         for row in super::status_rows(st) {
             writeln!(w, "{}", row.join(", ")).map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    fn txn(&self, w: &mut dyn Write, r: &TxnResponse) -> Result<(), ExitError> {
+        let verdict = if r.succeeded() { "SUCCESS" } else { "FAILURE" };
+        writeln!(w, "{verdict}").map_err(io_err)?;
+        for op in r.op_responses() {
+            writeln!(w).map_err(io_err)?;
+            match &op {
+                TxnOpResponse::Put(p) => self.put(w, p)?,
+                TxnOpResponse::Get(g) => self.get(w, g)?,
+                TxnOpResponse::Delete(d) => self.del(w, d)?,
+                TxnOpResponse::Txn(t) => {
+                    writeln!(w, "unexpected response {t:?}").map_err(io_err)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn watch(&self, w: &mut dyn Write, b: &WatchBatch) -> Result<(), ExitError> {
+        for e in b.events() {
+            writeln!(w, "{}", e.r#type().as_str_name()).map_err(io_err)?;
+            if let Some(p) = &e.prev_kv {
+                print_kv(w, self.all(), p).map_err(io_err)?;
+            }
+            if let Some(kv) = &e.kv {
+                print_kv(w, self.all(), kv).map_err(io_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn keep_alive(&self, w: &mut dyn Write, k: &KeepAlive) -> Result<(), ExitError> {
+        writeln!(w, "lease {:016x} keepalived with TTL({})", k.id, k.ttl).map_err(io_err)
+    }
+
+    fn lease_expired(&self, w: &mut dyn Write, id: i64) -> Result<(), ExitError> {
+        writeln!(w, "lease {id:016x} expired or revoked.").map_err(io_err)
+    }
+
+    fn member_add(
+        &self,
+        w: &mut dyn Write,
+        r: &MemberAddResponse,
+        name: &str,
+    ) -> Result<(), ExitError> {
+        let cluster = r.header().map_or(0, |h| h.cluster_id);
+        let Some(new) = r.member() else {
+            return Ok(());
+        };
+        (|| {
+            writeln!(w, "Member {:16x} added to cluster {cluster:16x}", new.id)?;
+            let mut conf = Vec::new();
+            for m in r.members() {
+                let n = if m.id == new.id { name } else { &m.name };
+                for u in &m.peer_ur_ls {
+                    conf.push(format!("{n}={u}"));
+                }
+            }
+            writeln!(w)?;
+            writeln!(w, "ETCD_NAME=\"{name}\"")?;
+            writeln!(w, "ETCD_INITIAL_CLUSTER=\"{}\"", conf.join(","))?;
+            writeln!(
+                w,
+                "ETCD_INITIAL_ADVERTISE_PEER_URLS=\"{}\"",
+                new.peer_ur_ls.join(",")
+            )?;
+            writeln!(w, "ETCD_INITIAL_CLUSTER_STATE=\"existing\"")
+        })()
+        .map_err(io_err)
+    }
+
+    fn member_change(
+        &self,
+        w: &mut dyn Write,
+        change: Change,
+        id: u64,
+        r: &MemberChangeResponse,
+    ) -> Result<(), ExitError> {
+        let cluster = r.header().map_or(0, |h| h.cluster_id);
+        writeln!(
+            w,
+            "Member {id:16x} {} cluster {cluster:16x}",
+            change.phrase()
+        )
+        .map_err(io_err)
+    }
+
+    fn hash_kv(&self, w: &mut dyn Write, hs: &[EpHash]) -> Result<(), ExitError> {
+        for h in hs {
+            writeln!(w, "{}, {}", h.ep, h.resp.hash()).map_err(io_err)?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::io::Write;
 use kv_client::cluster::MemberListResponse;
 
 use super::{io_err, member_rows, Printer, MEMBER_HEADER};
-use crate::commands::endpoint::{EpHealth, EpStatus};
+use crate::commands::endpoint::{EpHash, EpHealth, EpStatus};
 use crate::exit::ExitError;
 
 /// Prints ASCII tables.
@@ -84,6 +84,15 @@ impl Printer for TablePrinter {
 
     fn endpoint_status(&self, w: &mut dyn Write, st: &[EpStatus]) -> Result<(), ExitError> {
         w.write_all(render(&super::STATUS_HEADER, &super::status_rows(st)).as_bytes())
+            .map_err(io_err)
+    }
+
+    fn hash_kv(&self, w: &mut dyn Write, hs: &[EpHash]) -> Result<(), ExitError> {
+        let rows: Vec<Vec<String>> = hs
+            .iter()
+            .map(|h| vec![h.ep.clone(), h.resp.hash().to_string()])
+            .collect();
+        w.write_all(render(&["ENDPOINT", "HASH"], &rows).as_bytes())
             .map_err(io_err)
     }
 
