@@ -37,6 +37,8 @@ pub enum KvError {
     PeerUrlExists,
     #[error("can only promote a learner member")]
     MemberNotLearner,
+    #[error("can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     #[error("bad leader transferee")]
     BadLeaderTransferee,
     #[error("no leader")]
@@ -83,6 +85,7 @@ impl KvError {
             KvError::MemberBadUrls => "member_bad_urls",
             KvError::PeerUrlExists => "peer_url_exist",
             KvError::MemberNotLearner => "member_not_learner",
+            KvError::LearnerNotReady => "learner_not_ready",
             KvError::BadLeaderTransferee => "bad_leader_transferee",
             KvError::NoLeader => "no_leader",
             KvError::NotLeader => "not_leader",
@@ -115,6 +118,7 @@ impl KvError {
             KvError::MemberBadUrls,
             KvError::PeerUrlExists,
             KvError::MemberNotLearner,
+            KvError::LearnerNotReady,
             KvError::BadLeaderTransferee,
             KvError::NoLeader,
             KvError::NotLeader,

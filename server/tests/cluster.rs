@@ -259,8 +259,20 @@ async fn membership_changes_with_etcdctl() {
         assert!(ok, "member add failed: {out} {err}\n{}", c.logs());
         let id4 = added_id(&out);
         let n4 = c.join("n4", c4, p4).await;
-        let (ok, out, err) = c.etcdctl(0, &["member", "promote", &id4]);
-        assert!(ok, "member promote failed: {out} {err}\n{}", c.logs());
+        // A learner is promoted once it has (almost) the leader's log.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (ok, out, err) = c.etcdctl(0, &["member", "promote", &id4]);
+            if ok {
+                break;
+            }
+            assert!(
+                err.contains("in sync with leader") && Instant::now() < deadline,
+                "member promote failed: {out} {err}\n{}",
+                c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         // Remove an original member (n1), through another member.
         let (ok, list, _) = c.etcdctl(2, &["member", "list"]);
         assert!(ok);

@@ -2,7 +2,7 @@
 //! was cut off from disrupting the leader when it returns, and MoveLeader
 //! (through Debian's etcdctl) hands leadership to the member asked for,
 //! under writes, without losing any; removing the leader leaves a cluster
-//! that elects a new one.
+//! that elects a new one; a learner that never caught up is not promoted.
 
 mod common;
 
@@ -224,6 +224,40 @@ async fn removing_the_leader_leaves_a_working_cluster() {
         assert!(ok);
         assert_eq!(list.lines().count(), 2, "{list}");
         assert!(!list.contains(&format!("{leader_id:x}")), "{list}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_learner_that_never_caught_up_is_not_promoted() {
+    kvd_only(|| async {
+        let c = Cluster::start(3).await;
+        let peer = format!(
+            "--peer-urls=http://127.0.0.1:{}",
+            common::cluster::free_port()
+        );
+        let (ok, out, err) = c.etcdctl(0, &["member", "add", "ghost", &peer, "--learner"]);
+        assert!(ok, "member add failed: {out}{err}");
+        let id = out
+            .lines()
+            .find_map(|l| l.split("Member ").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no id in: {out}"))
+            .to_string();
+        // etcd's answer for a learner that is not in sync with the leader.
+        let (ok, _, err) = c.etcdctl(1, &["member", "promote", &id]);
+        assert!(!ok);
+        assert!(
+            err.contains(
+                "etcdserver: can only promote a learner member which is in sync with leader"
+            ),
+            "{err}"
+        );
+        // Membership changes still go through afterwards.
+        let (ok, out, err) = c.etcdctl(2, &["member", "remove", &id]);
+        assert!(ok, "member remove failed: {out}{err}\n{}", c.logs());
+        let (ok, list, _) = c.etcdctl(0, &["member", "list"]);
+        assert!(ok && list.lines().count() == 3, "{list}");
     })
     .await;
 }

@@ -26,6 +26,7 @@ fn wire_error(e: &KvError) -> Option<WireError> {
         KvError::MemberBadUrls => wire::MEMBER_BAD_URLS,
         KvError::PeerUrlExists => wire::PEER_URL_EXIST,
         KvError::MemberNotLearner => wire::MEMBER_NOT_LEARNER,
+        KvError::LearnerNotReady => wire::LEARNER_NOT_READY,
         KvError::BadLeaderTransferee => wire::BAD_LEADER_TRANSFEREE,
         KvError::NoLeader => wire::NO_LEADER,
         KvError::NotLeader => wire::NOT_LEADER,

@@ -183,6 +183,24 @@ impl Node {
         if !member.is_learner {
             return Err(KvError::MemberNotLearner);
         }
+        // etcd promotes only a learner that has 90% of the leader's log: a
+        // voter that cannot ack would leave the change uncommitted and block
+        // every later one.
+        let ready = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .map(|l| l.index)
+                .unwrap_or(0);
+            let last = m.last_log_index.unwrap_or(0);
+            matched > 0 && matched * 10 >= last * 9
+        };
+        if !ready {
+            return Err(KvError::LearnerNotReady);
+        }
         self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
             .await
     }
