@@ -17,6 +17,7 @@ use openraft::raft::{
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::Node;
@@ -245,11 +246,18 @@ pub async fn serve(
             check.clone(),
         );
         let shutdown = crate::api::stopped(stop.clone());
+        // The builder's tcp_nodelay applies only to listeners tonic binds
+        // itself; without it here, Nagle plus the peer's delayed ACK held
+        // replies to forwarded writes and AppendEntries for ~40 ms.
+        let incoming = TcpListenerStream::new(l).map(|conn| {
+            conn.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
         servers.push(tokio::spawn(
             tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown),
+                .serve_with_incoming_shutdown(incoming, shutdown),
         ));
     }
     for s in servers {
