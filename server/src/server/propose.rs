@@ -25,7 +25,7 @@ const MAX_BATCH_BYTES: usize = 2 << 20;
 pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(7);
 /// Entries submitted to raft and not yet applied: two lets the next append
 /// run while the previous entry is applied.
-const MAX_INFLIGHT: usize = 4;
+const MAX_INFLIGHT: usize = 2;
 
 struct Pending {
     req: InternalRequest,
