@@ -273,6 +273,18 @@ async fn membership_changes_with_etcdctl() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // Update a member's peer URLs (to a list naming the same address).
+        let urls = format!("--peer-urls=http://127.0.0.1:{p4},http://localhost:{p4}");
+        let (ok, out, err) = c.etcdctl(2, &["member", "update", &id4, &urls]);
+        assert!(
+            ok && out.contains("updated in cluster"),
+            "member update failed: {out} {err}"
+        );
+        let (ok, list, _) = c.etcdctl(0, &["member", "list"]);
+        assert!(
+            ok && list.contains(&format!("http://localhost:{p4}")),
+            "{list}"
+        );
         // Remove an original member (n1), through another member.
         let (ok, list, _) = c.etcdctl(2, &["member", "list"]);
         assert!(ok);
