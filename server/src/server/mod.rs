@@ -291,6 +291,15 @@ impl Node {
             return Err(KvError::RequestTooLarge);
         }
         self.settled().await;
+        // During an election, wait a little for the new leader rather than
+        // fail at once (etcd's proposals wait too).
+        if read_index::leader_addr(&self.raft).is_none() {
+            let _ = self
+                .raft
+                .wait(Some(self.election_timeout * 2))
+                .metrics(|m| m.current_leader.is_some(), "a leader")
+                .await;
+        }
         match read_index::leader_addr(&self.raft) {
             Some((leader, _)) if leader == self.member_id() => {
                 self.proposer.propose(req, size).await
