@@ -71,6 +71,9 @@ pub fn error_text(e: &kv_client::Error) -> String {
         kv_client::Error::Other { message, .. } => message.clone(),
         // What etcdctl (Go's context package) says when time runs out.
         kv_client::Error::Timeout => "context deadline exceeded".to_string(),
+        // etcdctl's gRPC client keeps retrying an unreachable endpoint until
+        // the command's deadline, so the user only ever sees the deadline.
+        kv_client::Error::Unavailable { .. } => "context deadline exceeded".to_string(),
         // The server's text, without the compaction point the client adds.
         kv_client::Error::Compacted { .. } => {
             "etcdserver: mvcc: required revision has been compacted".to_string()

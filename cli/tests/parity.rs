@@ -66,6 +66,8 @@ const SCRIPT: &[&[&str]] = &[
     &["lease", "grant", "60"],
     &["put", "lk", "v", "--lease=$L"],
     &["lease", "list"],
+    &["-w", "json", "lease", "list"],
+    &["-w", "fields", "lease", "list"],
     &["-w", "json", "get", "lk"],
     &["lease", "timetolive", "$L"],
     &["lease", "timetolive", "$L", "--keys"],
@@ -73,6 +75,8 @@ const SCRIPT: &[&[&str]] = &[
     &["lease", "revoke", "$L"],
     &["lease", "timetolive", "$L"],
     &["lease", "list", "extra"],
+    &["-w", "json", "lease", "list"],
+    &["-w", "fields", "lease", "list"],
     &["get", "lk"],
     &["compaction"],
     &["compaction", "x"],
@@ -182,4 +186,30 @@ fn endpoints_env_fallback_and_connection_failure() {
         "{err}"
     );
     assert!(err.ends_with("Error: unhealthy cluster\n"), "{err}");
+}
+
+/// An endpoint nobody listens on: etcdctl retries until the command
+/// deadline and reports it; kvctl must print the same `Error:` text and
+/// exit code (etcdctl's JSON retry log lines are dropped by [`mask`]).
+#[test]
+fn dead_endpoint_matches_etcdctl() {
+    let dead = format!("127.0.0.1:{}", free_port());
+    let timeouts = ["--dial-timeout=1s", "--command-timeout=2s"];
+    let steps: [&[&str]; 3] = [
+        &["get", "foo"],
+        &["put", "foo", "bar"],
+        &["endpoint", "health"],
+    ];
+    let mut failures = Vec::new();
+    for step in steps {
+        let args: Vec<&str> = timeouts.iter().chain(step).copied().collect();
+        let want = run(ETCDCTL, &dead, &args, &mut None);
+        let got = run(KVCTL, &dead, &args, &mut None);
+        assert_ne!(want.code, 0, "etcdctl reached {dead}: {want:?}");
+        assert!(want.stderr.contains("Error: "), "{want:?}");
+        if want != got {
+            failures.push(format!("etcdctl: {want:#?}\nkvctl:   {got:#?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -104,6 +104,28 @@ impl LeaseTtlResponse {
     }
 }
 
+/// Answer to [`Client::lease_leases`].
+///
+/// ```no_run
+/// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+/// let resp = client.lease_leases().await?;
+/// for id in resp.ids() {
+///     println!("{id:x}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseListResponse(pub LeaseLeasesResponse);
+header_accessor!(LeaseListResponse);
+
+impl LeaseListResponse {
+    /// The IDs of the leases, in the server's order.
+    pub fn ids(&self) -> Vec<i64> {
+        self.0.leases.iter().map(|l| l.id).collect()
+    }
+}
+
 /// Why a [`LeaseKeeper`] gave up.
 ///
 /// ```
@@ -256,13 +278,28 @@ impl Client {
     /// # }
     /// ```
     pub async fn leases(&self) -> Result<Vec<i64>> {
+        Ok(self.lease_leases().await?.ids())
+    }
+
+    /// Every lease, with the response header (for callers that need the
+    /// revision or member the list was read from).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+    /// let resp = client.lease_leases().await?;
+    /// println!("{} leases at revision {}", resp.ids().len(), resp.revision());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn lease_leases(&self) -> Result<LeaseListResponse> {
+        // Read-only, so safe to repeat on another member after a failure.
         let resp: LeaseLeasesResponse = self
             .unary(Repeatable::Yes, |left| {
                 let mut c = self.lease_client();
                 async move { c.lease_leases(request(LeaseLeasesRequest {}, left)).await }
             })
             .await?;
-        Ok(resp.leases.into_iter().map(|l| l.id).collect())
+        Ok(LeaseListResponse(resp))
     }
 
     /// Starts keeping lease `id` alive. Returns after the first renewal

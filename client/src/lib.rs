@@ -68,7 +68,7 @@ pub use kv::{
 };
 pub use kv_proto::etcdserverpb::ResponseHeader;
 pub use kv_proto::mvccpb::{Event, KeyValue, event::EventType};
-pub use lease::{LeaseKeeper, LeaseLost};
+pub use lease::{LeaseKeeper, LeaseListResponse, LeaseLost};
 pub use maintenance::{HashKvResponse, SnapshotStream};
 pub use retry::RetryPolicy;
 pub use txn::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse, TxnResponse};

@@ -137,7 +137,7 @@ pub async fn run(global: &GlobalFlags) -> Result<Output, ExitError> {
                     ep,
                     health: false,
                     took,
-                    error: format!("failed to commit proposal: {e}"),
+                    error: format!("failed to commit proposal: {}", crate::exit::error_text(&e)),
                 },
             }
         }));

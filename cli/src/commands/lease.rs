@@ -143,7 +143,7 @@ pub async fn run(client: &Client, req: LeaseRequest) -> Result<Output, ExitError
                 .map_err(|e| ExitError::new(EXIT_ERROR, format!("failed to revoke lease ({e})")))?;
             Ok(Output::LeaseRevoke(id, resp))
         }
-        LeaseRequest::List => Ok(Output::LeaseList(client.leases().await?)),
+        LeaseRequest::List => Ok(Output::LeaseList(client.lease_leases().await?)),
         LeaseRequest::TimeToLive(id, keys) => Ok(Output::LeaseTimeToLive(
             client.lease_time_to_live(id, keys).await?,
             keys,

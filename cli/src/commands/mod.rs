@@ -51,8 +51,8 @@ pub enum Output {
     EndpointHealth(Vec<endpoint::EpHealth>),
     /// Answer of `endpoint status`, one entry per endpoint.
     EndpointStatus(Vec<endpoint::EpStatus>),
-    /// Answer of `lease list`: the lease IDs.
-    LeaseList(Vec<i64>),
+    /// Answer of `lease list`: the header and the lease IDs.
+    LeaseList(kv_client::LeaseListResponse),
     /// Answer of `txn`.
     Txn(kv_client::TxnResponse),
     /// A note on stderr (e.g. a rejected `watch -i` line), printed as is.

@@ -3,7 +3,9 @@
 use std::io::Write;
 
 use kv_client::cluster::MemberListResponse;
-use kv_client::lease::{LeaseGrantResponse, LeaseRevokeResponse, LeaseTtlResponse};
+use kv_client::lease::{
+    LeaseGrantResponse, LeaseListResponse, LeaseRevokeResponse, LeaseTtlResponse,
+};
 use kv_client::{DeleteResponse, GetResponse, KeyValue, PutResponse, ResponseHeader};
 use kv_client::{TxnOpResponse, TxnResponse, WatchBatch};
 
@@ -147,6 +149,17 @@ impl Printer for FieldsPrinter {
         r: &LeaseRevokeResponse,
     ) -> Result<(), ExitError> {
         hdr(w, r.0.header.as_ref()).map_err(io_err)
+    }
+
+    fn lease_list(&self, w: &mut dyn Write, r: &LeaseListResponse) -> Result<(), ExitError> {
+        (|| {
+            hdr(w, r.header())?;
+            for id in r.ids() {
+                writeln!(w, "\"ID\" : {id}")?;
+            }
+            Ok(())
+        })()
+        .map_err(io_err)
     }
 
     fn lease_ttl(

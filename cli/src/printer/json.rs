@@ -5,7 +5,9 @@
 use std::io::Write;
 
 use kv_client::cluster::{Member, MemberListResponse};
-use kv_client::lease::{LeaseGrantResponse, LeaseRevokeResponse, LeaseTtlResponse};
+use kv_client::lease::{
+    LeaseGrantResponse, LeaseListResponse, LeaseRevokeResponse, LeaseTtlResponse,
+};
 use kv_client::maintenance::ActiveAlarm;
 use kv_client::{DeleteResponse, GetResponse, KeyValue, PutResponse, ResponseHeader};
 use kv_client::{MemberAddResponse, MemberChangeResponse, TxnResponse, WatchBatch};
@@ -267,6 +269,18 @@ impl Printer for JsonPrinter {
         o.raw("ID", Some(r.id().to_string()))
             .raw("TTL", Some(r.ttl().to_string()))
             .raw("Error", Some(quote(&r.0.error)));
+        emit(w, o.finish())
+    }
+
+    fn lease_list(&self, w: &mut dyn Write, r: &LeaseListResponse) -> Result<(), ExitError> {
+        // etcdctl prints `[]` (not null, not omitted) when there are none.
+        let ls: Vec<String> = r
+            .ids()
+            .iter()
+            .map(|id| format!("{{\"id\":{id}}}"))
+            .collect();
+        let mut o = inline_header(r.header());
+        o.raw("leases", Some(format!("[{}]", ls.join(","))));
         emit(w, o.finish())
     }
 

@@ -10,7 +10,9 @@ pub mod table;
 use std::io::Write;
 
 use kv_client::cluster::MemberListResponse;
-use kv_client::lease::{LeaseGrantResponse, LeaseRevokeResponse, LeaseTtlResponse};
+use kv_client::lease::{
+    LeaseGrantResponse, LeaseListResponse, LeaseRevokeResponse, LeaseTtlResponse,
+};
 use kv_client::maintenance::ActiveAlarm;
 use kv_client::{DeleteResponse, GetResponse, PutResponse};
 
@@ -109,7 +111,7 @@ pub trait Printer {
     }
 
     /// Prints `lease list`.
-    fn lease_list(&self, _w: &mut dyn Write, _ids: &[i64]) -> Result<(), ExitError> {
+    fn lease_list(&self, _w: &mut dyn Write, _r: &LeaseListResponse) -> Result<(), ExitError> {
         Err(unsupported(self.name()))
     }
 
@@ -299,7 +301,7 @@ pub fn print(
     out: &Output,
 ) -> Result<(), ExitError> {
     match out {
-        Output::LeaseList(ids) => printer.lease_list(w, ids),
+        Output::LeaseList(r) => printer.lease_list(w, r),
         Output::EndpointHealth(hs) => printer.endpoint_health(w, err, hs),
         Output::EndpointStatus(st) => printer.endpoint_status(w, st),
         Output::Put(r) => printer.put(w, r),

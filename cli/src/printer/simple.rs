@@ -3,7 +3,9 @@
 use std::io::Write;
 
 use kv_client::cluster::MemberListResponse;
-use kv_client::lease::{LeaseGrantResponse, LeaseRevokeResponse, LeaseTtlResponse};
+use kv_client::lease::{
+    LeaseGrantResponse, LeaseListResponse, LeaseRevokeResponse, LeaseTtlResponse,
+};
 use kv_client::maintenance::ActiveAlarm;
 use kv_client::{DeleteResponse, GetResponse, KeyValue, PutResponse};
 
@@ -257,10 +259,11 @@ impl Printer for SimplePrinter {
         Ok(())
     }
 
-    fn lease_list(&self, w: &mut dyn Write, ids: &[i64]) -> Result<(), ExitError> {
+    fn lease_list(&self, w: &mut dyn Write, r: &LeaseListResponse) -> Result<(), ExitError> {
+        let ids = r.ids();
         (|| {
             writeln!(w, "found {} leases", ids.len())?;
-            for id in ids {
+            for id in &ids {
                 writeln!(w, "{id:x}")?;
             }
             Ok(())

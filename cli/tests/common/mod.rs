@@ -325,7 +325,14 @@ pub fn run_with_stdin(
     let lease: Option<String> = lease.clone();
     let unlease = |s: &str| {
         let s = match &lease {
-            Some(l) => s.replace(l.as_str(), "<L>"),
+            // json and fields print the lease ID in decimal, others in hex.
+            Some(l) => {
+                let s = s.replace(l.as_str(), "<L>");
+                match i64::from_str_radix(l, 16) {
+                    Ok(dec) => s.replace(&dec.to_string(), "<L>"),
+                    Err(_) => s,
+                }
+            }
             None => s.to_string(),
         };
         mask_number_after(&s, "remaining(")
