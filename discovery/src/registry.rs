@@ -386,6 +386,23 @@ impl Task {
     }
 
     /// Re-registers with backoff until it works; `None` if closed meanwhile.
+    /// A command that arrives while re-registering: a health change is
+    /// kept for the next write; false means stop (closed or dropped).
+    fn between_attempts(&self, cmd: Option<Cmd>) -> bool {
+        match cmd {
+            None => false,
+            Some(Cmd::Close(reply)) => {
+                let _ = reply.send(Ok(()));
+                false
+            }
+            Some(Cmd::SetHealth(health, reply)) => {
+                lock(&self.instance).health = health;
+                let _ = reply.send(Ok(()));
+                true
+            }
+        }
+    }
+
     async fn reregister(&self, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> Option<Session> {
         let mut backoff = Backoff::new(&self.client);
         loop {
@@ -395,17 +412,8 @@ impl Task {
             let result = loop {
                 tokio::select! {
                     r = &mut attempt => break r,
-                    cmd = cmds.recv() => match cmd {
-                        None => return None,
-                        Some(Cmd::Close(reply)) => {
-                            let _ = reply.send(Ok(()));
-                            return None;
-                        }
-                        Some(Cmd::SetHealth(health, reply)) => {
-                            // Written with the next attempt.
-                            lock(&self.instance).health = health;
-                            let _ = reply.send(Ok(()));
-                        }
+                    cmd = cmds.recv() => if !self.between_attempts(cmd) {
+                        return None;
                     },
                 }
             };
@@ -427,16 +435,8 @@ impl Task {
                     let wait = backoff.next_delay();
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        cmd = cmds.recv() => match cmd {
-                            None => return None,
-                            Some(Cmd::Close(reply)) => {
-                                let _ = reply.send(Ok(()));
-                                return None;
-                            }
-                            Some(Cmd::SetHealth(health, reply)) => {
-                                lock(&self.instance).health = health;
-                                let _ = reply.send(Ok(()));
-                            }
+                        cmd = cmds.recv() => if !self.between_attempts(cmd) {
+                            return None;
                         },
                     }
                 }

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use kv_proto::kvpb::peer_server::{Peer, PeerServer};
 use kv_proto::kvpb::propose_response::Result as ProposeResult;
 use kv_proto::kvpb::{
-    ClusterIdRequest, ClusterIdResponse, InternalBatch, InternalRequest, LeaseRenewRequest,
-    LeaseRenewResponse, PeerError, PreVoteRequest, PreVoteResponse, ProposeBatchResponse,
-    ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse, StartElectionRequest,
-    StartElectionResponse,
+    ClusterIdRequest, ClusterIdResponse, InternalBatch, LeaseRenewRequest, LeaseRenewResponse,
+    PeerError, PreVoteRequest, PreVoteResponse, ProposeBatchResponse, ProposeResponse, RaftMessage,
+    ReadIndexRequest, ReadIndexResponse, StartElectionRequest, StartElectionResponse,
 };
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
@@ -113,15 +112,6 @@ impl Peer for PeerService {
             self.0.elections.heard_from_leader();
         }
         encode(&resp)
-    }
-
-    async fn propose(
-        &self,
-        req: Request<InternalRequest>,
-    ) -> Result<Response<ProposeResponse>, Status> {
-        Ok(Response::new(to_wire(
-            self.0.propose_as_leader(req.into_inner()).await,
-        )))
     }
 
     async fn propose_batch(
