@@ -17,6 +17,9 @@ pub struct Config {
     /// Path to the data directory (default: ./<name>.kvd).
     #[arg(long, env = "KVD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Path to a dedicated raft log (WAL) directory (default: <data-dir>/member/wal).
+    #[arg(long, env = "KVD_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
     /// URLs to listen on for client traffic (comma separated).
     #[arg(
         long,
@@ -96,11 +99,19 @@ pub enum ConfigError {
     BadUrl(String),
     #[error("invalid --auto-compaction-retention {0:?}")]
     BadRetention(String),
+    #[error(
+        "{0} {1:?}: https:// is not supported yet (kvd has no TLS and would serve plaintext); use http://"
+    )]
+    TlsUnsupported(&'static str, String),
     #[error("invalid --initial-cluster {0:?}: {1}")]
     BadCluster(String, &'static str),
     #[error("invalid --initial-cluster-state {0:?}: expected \"new\" or \"existing\"")]
     UnsupportedState(String),
 }
+
+/// The longest periodic retention: Go's time.Duration (etcd's type for it)
+/// cannot hold more than about 292 years.
+const MAX_RETENTION: Duration = Duration::from_secs(i64::MAX as u64 / 1_000_000_000);
 
 /// What auto compaction keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,11 +122,12 @@ pub enum Retention {
 }
 
 /// Parses `http://host:port` (or `host:port`) into a socket address.
+/// `https://` is refused: without TLS it would silently mean plaintext.
 pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or(url);
+    if is_https(url) {
+        return Err(ConfigError::TlsUnsupported("URL", url.to_string()));
+    }
+    let rest = url.strip_prefix("http://").unwrap_or(url);
     let hostport = rest.trim_end_matches('/');
     hostport
         .to_socket_addrs()
@@ -127,11 +139,50 @@ pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| ConfigError::BadUrl(url.to_string()))
 }
 
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+}
+
 impl Config {
+    /// Checks the flags that need no I/O: every URL flag is plain http (kvd
+    /// has no TLS yet, so an https URL would be served in plaintext) and the
+    /// auto compaction retention parses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url_flags: [(&'static str, &[String]); 4] = [
+            ("--listen-client-urls", &self.listen_client_urls),
+            ("--advertise-client-urls", &self.advertise_client_urls),
+            ("--listen-peer-urls", &self.listen_peer_urls),
+            (
+                "--initial-advertise-peer-urls",
+                &self.initial_advertise_peer_urls,
+            ),
+        ];
+        for (flag, urls) in url_flags {
+            if let Some(u) = urls.iter().find(|u| is_https(u)) {
+                return Err(ConfigError::TlsUnsupported(flag, u.clone()));
+            }
+        }
+        for (_, urls) in self.initial_members()? {
+            if let Some(u) = urls.iter().find(|u| is_https(u)) {
+                return Err(ConfigError::TlsUnsupported("--initial-cluster", u.clone()));
+            }
+        }
+        self.retention()?;
+        Ok(())
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.kvd", self.name)))
+    }
+
+    /// Where the raft log lives: --wal-dir, or `member/wal` in the data dir.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("member").join("wal"))
     }
 
     pub fn client_urls(&self) -> Vec<String> {
@@ -198,11 +249,18 @@ impl Config {
         } else {
             parse_duration(r).ok_or_else(bad)?
         };
-        Ok(if secs <= 0.0 {
-            Retention::Off
-        } else {
-            Retention::Period(Duration::from_secs_f64(secs))
-        })
+        // "NaN", "inf" and 1e300 parse as f64 but are no duration.
+        if !secs.is_finite() {
+            return Err(bad());
+        }
+        if secs <= 0.0 {
+            return Ok(Retention::Off);
+        }
+        let period = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+        if period > MAX_RETENTION {
+            return Err(bad());
+        }
+        Ok(Retention::Period(period))
     }
 }
 
@@ -249,6 +307,49 @@ mod tests {
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_url("http://127.0.0.1:2379").unwrap().port(), 2379);
         assert!(parse_url("http://nope").is_err());
+    }
+
+    #[test]
+    fn bad_retention_is_an_error_not_a_panic() {
+        for r in [
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "1e300",
+            "1e12",
+            "99999999999999h",
+        ] {
+            let flag = format!("--auto-compaction-retention={r}");
+            let c = Config::parse_from(["kvd", flag.as_str()]);
+            assert!(
+                matches!(c.retention(), Err(ConfigError::BadRetention(_))),
+                "{r}: {:?}",
+                c.retention()
+            );
+        }
+        let c = Config::parse_from(["kvd", "--auto-compaction-retention", "1.5"]);
+        assert_eq!(
+            c.retention().unwrap(),
+            Retention::Period(Duration::from_secs(5400))
+        );
+    }
+
+    #[test]
+    fn https_urls_are_refused() {
+        let c = Config::parse_from(["kvd", "--listen-client-urls", "https://127.0.0.1:2379"]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--listen-client-urls") && e.contains("https"),
+            "{e}"
+        );
+        let c = Config::parse_from(["kvd", "--initial-cluster", "default=HTTPS://127.0.0.1:2380"]);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TlsUnsupported("--initial-cluster", _))
+        ));
+        assert!(parse_url("https://127.0.0.1:1").is_err());
+        assert!(Config::parse_from(["kvd"]).validate().is_ok());
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum KvError {
     DuplicateKey,
     #[error("request is too large")]
     RequestTooLarge,
+    /// Applied lags committed too far, or the proposal queue is full.
+    #[error("too many requests")]
+    TooManyRequests,
     #[error("database space exceeded")]
     NoSpace,
     #[error("requested lease not found")]
@@ -77,6 +80,7 @@ impl KvError {
             KvError::TooManyOps => "too_many_ops",
             KvError::DuplicateKey => "duplicate_key",
             KvError::RequestTooLarge => "request_too_large",
+            KvError::TooManyRequests => "too_many_requests",
             KvError::NoSpace => "no_space",
             KvError::LeaseNotFound => "lease_not_found",
             KvError::LeaseExists => "lease_exist",
@@ -110,6 +114,7 @@ impl KvError {
             KvError::TooManyOps,
             KvError::DuplicateKey,
             KvError::RequestTooLarge,
+            KvError::TooManyRequests,
             KvError::NoSpace,
             KvError::LeaseNotFound,
             KvError::LeaseExists,

@@ -1,6 +1,7 @@
 //! The kvd binary: flags in, server up, clean exit on SIGINT/SIGTERM.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -20,14 +21,22 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the runtime")?
-        .block_on(run(cfg))
+        .context("starting the runtime")?;
+    let result = runtime.block_on(run(cfg));
+    // After a fatal error tasks may still be blocked on a failing disk: do
+    // not wait for them forever.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    result
 }
 
+/// How long the runtime may take to wind down after `run` returns.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
 async fn run(cfg: Config) -> anyhow::Result<()> {
+    cfg.validate()?;
     let addrs = cfg
         .listen_client_urls
         .iter()
@@ -41,6 +50,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .iter()
         .map(|u| parse_url(u))
         .collect::<Result<Vec<_>, _>>()?;
+    for (url, addr) in cfg.listen_peer_urls.iter().zip(&peer_addrs) {
+        if !addr.ip().is_loopback() {
+            // The peer port takes raft messages and forwarded writes; until
+            // peer TLS exists nothing but the cluster id (no secret) guards it.
+            tracing::warn!(
+                url = %url,
+                "peer URL listens beyond loopback: peer traffic is unauthenticated plaintext; \
+                 expose the peer port only to the other members (firewall or private network)"
+            );
+        }
+    }
     let peer_listeners = kvd::api::bind(&peer_addrs)
         .await
         .with_context(|| format!("binding {:?}", cfg.listen_peer_urls))?;
@@ -78,6 +98,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         r = peers => {
             r.context("peer server task")?.context("serving peers")?;
+        }
+        reason = node.fatal() => {
+            tracing::error!(%reason, "fatal storage error: exiting (restart recovers from disk)");
+            anyhow::bail!("fatal storage error: {reason}");
         }
     }
     let _ = stop_tx.send(true);

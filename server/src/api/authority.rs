@@ -10,6 +10,16 @@
 //! decoded (one decoder per connection tracks the client's dynamic table) and
 //! re-encoded as literals without indexing, so the server's stale dynamic
 //! table is never referenced. Other frames are streamed through unbuffered.
+//!
+//! h2 checks `:authority` while it converts a header block into a request,
+//! before any hyper or tower hook runs, and has no option to relax that: the
+//! rewrite has to happen on the bytes. Decoding them is held to h2's own
+//! limits, so a crafted block costs no more here than it does in h2: the
+//! dynamic table to the 4096 bytes we advertise (SETTINGS_HEADER_TABLE_SIZE),
+//! a decoded header list to hyper's 16 KiB (SETTINGS_MAX_HEADER_LIST_SIZE,
+//! counted as RFC 7540 6.5.2 does) and a buffered block to twice that. Past
+//! a limit, a block not yet rewritten goes to h2 untouched (h2 refuses it);
+//! on a connection already rewritten, the connection is failed.
 
 use std::io;
 use std::pin::Pin;
@@ -29,8 +39,18 @@ const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 /// HTTP/2's default SETTINGS_MAX_FRAME_SIZE; the server does not raise it.
 const MAX_FRAME: usize = 16_384;
-/// Bound on a buffered header block; larger ones are left to h2 to judge.
-const MAX_BLOCK: usize = 1 << 20;
+/// HTTP/2's default SETTINGS_HEADER_TABLE_SIZE, which kvd advertises: the
+/// most a client may grow the HPACK dynamic table to.
+const HEADER_TABLE_SIZE: usize = 4_096;
+/// hyper's SETTINGS_MAX_HEADER_LIST_SIZE (kvd keeps the default): the most
+/// decoded header bytes a request may carry, each field counted with 32
+/// bytes of overhead (RFC 7540 6.5.2).
+const MAX_HEADER_LIST: usize = 16 * 1024;
+/// Per-field overhead in the header list size (RFC 7540 6.5.2).
+const FIELD_OVERHEAD: usize = 32;
+/// Bound on a buffered (encoded) header block: a list within
+/// `MAX_HEADER_LIST` never needs more, even with padding and frame headers.
+const MAX_BLOCK: usize = 2 * MAX_HEADER_LIST + MAX_FRAME;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -65,7 +85,6 @@ impl<S> AuthorityFix<S> {
 }
 
 /// The connection-independent part: bytes in, bytes out.
-#[derive(Default)]
 struct Filter {
     state: State,
     decoder: Decoder<'static>,
@@ -85,6 +104,29 @@ struct Filter {
     frag: Vec<u8>,
     raw: Vec<u8>,
     enc: Vec<u8>,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        let mut decoder = Decoder::new();
+        // A size update above what we advertise is a decoding error (as in h2).
+        decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
+        Filter {
+            state: State::default(),
+            decoder,
+            reencode: false,
+            held: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            open: false,
+            stream_id: 0,
+            hflags: 0,
+            priority: None,
+            frag: Vec::new(),
+            raw: Vec::new(),
+            enc: Vec::new(),
+        }
+    }
 }
 
 impl Filter {
@@ -188,15 +230,30 @@ impl Filter {
     fn finish_block(&mut self) {
         self.enc.clear();
         let mut changed = false;
+        let mut list_size = 0usize;
         let enc = &mut self.enc;
+        // The decoder cannot be stopped from the callback, and must see the
+        // whole block to keep its table in step; past the list limit it only
+        // counts (indexed fields cost no allocation), so a block of table
+        // references decodes in bounded memory.
         let res = self.decoder.decode_with_cb(&self.frag, |name, value| {
+            list_size = list_size.saturating_add(name.len() + value.len() + FIELD_OVERHEAD);
+            if list_size > MAX_HEADER_LIST {
+                return;
+            }
             let fixed = (&*name == b":authority")
                 .then(|| fix_authority(&value))
                 .flatten();
             changed |= fixed.is_some();
             put_literal(enc, &name, fixed.unwrap_or(&value));
         });
-        if res.is_err() {
+        if res.is_err() || list_size > MAX_HEADER_LIST {
+            tracing::debug!(
+                list_size,
+                decoded = res.is_ok(),
+                "HTTP/2 header block over h2's limits or undecodable"
+            );
+            self.enc.clear();
             return self.give_up();
         }
         if !changed && !self.reencode {
@@ -249,7 +306,12 @@ impl Filter {
     /// unchanged; after one, the connection is failed.
     fn give_up(&mut self) {
         if self.reencode {
+            tracing::debug!(
+                "HTTP/2 header block not decodable after an :authority rewrite; closing"
+            );
             self.state = State::Failed;
+            self.raw = Vec::new();
+            self.frag = Vec::new();
             return;
         }
         self.out.extend_from_slice(&self.raw);
@@ -536,15 +598,91 @@ mod tests {
             assert_eq!(frames(&out)[1], (HEADERS, flags, 5, hdr.clone()));
             assert_eq!(out[24 + 15 + 9..][..5], [0, 0, 0, 0, 7]); // priority kept
         }
-        // A re-encoded block larger than one frame gets a CONTINUATION.
+        // A block just within the header list limit is re-encoded whole.
         let mut big = [block("http://h:1"), vec![0x00, 0x01, b'x']].concat();
-        put_int(&mut big, 0, 7, 20_000);
-        big.resize(big.len() + 20_000, b'y');
+        put_int(&mut big, 0, 7, 16_000);
+        big.resize(big.len() + 16_000, b'y');
         let out = filter(&stream(&[frame(HEADERS, END_HEADERS, 1, &big)]), 8192).await;
-        assert_eq!((frame_len(&out[39..]), out[39 + 4]), (MAX_FRAME, 0));
         assert!(frames(&out)[1]
             .3
             .starts_with(b":method=GET;:authority=h:1;x=yyy"));
+        // Re-encoded bytes over one frame would get a CONTINUATION (the list
+        // limit keeps them under it today; the framing stays correct anyway).
+        let mut f = Filter::default();
+        (f.enc, f.stream_id, f.hflags) = (vec![0x82; MAX_FRAME + 10], 1, END_HEADERS);
+        f.emit_reencoded();
+        assert_eq!((frame_len(&f.out), f.out[4]), (MAX_FRAME, 0));
+        let next = &f.out[FRAME_HEADER_LEN + MAX_FRAME..];
+        assert_eq!(
+            (frame_len(next), next[3], next[4]),
+            (10, CONTINUATION, END_HEADERS)
+        );
+    }
+
+    /// Frames `block` for stream `id` as HEADERS plus CONTINUATIONs.
+    fn header_frames(id: u32, block: &[u8]) -> Vec<u8> {
+        let chunks: Vec<&[u8]> = block.chunks(MAX_FRAME).collect();
+        let last = chunks.len() - 1;
+        let mut out = Vec::new();
+        for (i, c) in chunks.into_iter().enumerate() {
+            let ty = if i == 0 { HEADERS } else { CONTINUATION };
+            let flags = if i == last { END_HEADERS } else { 0 };
+            out.extend(frame(ty, flags, id, c));
+        }
+        out
+    }
+
+    /// Runs `input` through a bare filter; returns it and its output.
+    fn run(input: &[u8]) -> (Filter, Vec<u8>) {
+        let mut f = Filter::default();
+        let used = f.process(input);
+        assert_eq!(used, input.len());
+        let out = std::mem::take(&mut f.out);
+        (f, out)
+    }
+
+    #[test]
+    fn header_list_and_table_limits() {
+        // A 4000-byte field enters the table, then 40 000 one-byte references
+        // to it: a 40 KB block that decodes to 160 MB.
+        let mut bomb = vec![0x40, 0x01, b'x'];
+        put_int(&mut bomb, 0, 7, 4000);
+        bomb.resize(bomb.len() + 4000, b'y');
+        bomb.resize(bomb.len() + 40_000, 0xbe);
+        let first = [block("h:1"), bomb.clone()].concat();
+        let input = stream(&[header_frames(1, &first)]);
+        let (f, out) = run(&input);
+        // Handed to h2 untouched (h2 refuses it), decoded in bounded memory.
+        assert_eq!((out, f.state), (input, State::Disabled));
+        assert!(
+            f.enc.capacity() < 4 * MAX_HEADER_LIST,
+            "{}",
+            f.enc.capacity()
+        );
+        // The same block on a rewritten connection fails it.
+        let input = stream(&[
+            frame(HEADERS, END_HEADERS, 1, &block("http://h:1")),
+            header_frames(3, &bomb),
+        ]);
+        assert_eq!(run(&input).0.state, State::Failed);
+        // Growing the table past SETTINGS_HEADER_TABLE_SIZE: h2 judges it on a
+        // clean connection, a rewritten one is failed.
+        let mut grow = Vec::new();
+        put_int(&mut grow, 0x20, 5, 1 << 30);
+        grow.push(0x82);
+        let input = stream(&[frame(HEADERS, END_HEADERS, 1, &grow)]);
+        let (f, out) = run(&input);
+        assert_eq!((out, f.state), (input, State::Disabled));
+        let input = stream(&[
+            frame(HEADERS, END_HEADERS, 1, &block("http://h:1")),
+            frame(HEADERS, END_HEADERS, 3, &grow),
+        ]);
+        assert_eq!(run(&input).0.state, State::Failed);
+        // An encoded block larger than any list within the limit needs.
+        let huge = [block("h:1"), vec![0x82; MAX_BLOCK]].concat();
+        let input = stream(&[header_frames(1, &huge)]);
+        let (f, out) = run(&input);
+        assert_eq!((out, f.state), (input, State::Disabled));
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub fn grpc_go_size_status<B>(mut resp: Response<B>) -> Response<B> {
     let Some(msg) = h.get("grpc-message").and_then(|m| m.to_str().ok()) else {
         return resp;
     };
+    // grpc-message is percent-encoded on the wire (tonic encodes spaces).
+    let msg = percent_decode(msg);
     let Some(rest) = msg.strip_prefix(TONIC_TOO_LARGE) else {
         return resp;
     };
@@ -27,13 +29,39 @@ pub fn grpc_go_size_status<B>(mut resp: Response<B>) -> Response<B> {
     let [found, limit] = nums[..] else {
         return resp;
     };
-    let text = format!("grpc: received message larger than max ({found} vs. {limit})");
+    let text =
+        format!("grpc: received message larger than max ({found} vs. {limit})").replace(' ', "%20");
     if let Ok(v) = HeaderValue::from_str(&text) {
         let h = resp.headers_mut();
         h.insert("grpc-status", HeaderValue::from_static("8"));
         h.insert("grpc-message", v);
     }
     resp
+}
+
+/// Decodes `%XX` escapes (the gRPC spec's grpc-message encoding); anything
+/// malformed is kept as is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -46,14 +74,15 @@ mod tests {
             .header("grpc-status", "11")
             .header(
                 "grpc-message",
-                "Error, decoded message length too large: found 3000000 bytes, the limit is: 2097152 bytes",
+                // As tonic sends it: percent-encoded.
+                "Error,%20decoded%20message%20length%20too%20large:%20found%203000000%20bytes,%20the%20limit%20is:%202097152%20bytes",
             )
             .body(())
             .unwrap();
         let out = grpc_go_size_status(resp);
         assert_eq!(out.headers()["grpc-status"], "8");
         assert_eq!(
-            out.headers()["grpc-message"],
+            percent_decode(out.headers()["grpc-message"].to_str().unwrap()),
             "grpc: received message larger than max (3000000 vs. 2097152)"
         );
         let other = Response::builder()

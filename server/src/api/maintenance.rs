@@ -20,6 +20,42 @@ pub struct ClusterService(pub Arc<Node>);
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
+/// Reads the exported snapshot in [`SNAPSHOT_CHUNK`]s and sends them, then
+/// the digest; stops when the client goes away.
+fn send_snapshot(
+    snap: crate::server::SnapshotFile,
+    header: Option<ResponseHeader>,
+    tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+) {
+    use std::io::Read;
+    let total = snap.len + snap.digest.len() as u64;
+    let mut file = std::io::BufReader::new(snap.file);
+    let mut sent = 0u64;
+    while sent < snap.len {
+        let want = (snap.len - sent).min(SNAPSHOT_CHUNK as u64) as usize;
+        let mut blob = vec![0u8; want];
+        if let Err(e) = file.read_exact(&mut blob) {
+            tracing::error!(error = %e, "reading the snapshot file");
+            let _ = tx.blocking_send(Err(Status::internal(format!("reading snapshot: {e}"))));
+            return;
+        }
+        sent += want as u64;
+        let chunk = SnapshotResponse {
+            header,
+            remaining_bytes: total - sent,
+            blob,
+        };
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            return;
+        }
+    }
+    let _ = tx.blocking_send(Ok(SnapshotResponse {
+        header,
+        remaining_bytes: 0,
+        blob: snap.digest.to_vec(),
+    }));
+}
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     type SnapshotStream = SnapshotStream;
@@ -69,21 +105,16 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
-        let data = self.0.snapshot_bytes().await.map_err(to_status)?;
+        let snap = self.0.snapshot_file().await.map_err(to_status)?;
         let header = self.0.header(0);
-        let total = data.len();
-        let chunks: Vec<Result<SnapshotResponse, Status>> = data
-            .chunks(SNAPSHOT_CHUNK)
-            .scan(0usize, |sent, chunk| {
-                *sent += chunk.len();
-                Some(Ok(SnapshotResponse {
-                    header,
-                    remaining_bytes: (total - *sent) as u64,
-                    blob: chunk.to_vec(),
-                }))
-            })
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        // A small channel: the reader runs at most two chunks ahead of the
+        // client, so a snapshot costs a few chunks of memory (HTTP/2 flow
+        // control holds the rest back).
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::task::spawn_blocking(move || send_snapshot(snap, header, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(

@@ -81,11 +81,13 @@ pub async fn serve(
                 LeaseServer::new(lease::LeaseService(node.clone()))
                     .max_decoding_message_size(max_recv),
             )
-            .add_service(ClusterServer::new(maintenance::ClusterService(
-                node.clone(),
-            )))
+            .add_service(
+                ClusterServer::new(maintenance::ClusterService(node.clone()))
+                    .max_decoding_message_size(max_recv),
+            )
             .add_service(
                 MaintenanceServer::new(maintenance::MaintenanceService(node.clone()))
+                    .max_decoding_message_size(max_recv)
                     .max_encoding_message_size(usize::MAX),
             )
             .add_service(

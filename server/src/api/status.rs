@@ -18,6 +18,7 @@ fn wire_error(e: &KvError) -> Option<WireError> {
         KvError::TooManyOps => wire::TOO_MANY_OPS,
         KvError::DuplicateKey => wire::DUPLICATE_KEY,
         KvError::RequestTooLarge => wire::REQUEST_TOO_LARGE,
+        KvError::TooManyRequests => wire::TOO_MANY_REQUESTS,
         KvError::NoSpace => wire::NO_SPACE,
         KvError::LeaseNotFound => wire::LEASE_NOT_FOUND,
         KvError::LeaseExists => wire::LEASE_EXIST,

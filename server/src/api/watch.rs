@@ -1,17 +1,24 @@
 //! etcdserverpb.Watch: one bidirectional stream carrying many watchers.
+//!
+//! Requests are read only while the stream's response queue has room: a
+//! client that sends faster than it reads is held back by HTTP/2 flow
+//! control instead of growing the queue (etcd's recvLoop blocks the same way
+//! on its control channel).
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use kv_proto::etcdserverpb::watch_request::RequestUnion;
 use kv_proto::etcdserverpb::watch_server::Watch;
 use kv_proto::etcdserverpb::{WatchRequest, WatchResponse};
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::server::Node;
+use crate::watch::{Receiver, MAX_PENDING_RESPONSES};
 
 pub struct WatchService(pub Arc<Node>);
 
@@ -29,8 +36,17 @@ impl Watch for WatchService {
         let hub = self.0.hub().clone();
         let handle = hub.open_stream();
         let id = handle.id;
+        let room = Arc::new(Room {
+            pending: handle.pending,
+            freed: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        let reader_room = room.clone();
         tokio::spawn(async move {
-            while let Ok(Some(msg)) = inbound.message().await {
+            while reader_room.wait().await {
+                let Ok(Some(msg)) = inbound.message().await else {
+                    break;
+                };
                 match msg.request_union {
                     Some(RequestUnion::CreateRequest(c)) => hub.create(id, &c),
                     Some(RequestUnion::CancelRequest(c)) => hub.cancel(id, c.watch_id),
@@ -40,11 +56,65 @@ impl Watch for WatchService {
             }
             hub.close_stream(id);
         });
-        let pending = handle.pending;
-        let out = UnboundedReceiverStream::new(handle.rx).map(move |r| {
-            pending.fetch_sub(1, Ordering::AcqRel);
-            Ok(r)
-        });
-        Ok(Response::new(Box::pin(out)))
+        Ok(Response::new(Box::pin(Outbound {
+            rx: handle.rx,
+            room,
+        })))
+    }
+}
+
+/// The free room in one stream's response queue, shared by its request
+/// reader (which waits for it) and its response writer (which frees it).
+struct Room {
+    /// Responses queued and not yet taken by the writer.
+    pending: Arc<AtomicUsize>,
+    freed: Notify,
+    /// The writer is gone (the client went away).
+    closed: AtomicBool,
+}
+
+impl Room {
+    /// Waits until the queue has room for one more control response; false
+    /// once the writer is gone.
+    async fn wait(&self) -> bool {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the checks, so a wake-up between them is kept.
+            freed.as_mut().enable();
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.pending.load(Ordering::Acquire) < MAX_PENDING_RESPONSES {
+                return true;
+            }
+            freed.await;
+        }
+    }
+}
+
+/// The response stream handed to tonic.
+struct Outbound {
+    rx: Receiver,
+    room: Arc<Room>,
+}
+
+impl Stream for Outbound {
+    type Item = Result<WatchResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let r = std::task::ready!(self.rx.poll_recv(cx));
+        if r.is_some() {
+            self.room.pending.fetch_sub(1, Ordering::AcqRel);
+            self.room.freed.notify_waiters();
+        }
+        Poll::Ready(r.map(Ok))
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        self.room.closed.store(true, Ordering::Release);
+        self.room.freed.notify_waiters();
     }
 }

@@ -95,11 +95,19 @@ pub struct StateMachine {
     last_durable: Instant,
 }
 
-fn meta_json<T: serde::de::DeserializeOwned>(rec: &Recovered, key: &str) -> Option<T> {
-    rec.meta
-        .iter()
-        .find(|(k, _)| k == key)
-        .and_then(|(_, v)| serde_json::from_slice(v).ok())
+/// A META value written by the applier: absent on a fresh store, an error
+/// when present but undecodable (read as "absent", a lost applied index
+/// would re-apply the whole log onto the store).
+fn meta_json<T: serde::de::DeserializeOwned>(
+    rec: &Recovered,
+    key: &str,
+) -> Result<Option<T>, MvccError> {
+    match rec.meta.iter().find(|(k, _)| k == key) {
+        None => Ok(None),
+        Some((_, v)) => serde_json::from_slice(v)
+            .map(Some)
+            .map_err(|e| MvccError::Storage(format!("undecodable {key} in meta: {e}"))),
+    }
 }
 
 pub(crate) fn sm_error(e: impl ToString) -> StorageError {
@@ -107,14 +115,22 @@ pub(crate) fn sm_error(e: impl ToString) -> StorageError {
 }
 
 impl StateMachine {
-    pub fn new(core: Arc<Core>, rec: &Recovered, snap_dir: PathBuf) -> Self {
-        StateMachine {
-            applied: meta_json(rec, META_APPLIED),
-            membership: meta_json(rec, META_MEMBERSHIP).unwrap_or_default(),
+    /// The state machine over a recovered store, resuming after its last
+    /// applied entry.
+    pub fn open(core: Arc<Core>, rec: &Recovered, snap_dir: PathBuf) -> Result<Self, MvccError> {
+        Ok(StateMachine {
+            applied: meta_json::<Option<LogId>>(rec, META_APPLIED)?.flatten(),
+            membership: meta_json(rec, META_MEMBERSHIP)?.unwrap_or_default(),
             core,
             snap_dir,
             last_durable: Instant::now(),
-        }
+        })
+    }
+
+    /// [`StateMachine::open`] on a store known to be fresh (tests).
+    #[cfg(test)]
+    pub fn new(core: Arc<Core>, rec: &Recovered, snap_dir: PathBuf) -> Self {
+        Self::open(core, rec, snap_dir).expect("a fresh store has valid meta")
     }
 
     fn apply_batch(&mut self, entries: Vec<Entry>) -> Result<Vec<RaftResponse>, MvccError> {
@@ -123,7 +139,7 @@ impl StateMachine {
         let mut out = Vec::with_capacity(entries.len());
         let mut applied = self.applied;
         let mut membership = self.membership.clone();
-        let (rev, events) = core.store.write(durable, |state, wtx| {
+        let result = core.store.write(durable, |state, wtx| {
             let mut kv = wtx.open_table(KV)?;
             let mut leases_t = wtx.open_table(LEASES)?;
             let mut alarms_t = wtx.open_table(ALARMS)?;
@@ -160,14 +176,25 @@ impl StateMachine {
             meta.insert(META_APPLIED, applied_json.as_slice())?;
             meta.insert(META_MEMBERSHIP, membership_json.as_slice())?;
             Ok((rev, events))
-        })?;
+        });
+        let (rev, events) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                // The store put its index back; leases and alarms were changed
+                // in memory too: restore them from the last commit as well.
+                if let Ok(rec) = self.core.store.reload() {
+                    self.core.restore(&rec);
+                }
+                return Err(e);
+            }
+        };
         if durable {
             self.last_durable = Instant::now();
         }
         self.applied = applied;
         self.membership = membership;
         if !events.is_empty() {
-            self.core.hub.publish(rev, &events);
+            self.core.hub.publish(rev, events);
         }
         Ok(out)
     }
@@ -224,5 +251,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<Option<openraft::Snapshot<TypeConfig>>, StorageError> {
         snapshot::load(&self.snap_dir).map_err(sm_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recovered(applied: Option<&[u8]>) -> Recovered {
+        Recovered {
+            leases: vec![],
+            alarms: vec![],
+            meta: applied
+                .map(|v| vec![(META_APPLIED.to_string(), v.to_vec())])
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn meta_is_decoded_strictly() {
+        let absent = meta_json::<Option<LogId>>(&recovered(None), META_APPLIED).unwrap();
+        assert!(absent.is_none());
+        let null = meta_json::<Option<LogId>>(&recovered(Some(b"null")), META_APPLIED).unwrap();
+        assert_eq!(null, Some(None));
+        // Corrupt: an error, not "nothing applied yet" (which would replay
+        // the whole log onto the store).
+        let bad = meta_json::<Option<LogId>>(&recovered(Some(b"{\"leader_id")), META_APPLIED);
+        assert!(bad.is_err());
     }
 }

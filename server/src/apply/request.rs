@@ -7,9 +7,10 @@ use kv_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, ResponseHeader,
 };
-use kv_proto::kvpb::{internal_request::Request, InternalBatch, InternalRequest};
+use kv_proto::kvpb::{internal_request::Request, InternalRequest};
 use parking_lot::Mutex;
-use prost::Message;
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::{DecodeError, Message};
 use redb::Table;
 
 use super::Applied;
@@ -35,15 +36,24 @@ pub fn apply(
     t: &mut Tables,
     bytes: &[u8],
 ) -> Result<RaftResponse, MvccError> {
-    let batch = match InternalBatch::decode(bytes) {
-        Ok(batch) => batch,
+    let requests = match split_batch(bytes) {
+        Ok(requests) => requests,
         Err(e) => {
             let err = KvError::Internal(format!("undecodable log entry: {e}"));
             return Ok(RaftResponse(vec![Err(err)]));
         }
     };
-    let mut out = Vec::with_capacity(batch.requests.len());
-    for req in batch.requests {
+    let mut out = Vec::with_capacity(requests.len());
+    for req in requests {
+        let req = match req {
+            Ok(req) => req,
+            Err(e) => {
+                out.push(Err(KvError::InvalidArgument(format!(
+                    "request cannot be decoded: {e}"
+                ))));
+                continue;
+            }
+        };
         b.begin();
         let result = dispatch(b, lessor, t, req);
         let rev = b.end();
@@ -59,6 +69,34 @@ pub fn apply(
         });
     }
     Ok(RaftResponse(out))
+}
+
+/// The requests of one entry (an encoded `InternalBatch`), each decoded on
+/// its own: one that does not decode (nested deeper than prost's recursion
+/// limit, say) fails alone instead of failing every request batched with it.
+/// Only a broken frame (which kvd never writes) fails the whole entry.
+fn split_batch(bytes: &[u8]) -> Result<Vec<Result<InternalRequest, DecodeError>>, String> {
+    // InternalBatch's only field: `repeated InternalRequest requests = 1`.
+    const REQUESTS_FIELD: u32 = 1;
+    let mut buf = bytes;
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let (tag, wire_type) = encoding::decode_key(&mut buf).map_err(|e| e.to_string())?;
+        if tag != REQUESTS_FIELD || wire_type != WireType::LengthDelimited {
+            encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default())
+                .map_err(|e| e.to_string())?;
+            continue;
+        }
+        let len = encoding::decode_varint(&mut buf).map_err(|e| e.to_string())?;
+        let len = usize::try_from(len).map_err(|_| "request length overflows".to_string())?;
+        if len > buf.len() {
+            return Err("request runs past the entry".to_string());
+        }
+        let (one, rest) = buf.split_at(len);
+        out.push(InternalRequest::decode(one));
+        buf = rest;
+    }
+    Ok(out)
 }
 
 fn set_revision(a: &mut Applied, revision: i64) {
@@ -188,4 +226,48 @@ fn alarm(t: &mut Tables, r: &AlarmRequest) -> KvResult<Applied> {
             .map(|(member_id, alarm)| AlarmMember { member_id, alarm })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kv_proto::etcdserverpb::{request_op, PutRequest, RequestOp, TxnRequest};
+    use kv_proto::kvpb::InternalBatch;
+
+    fn put(id: u64) -> InternalRequest {
+        InternalRequest {
+            id,
+            request: Some(Request::Put(PutRequest {
+                key: format!("k{id}").into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn an_undecodable_request_fails_alone() {
+        let mut deep = TxnRequest::default();
+        for _ in 0..60 {
+            deep = TxnRequest {
+                success: vec![RequestOp {
+                    request: Some(request_op::Request::RequestTxn(deep)),
+                }],
+                ..Default::default()
+            };
+        }
+        let poison = InternalRequest {
+            id: 2,
+            request: Some(Request::Txn(deep)),
+        };
+        let bytes = InternalBatch {
+            requests: vec![put(1), poison, put(3)],
+        }
+        .encode_to_vec();
+        assert!(InternalBatch::decode(bytes.as_slice()).is_err());
+        let split = split_batch(&bytes).unwrap();
+        assert_eq!(split.len(), 3);
+        assert_eq!(split[0].as_ref().unwrap().id, 1);
+        assert!(split[1].is_err());
+        assert_eq!(split[2].as_ref().unwrap().id, 3);
+    }
 }

@@ -6,6 +6,7 @@
 //! at the head revision never touch disk.
 
 mod index;
+mod recover;
 mod revision;
 mod store;
 
@@ -46,3 +47,41 @@ storage_from!(
     redb::SetDurabilityError,
     std::io::Error
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::schema::KV;
+
+    fn put(store: &Store, key: &[u8], fail: bool) -> Result<(), MvccError> {
+        store.write(false, |st, wtx| {
+            let mut kv = wtx.open_table(KV)?;
+            let mut b = WriteBatch::new(st, &mut kv);
+            b.begin();
+            b.put(key, b"v".to_vec(), 0)?;
+            b.end();
+            if fail {
+                // Stands for a commit that fails after the index changed.
+                return Err(MvccError::Storage("injected".into()));
+            }
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_change_in_memory() {
+        let d = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&d.path().join("db")).unwrap();
+        put(&store, b"a", false).unwrap();
+        let rev = store.current_rev();
+        assert!(put(&store, b"b", true).is_err());
+        assert_eq!(store.current_rev(), rev);
+        let snap = store.snapshot();
+        assert!(snap.index().get(b"b").is_none());
+        assert!(snap.index().get(b"a").is_some());
+        drop(snap);
+        // And the store goes on from the committed state.
+        put(&store, b"c", false).unwrap();
+        assert_eq!(store.current_rev(), rev + 1);
+    }
+}

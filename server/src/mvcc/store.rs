@@ -11,6 +11,8 @@ use parking_lot::{RwLock, RwLockReadGuard};
 use prost::Message;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, Table};
 
+use super::recover::load;
+pub use super::recover::Recovered;
 use super::{Index, KeyHistory, MvccError, Revision};
 use crate::storage::schema::{KV, LEASES, META, META_COMPACT, META_REVISION};
 
@@ -33,13 +35,6 @@ pub struct Store {
     /// File size as of the last commit: quota checks read it on every write,
     /// so it is refreshed once per applied batch instead of stat'ed per request.
     size: std::sync::atomic::AtomicI64,
-}
-
-/// What a restart needs besides the key index.
-pub struct Recovered {
-    pub leases: Vec<(i64, i64)>,
-    pub alarms: Vec<(u64, i32)>,
-    pub meta: Vec<(String, Vec<u8>)>,
 }
 
 /// Values read from META, in the order asked for.
@@ -87,17 +82,6 @@ pub(crate) fn decode_row(rev: Revision, bytes: &[u8]) -> Result<(bool, KeyValue)
     }
 }
 
-fn read_i64(bytes: Option<redb::AccessGuard<'_, &'static [u8]>>, default: i64) -> i64 {
-    bytes
-        .and_then(|g| g.value().try_into().ok().map(i64::from_le_bytes))
-        .unwrap_or(default)
-}
-
-/// etcd's store starts at revision 1 (the first write gets 2) and reports
-/// compaction revision -1 until the first compaction.
-const INITIAL_REV: i64 = 1;
-const NO_COMPACTION: i64 = -1;
-
 impl Store {
     /// Opens or creates the store file and rebuilds the in-memory index.
     pub fn open(path: &Path) -> Result<(Store, Recovered), MvccError> {
@@ -122,44 +106,11 @@ impl Store {
     /// Rebuilds the index and counters from disk (after open or a snapshot install).
     pub fn reload(&self) -> Result<Recovered, MvccError> {
         let db = self.db.read();
-        let rtx = db.begin_read()?;
-        let kv = rtx.open_table(KV)?;
-        let meta = rtx.open_table(META)?;
-        let mut st = State {
-            rev: read_i64(meta.get(META_REVISION)?, INITIAL_REV).max(INITIAL_REV),
-            compact_rev: read_i64(meta.get(META_COMPACT)?, NO_COMPACTION),
-            ..State::default()
-        };
-        for row in kv.iter()? {
-            let (k, v) = row?;
-            let rev = Revision::from_key(k.value());
-            let (tomb, value) = decode_row(rev, v.value())?;
-            st.rev = st.rev.max(rev.main);
-            let h = st.index.entry(&value.key);
-            h.revs.push((rev, tomb));
-            h.latest = if tomb { None } else { Some(Arc::new(value)) };
-        }
-        let leases = rtx
-            .open_table(LEASES)?
-            .iter()?
-            .map(|r| r.map(|(k, v)| (k.value(), v.value())))
-            .collect::<Result<Vec<_>, _>>()?;
-        let alarms = rtx
-            .open_table(crate::storage::schema::ALARMS)?
-            .iter()?
-            .map(|r| r.map(|(k, _)| k.value()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let meta = meta
-            .iter()?
-            .map(|r| r.map(|(k, v)| (k.value().to_string(), v.value().to_vec())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (st, recovered) = load(&db)?;
         *self.state.write() = st;
+        drop(db);
         self.refresh_size();
-        Ok(Recovered {
-            leases,
-            alarms,
-            meta,
-        })
+        Ok(recovered)
     }
 
     /// A consistent read view at the current revision.
@@ -182,23 +133,41 @@ impl Store {
     ) -> Result<R, MvccError> {
         let db = self.db.read();
         let mut state = self.state.write();
-        let mut wtx = db.begin_write()?;
-        wtx.set_durability(if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        })?;
-        let out = f(&mut state, &wtx)?;
-        {
-            let mut meta = wtx.open_table(META)?;
-            meta.insert(META_REVISION, state.rev.to_le_bytes().as_slice())?;
-            meta.insert(META_COMPACT, state.compact_rev.to_le_bytes().as_slice())?;
+        let result = (|| {
+            let mut wtx = db.begin_write()?;
+            wtx.set_durability(if durable {
+                redb::Durability::Immediate
+            } else {
+                redb::Durability::None
+            })?;
+            let out = f(&mut state, &wtx)?;
+            {
+                let mut meta = wtx.open_table(META)?;
+                meta.insert(META_REVISION, state.rev.to_le_bytes().as_slice())?;
+                meta.insert(META_COMPACT, state.compact_rev.to_le_bytes().as_slice())?;
+            }
+            wtx.commit()?;
+            Ok(out)
+        })();
+        if let Err(e) = &result {
+            // `f` changed the index as it went: put back the last committed
+            // state before any reader can see changes that are not on disk.
+            tracing::error!(error = %e, "backend commit failed; restoring the index from the last commit");
+            match load(&db) {
+                Ok((st, _)) => *state = st,
+                Err(e2) => {
+                    // No committed state to fall back to: serving this index
+                    // would show writes that are not on disk. Exit as etcd's
+                    // backend does on a failed commit; a restart recovers.
+                    tracing::error!(error = %e2, "cannot reload the index after a failed commit; exiting");
+                    std::process::exit(1);
+                }
+            }
         }
-        wtx.commit()?;
         drop(state);
         drop(db);
         self.refresh_size();
-        Ok(out)
+        result
     }
 
     pub fn current_rev(&self) -> i64 {

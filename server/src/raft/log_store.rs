@@ -131,11 +131,12 @@ impl LogStore {
         let opened = Wal::open(dir)?;
         let mut mem = LogMem::default();
         let mut seg_max: BTreeMap<u64, u64> = BTreeMap::new();
-        for (seq, records) in &opened.records {
-            for rec in records {
+        for (seq, path, records) in &opened.records {
+            for record in records {
+                let rec = &record.payload;
                 let corrupt = |reason: String| WalError::Corrupt {
-                    path: dir.join(format!("{seq:016x}.wal")),
-                    offset: 0,
+                    path: path.clone(),
+                    offset: record.offset,
                     reason,
                 };
                 match rec.first() {
@@ -171,6 +172,7 @@ impl LogStore {
             seg_max,
             vote: mem.vote,
             purged: mem.purged,
+            failed: None,
         };
         std::thread::Builder::new()
             .name("kvd-wal".into())
@@ -224,6 +226,13 @@ struct Writer {
     seg_max: BTreeMap<u64, u64>,
     vote: Option<Vote>,
     purged: Option<LogId>,
+    /// The first write or fsync error. After one, nothing more is written:
+    /// the file may end in a partial record and the kernel may have dropped
+    /// dirty pages (a later fsync can succeed without them), so no later
+    /// write could be trusted. Every later operation fails with this error;
+    /// raft stops and kvd exits (etcd treats a WAL error as fatal too), and a
+    /// restart recovers from what is really on disk.
+    failed: Option<String>,
 }
 
 impl Writer {
@@ -236,9 +245,13 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let result = self.write(&ops).map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "raft log write failed");
+            let result = match &self.failed {
+                Some(e) => Err(e.clone()),
+                None => self.write(&ops).map_err(|e| e.to_string()),
+            };
+            if let (Err(e), None) = (&result, &self.failed) {
+                tracing::error!(error = %e, "raft log write failed: nothing more is written, this member stops");
+                self.failed = Some(e.clone());
             }
             for op in ops {
                 let Op::Write { flushed, done, .. } = op;

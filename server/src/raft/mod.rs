@@ -4,6 +4,7 @@
 pub mod failpoint;
 pub mod log_store;
 pub mod network;
+pub mod snapshot_receiver;
 pub mod types;
 
 pub use types::{NodeId, RaftRequest, RaftResponse, TypeConfig};

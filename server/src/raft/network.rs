@@ -1,7 +1,8 @@
 //! The peer network: openraft's RPCs over gRPC (`kvpb.Peer`) to the peer URL
 //! each member advertises. One lazily connected channel per peer is kept and
-//! reused; every call carries openraft's deadline, so a dead or slow peer
-//! costs a timeout, never a stalled leader.
+//! reused; every call is bounded (by openraft's deadline, or for entries by
+//! one sized to their bytes), so a dead or slow peer costs a timeout, never a
+//! stalled leader, and a large entry still gets through.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,15 +18,26 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use openraft::{BasicNode, EntryPayload, LogId, RaftNetwork, RaftNetworkFactory, Vote};
 use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
-use super::types::{NodeId, TypeConfig};
+use super::types::{Entry, NodeId, TypeConfig};
 
 /// Largest peer message (a batch of entries or a snapshot chunk).
 pub const MAX_PEER_MESSAGE: usize = 256 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most entry bytes in one AppendEntries (etcd's MaxSizePerMsg); a larger
+/// single entry still goes, alone.
+pub const MAX_APPEND_BYTES: usize = 1 << 20;
+/// The least time an AppendEntries with entries is given, whatever its size.
+const APPEND_DEADLINE_BASE: Duration = Duration::from_secs(2);
+/// The slowest link an AppendEntries deadline allows for, in bytes a second.
+const MIN_THROUGHPUT: usize = 1 << 20;
+/// openraft's deadline for one InstallSnapshot chunk (3 MiB by default),
+/// the last one including the install of the whole snapshot, in
+/// milliseconds: room for a slow link and a large store.
+pub const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -103,6 +115,29 @@ pub struct Peer {
     target: NodeId,
     addr: String,
     net: Network,
+    /// An AppendEntries still running past openraft's deadline (see
+    /// [`Peer::append_entries`]).
+    inflight: Option<InFlight>,
+}
+
+/// One AppendEntries call that outlived openraft's deadline, kept running
+/// under its own payload-sized deadline. openraft resends the same range
+/// after a timeout; that resend waits for this call instead of starting over.
+struct InFlight {
+    key: AppendKey,
+    task: tokio::task::JoinHandle<Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>>>,
+}
+
+/// What identifies an AppendEntries: the same vote, previous log id and last
+/// log id mean the same entries (raft's log matching).
+type AppendKey = (Vote<NodeId>, Option<LogId<NodeId>>, Option<LogId<NodeId>>);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(f) = self.inflight.take() {
+            f.task.abort();
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -113,15 +148,100 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             net: self.clone(),
+            inflight: None,
         }
     }
 }
 
 type RpcErr<E> = RPCError<NodeId, BasicNode, E>;
 
+fn net_err<E: std::error::Error>(m: String) -> RpcErr<E> {
+    RPCError::Network(NetworkError::new(&PeerFailure(m)))
+}
+
+/// Sends one bincode-encoded openraft message to `target` and decodes the
+/// remote's `Result<Resp, E>`, giving up after `deadline`.
+async fn call<Req, Resp, E>(
+    net: &Network,
+    target: NodeId,
+    addr: &str,
+    kind: Kind,
+    req: &Req,
+    deadline: Duration,
+) -> Result<Resp, RpcErr<E>>
+where
+    Req: serde::Serialize,
+    Resp: serde::de::DeserializeOwned,
+    E: std::error::Error + serde::de::DeserializeOwned,
+{
+    let data = bincode::serialize(req).map_err(|e| net_err(e.to_string()))?;
+    let mut client = net
+        .client(target, addr)
+        .map_err(|e| RPCError::Unreachable(Unreachable::new(&PeerFailure(e))))?;
+    let msg = RaftMessage { data };
+    let fut = async {
+        match kind {
+            Kind::Append => client.append_entries(msg).await,
+            Kind::Vote => client.vote(msg).await,
+            Kind::Snapshot => client.install_snapshot(msg).await,
+        }
+    };
+    let resp = tokio::time::timeout(deadline, fut)
+        .await
+        .map_err(|_| net_err(format!("peer {target:x}: timed out")))?
+        .map_err(|s| {
+            let e = PeerFailure(format!("peer {target:x}: {}", s.message()));
+            if s.code() == tonic::Code::Unavailable {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
+    let result: Result<Resp, E> =
+        bincode::deserialize(&resp.into_inner().data).map_err(|e| net_err(e.to_string()))?;
+    result.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+}
+
+/// Bytes an entry adds to an AppendEntries message (payload plus a
+/// generous allowance for its log id and framing).
+fn entry_bytes(e: &Entry) -> usize {
+    let payload = match &e.payload {
+        EntryPayload::Normal(r) => r.bytes.len(),
+        EntryPayload::Membership(m) => 64 * m.nodes().count(),
+        EntryPayload::Blank => 0,
+    };
+    payload + 64
+}
+
+/// Cuts `rpc` to the entries that fit in [`MAX_APPEND_BYTES`] (always at
+/// least one, as etcd's MaxSizePerMsg). Returns the bytes kept and, when
+/// entries were cut, the last log id actually sent.
+fn bound_entries(rpc: &mut AppendEntriesRequest<TypeConfig>) -> (usize, Option<LogId<NodeId>>) {
+    let mut bytes = 0;
+    let mut keep = 0;
+    for e in &rpc.entries {
+        let n = entry_bytes(e);
+        if keep > 0 && bytes + n > MAX_APPEND_BYTES {
+            break;
+        }
+        bytes += n;
+        keep += 1;
+    }
+    if keep == rpc.entries.len() {
+        return (bytes, None);
+    }
+    rpc.entries.truncate(keep);
+    (bytes, rpc.entries.last().map(|e| e.log_id))
+}
+
+/// How long an AppendEntries of `bytes` may take in all: a floor for the
+/// round trip and the follower's fsync, plus the payload at a slow link's
+/// [`MIN_THROUGHPUT`].
+fn payload_deadline(bytes: usize) -> Duration {
+    APPEND_DEADLINE_BASE + Duration::from_secs_f64(bytes as f64 / MIN_THROUGHPUT as f64)
+}
+
 impl Peer {
-    /// Sends one bincode-encoded openraft message and decodes the remote's
-    /// `Result<Resp, E>`.
     async fn call<Req, Resp, E>(
         &self,
         kind: Kind,
@@ -133,34 +253,15 @@ impl Peer {
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
-        let net_err = |m: String| RPCError::Network(NetworkError::new(&PeerFailure(m)));
-        let data = bincode::serialize(req).map_err(|e| net_err(e.to_string()))?;
-        let mut client = self
-            .net
-            .client(self.target, &self.addr)
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&PeerFailure(e))))?;
-        let msg = RaftMessage { data };
-        let fut = async {
-            match kind {
-                Kind::Append => client.append_entries(msg).await,
-                Kind::Vote => client.vote(msg).await,
-                Kind::Snapshot => client.install_snapshot(msg).await,
-            }
-        };
-        let resp = tokio::time::timeout(option.hard_ttl(), fut)
-            .await
-            .map_err(|_| net_err(format!("peer {:x}: timed out", self.target)))?
-            .map_err(|s| {
-                let e = PeerFailure(format!("peer {:x}: {}", self.target, s.message()));
-                if s.code() == tonic::Code::Unavailable {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
-        let result: Result<Resp, E> =
-            bincode::deserialize(&resp.into_inner().data).map_err(|e| net_err(e.to_string()))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        call(
+            &self.net,
+            self.target,
+            &self.addr,
+            kind,
+            req,
+            option.hard_ttl(),
+        )
+        .await
     }
 }
 
@@ -172,12 +273,60 @@ enum Kind {
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
+    /// Sends at most [`MAX_APPEND_BYTES`] of entries (openraft batches up to
+    /// `max_payload_entries` entries regardless of size) and reports a cut
+    /// batch as `PartialSuccess`, so openraft sends the rest next. openraft
+    /// gives each call one heartbeat interval; a call carrying entries keeps
+    /// running past that under [`payload_deadline`], and openraft's resend of
+    /// the same range picks its result up instead of starting over, so a
+    /// large entry is never retried forever.
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
-        self.call(Kind::Append, &rpc, &option).await
+        if rpc.entries.is_empty() {
+            return self.call(Kind::Append, &rpc, &option).await;
+        }
+        let (bytes, cut) = bound_entries(&mut rpc);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        let key: AppendKey = (rpc.vote, rpc.prev_log_id, last);
+        if self.inflight.as_ref().is_some_and(|f| f.key != key) {
+            if let Some(f) = self.inflight.take() {
+                f.task.abort();
+            }
+        }
+        if self.inflight.is_none() {
+            let (net, target, addr) = (self.net.clone(), self.target, self.addr.clone());
+            let deadline = payload_deadline(bytes);
+            let task = tokio::spawn(async move {
+                call(&net, target, &addr, Kind::Append, &rpc, deadline).await
+            });
+            self.inflight = Some(InFlight { key, task });
+        }
+        let Some(f) = self.inflight.as_mut() else {
+            return Err(net_err("no call in flight".to_string()));
+        };
+        // Dropped here by openraft's own timeout, the call stays in `inflight`.
+        let done = tokio::time::timeout(option.hard_ttl(), &mut f.task).await;
+        let result = match done {
+            Err(_) => {
+                return Err(net_err(format!(
+                    "peer {:x}: {bytes} bytes of entries still in flight",
+                    self.target
+                )))
+            }
+            Ok(joined) => {
+                self.inflight = None;
+                joined.map_err(|e| net_err(e.to_string()))?
+            }
+        };
+        match (result?, cut) {
+            (AppendEntriesResponse::Success, Some(sent)) => {
+                Ok(AppendEntriesResponse::PartialSuccess(Some(sent)))
+            }
+            (resp, _) => Ok(resp),
+        }
     }
 
     async fn install_snapshot(
@@ -195,5 +344,61 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
         self.call(Kind::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::raft::RaftRequest;
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(RaftRequest {
+                bytes: vec![0; bytes],
+            }),
+        }
+    }
+
+    fn request(sizes: &[usize]) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| entry(i as u64 + 1, *n))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_at_the_byte_budget() {
+        let mut rpc = request(&[400 << 10, 400 << 10, 400 << 10, 10]);
+        let (_, cut) = bound_entries(&mut rpc);
+        assert_eq!(rpc.entries.len(), 2);
+        assert_eq!(cut.map(|l| l.index), Some(2));
+    }
+
+    #[test]
+    fn a_large_entry_goes_alone_and_small_batches_whole() {
+        let mut rpc = request(&[3 << 20, 10]);
+        let (bytes, cut) = bound_entries(&mut rpc);
+        assert_eq!(rpc.entries.len(), 1);
+        assert!(bytes > 3 << 20);
+        assert_eq!(cut.map(|l| l.index), Some(1));
+        let mut rpc = request(&[10, 20, 30]);
+        assert_eq!(bound_entries(&mut rpc).1, None);
+        assert_eq!(rpc.entries.len(), 3);
+    }
+
+    #[test]
+    fn the_deadline_grows_with_the_payload() {
+        assert!(payload_deadline(16 << 20) > payload_deadline(1 << 20));
+        assert!(payload_deadline(0) >= APPEND_DEADLINE_BASE);
     }
 }

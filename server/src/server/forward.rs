@@ -5,18 +5,22 @@
 
 use std::sync::Arc;
 
+use kv_proto::kvpb::internal_request::Request;
 use kv_proto::kvpb::{InternalBatch, InternalRequest};
+use prost::Message;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::peer::from_wire;
 use super::propose::PROPOSE_TIMEOUT;
+use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
 use crate::raft::network::Network;
 use crate::raft::NodeId;
+use crate::txn;
 
-/// Most writes in one call.
-const MAX_BATCH_REQUESTS: usize = 512;
+/// Most writes in one call (the leader refuses more).
+pub(super) const MAX_BATCH_REQUESTS: usize = 512;
 /// Stop adding writes to a call once it holds this many bytes.
 const MAX_BATCH_BYTES: usize = 2 << 20;
 /// Calls in flight at once; more writes wait and batch up meanwhile.
@@ -133,6 +137,43 @@ async fn send(net: &Network, batch: Vec<Pending>) {
             for w in waiters {
                 let _ = w.send(Err(e.clone()));
             }
+        }
+    }
+}
+
+impl Node {
+    /// Checks a proposal another member forwarded exactly as this member
+    /// checks its own clients' requests (size, keys and shape, quota), with
+    /// the same functions: the leader never trusts the sender's checks. A
+    /// request kind kvd never forwards is refused.
+    pub(super) async fn check_forwarded(&self, req: &InternalRequest) -> KvResult<()> {
+        if req.encoded_len() > self.max_request_bytes {
+            return Err(KvError::RequestTooLarge);
+        }
+        match &req.request {
+            Some(Request::Put(p)) => {
+                txn::check_put(p)?;
+                self.check_space().await
+            }
+            Some(Request::DeleteRange(d)) => txn::check_delete(d),
+            Some(Request::Txn(t)) => {
+                txn::check_txn_shape(t, self.limits)?;
+                if super::kv::has_put(t) {
+                    self.check_space().await?;
+                }
+                Ok(())
+            }
+            Some(Request::LeaseGrant(_)) => self.check_space().await,
+            Some(
+                Request::Compaction(_)
+                | Request::LeaseRevoke(_)
+                | Request::Alarm(_)
+                | Request::MemberAttributes(_),
+            ) => Ok(()),
+            // Checkpoints are the leader's own; an empty request is nothing.
+            Some(Request::LeaseCheckpoint(_)) | None => Err(KvError::InvalidArgument(
+                "not a request a member forwards".to_string(),
+            )),
         }
     }
 }

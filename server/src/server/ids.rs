@@ -88,7 +88,17 @@ pub async fn fetch_cluster_id(members: &[MemberInfo], me: u64) -> Result<u64, St
             };
             let ep = ep.connect_timeout(std::time::Duration::from_secs(1));
             if let Ok(ch) = ep.connect().await {
-                if let Ok(r) = PeerClient::new(ch).cluster_id(ClusterIdRequest {}).await {
+                // Our ID and peer URLs: the peer answers only a member it
+                // has been told about (MemberAdd) under the same token.
+                let req = ClusterIdRequest {
+                    member_id: me,
+                    peer_urls: members
+                        .iter()
+                        .find(|m| m.id == me)
+                        .map(|m| m.peer_urls.clone())
+                        .unwrap_or_default(),
+                };
+                if let Ok(r) = PeerClient::new(ch).cluster_id(req).await {
                     return Ok(r.into_inner().cluster_id);
                 }
             }

@@ -16,7 +16,7 @@ fn unexpected(a: Applied) -> KvError {
     KvError::Internal(format!("unexpected apply result {a:?}"))
 }
 
-fn has_put(t: &TxnRequest) -> bool {
+pub(super) fn has_put(t: &TxnRequest) -> bool {
     t.success
         .iter()
         .chain(&t.failure)

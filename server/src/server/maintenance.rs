@@ -8,15 +8,83 @@ use kv_proto::etcdserverpb::{
 };
 use kv_proto::kvpb::internal_request::Request;
 use sha2::{Digest, Sha256};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
+use crate::mvcc::{MvccError, Store};
 
 /// The etcd API version kvd implements, reported by Status so clients that
 /// gate features on the server version treat kvd as an etcd 3.5 server.
 pub const API_VERSION: &str = "3.5.0";
+
+/// A Maintenance.Snapshot being sent: the store and its padding in `file`
+/// (`len` bytes, read from the start), then `digest`.
+pub struct SnapshotFile {
+    pub file: std::fs::File,
+    pub len: u64,
+    pub digest: [u8; 32],
+}
+
+/// A writer that hashes what goes through it.
+struct Hashing<W: Write> {
+    inner: W,
+    sha: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.sha.update(&b[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn export_to_file(store: &Store, dir: &Path) -> KvResult<SnapshotFile> {
+    let io =
+        |e: std::io::Error| KvError::Internal(format!("snapshot file in {}: {e}", dir.display()));
+    let path = dir.join(format!(
+        "maintenance-snapshot.{:016x}.tmp",
+        rand::random::<u64>()
+    ));
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io)?;
+    // Unlinked at once: the file lives only as long as the open handle, so
+    // neither an error nor a crash leaves it behind.
+    std::fs::remove_file(&path).map_err(io)?;
+    let mut out = Hashing {
+        inner: std::io::BufWriter::new(file.try_clone().map_err(io)?),
+        sha: Sha256::new(),
+    };
+    let written = store.with_read_txn(|rtx, _| {
+        crate::storage::snapshot::export_to(rtx, &mut out)
+            .map_err(|e| MvccError::Storage(e.to_string()))
+    })?;
+    // etcdctl checks that the stream minus its 32-byte digest is a whole
+    // number of 512-byte pages (true of etcd's bolt files): pad to that.
+    let pad = (512 - written % 512) % 512;
+    out.write_all(&vec![0u8; pad as usize]).map_err(io)?;
+    out.flush().map_err(io)?;
+    let digest = out.sha.finalize().into();
+    let mut file = file;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    Ok(SnapshotFile {
+        file,
+        len: written + pad,
+        digest,
+    })
+}
 
 /// A leader transfer gives up after this many election timeouts.
 const TRANSFER_TIMEOUTS: u32 = 5;
@@ -120,19 +188,16 @@ impl Node {
     }
 
     /// A consistent copy of the whole store, zero-padded to 512 bytes and
-    /// followed by its sha256, as etcd's snapshots are.
-    pub async fn snapshot_bytes(&self) -> KvResult<Vec<u8>> {
+    /// followed by its sha256, as etcd's snapshots are. It is exported to an
+    /// unlinked temporary file in the data dir (the space goes back when the
+    /// file is closed) and read from there in chunks, so a snapshot costs a
+    /// chunk of memory, not the size of the database.
+    pub async fn snapshot_file(&self) -> KvResult<SnapshotFile> {
         let store = self.core.store.clone();
-        let (mut data, _) = tokio::task::spawn_blocking(move || store.export_durable(&[]))
+        let dir = self.member_dir.clone();
+        tokio::task::spawn_blocking(move || export_to_file(&store, &dir))
             .await
-            .map_err(|e| KvError::Internal(e.to_string()))??;
-        // etcdctl checks that the stream minus its 32-byte digest is a whole
-        // number of 512-byte pages (true of etcd's bolt files): pad to that.
-        let pad = (512 - data.len() % 512) % 512;
-        data.resize(data.len() + pad, 0);
-        let digest = Sha256::digest(&data);
-        data.extend_from_slice(&digest);
-        Ok(data)
+            .map_err(|e| KvError::Internal(e.to_string()))?
     }
 
     pub fn member_list(&self) -> KvResult<MemberListResponse> {

@@ -39,6 +39,11 @@ use crate::txn::Limits;
 use crate::watch::WatchHub;
 
 pub use ids::MemberInfo;
+pub use maintenance::SnapshotFile;
+
+/// etcd's maxGapBetweenApplyAndCommitIndex: past this many entries between
+/// the log and the applier, new proposals get "too many requests".
+pub const MAX_APPLY_LAG: u64 = 5000;
 
 /// Errors that stop kvd from starting.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +90,8 @@ pub struct Node {
     forwarder: forward::Forwarder,
     /// Completion handles of the background tasks, aborted on shutdown.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// `<data-dir>/member`: snapshots from the leader are received under it.
+    member_dir: PathBuf,
 }
 
 impl Node {
@@ -117,8 +124,9 @@ impl Node {
         core.hub
             .set_fragment_bytes(cfg.max_request_bytes + 512 * 1024);
         core.restore(&recovered);
-        let sm = StateMachine::new(core.clone(), &recovered, member_dir.join("snap"));
-        let log = LogStore::open(&member_dir.join("wal"))?;
+        let sm = StateMachine::open(core.clone(), &recovered, member_dir.join("snap"))
+            .map_err(|e| StartError::Backend(db_path.clone(), e))?;
+        let log = LogStore::open(&cfg.wal_dir())?;
 
         let raft_cfg = openraft::Config {
             cluster_name: cfg.initial_cluster_token.clone(),
@@ -129,6 +137,9 @@ impl Node {
             enable_elect: false,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
             max_in_snapshot_log_to_keep: cfg.experimental_snapshot_catchup_entries,
+            // openraft's 200 ms default per chunk (the last one includes the
+            // install) cannot carry a 3 MiB chunk over a slow link.
+            install_snapshot_timeout: crate::raft::network::SNAPSHOT_CHUNK_TIMEOUT_MS,
             ..Default::default()
         }
         .validate()
@@ -201,6 +212,7 @@ impl Node {
             token: identity.token.clone(),
             next_id: AtomicU64::new(rand::random::<u64>() >> 16),
             tasks: Mutex::new(Vec::new()),
+            member_dir,
         });
         background::spawn_all(&node);
         Ok(node)
@@ -279,6 +291,21 @@ impl Node {
         self.max_request_bytes
     }
 
+    /// etcd's overload guard: refuses new proposals while this member's
+    /// applier is more than [`MAX_APPLY_LAG`] entries behind its log (etcd
+    /// compares with the commit index, which openraft 0.9 does not publish;
+    /// the log's end is at most a few uncommitted entries past it).
+    fn check_apply_lag(&self) -> KvResult<()> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let last = m.last_log_index.unwrap_or(0);
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        if last.saturating_sub(applied) > MAX_APPLY_LAG {
+            return Err(KvError::TooManyRequests);
+        }
+        Ok(())
+    }
+
     /// Proposes one request and waits until it is applied: on the leader
     /// directly, from a follower through the leader.
     pub async fn propose(&self, request: Request) -> KvResult<Applied> {
@@ -290,6 +317,7 @@ impl Node {
         if size > self.max_request_bytes {
             return Err(KvError::RequestTooLarge);
         }
+        self.check_apply_lag()?;
         self.settled().await;
         // During an election, wait a little for the new leader rather than
         // fail at once (etcd's proposals wait too).
@@ -315,6 +343,7 @@ impl Node {
         if size > self.max_request_bytes {
             return Err(KvError::RequestTooLarge);
         }
+        self.check_apply_lag()?;
         self.settled().await;
         match read_index::leader_addr(&self.raft) {
             Some((leader, _)) if leader == self.member_id() => {
@@ -333,6 +362,23 @@ impl Node {
     /// Waits while a leadership hand-over is in progress on this member.
     async fn settled(&self) {
         drop(self.transfer.read().await);
+    }
+
+    /// Resolves, with the reason, once raft has stopped on a fatal error: a
+    /// raft log write or fsync failed, or the backend could not commit an
+    /// applied batch. Such a member can serve nothing any more (it would keep
+    /// answering "server stopped" and still call itself leader), so kvd
+    /// exits, as etcd does; a restart recovers from what is on disk.
+    pub async fn fatal(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow_and_update().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".to_string();
+            }
+        }
     }
 
     /// Stops raft and the background tasks.

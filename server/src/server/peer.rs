@@ -1,6 +1,15 @@
 //! The peer gRPC service (`kvpb.Peer`): the receiving end of raft's network,
 //! plus the leader-side answers to followers' forwarded requests (proposals,
 //! read index, lease keep-alives).
+//!
+//! Every request must carry this cluster's ID (`x-kvd-cluster-id`, as etcd's
+//! peers require `X-Etcd-Cluster-ID`); one without it, or with another, is
+//! refused before its payload is looked at. The one exception is `ClusterId`, which a
+//! joining member calls before it knows the ID: it is answered only for a
+//! member of the current configuration whose ID is what its peer URLs hash
+//! to under this cluster's token. The ID guards against misconfiguration
+//! (a member of another cluster, a stale data dir), not against attackers:
+//! it is no secret. Peer mutual TLS is the security boundary.
 
 use std::sync::Arc;
 
@@ -23,9 +32,62 @@ use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
 use crate::raft::network::{CLUSTER_ID_HEADER, MAX_PEER_MESSAGE};
+use crate::raft::snapshot_receiver::{ReceiveError, SnapshotReceiver};
 use crate::raft::TypeConfig;
 
-pub struct PeerService(pub Arc<Node>);
+/// The largest snapshot a member accepts: twice the backend quota (a store
+/// over quota refuses further growth, so its snapshot stays near the quota),
+/// and never less than 64 MiB.
+fn snapshot_limit(quota_bytes: u64) -> u64 {
+    quota_bytes.saturating_mul(2).max(64 << 20)
+}
+
+pub struct PeerService {
+    node: Arc<Node>,
+    /// This cluster's ID as the header carries it (lower-case hex).
+    cluster_id: String,
+    snapshots: Arc<SnapshotReceiver>,
+}
+
+impl PeerService {
+    /// Refuses a request without this cluster's ID (etcd answers a missing
+    /// or wrong X-Etcd-Cluster-ID with "cluster ID mismatch").
+    fn admit<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let theirs = req
+            .metadata()
+            .get(CLUSTER_ID_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if theirs == Some(self.cluster_id.as_str()) {
+            return Ok(());
+        }
+        let theirs = theirs.unwrap_or("none");
+        tracing::warn!(theirs, ours = %self.cluster_id, "refused a peer request from another cluster (cluster ID mismatch)");
+        Err(Status::failed_precondition(format!(
+            "kvd: cluster ID mismatch (ours {}, request's {theirs}): check --initial-cluster-token",
+            self.cluster_id
+        )))
+    }
+
+    /// Whether a `ClusterId` caller proves to be a member of this cluster:
+    /// its ID is in the configuration and is what its peer URLs hash to
+    /// under our token (so a member started with another token is refused).
+    fn is_member(&self, req: &ClusterIdRequest) -> bool {
+        let node = &self.node;
+        if req.peer_urls.is_empty()
+            || super::ids::member_id(&req.peer_urls, &node.token) != req.member_id
+        {
+            return false;
+        }
+        let metrics = node.raft.metrics();
+        let m = metrics.borrow();
+        let found = m
+            .membership_config
+            .membership()
+            .nodes()
+            .any(|(id, _)| *id == req.member_id);
+        found
+    }
+}
 
 fn decode<T: serde::de::DeserializeOwned>(m: &RaftMessage) -> Result<T, Status> {
     bincode::deserialize(&m.data)
@@ -87,29 +149,45 @@ impl Peer for PeerService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.admit(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
-        let resp = self.0.raft.append_entries(rpc).await;
+        let resp = self.node.raft.append_entries(rpc).await;
         if !matches!(resp, Ok(AppendEntriesResponse::HigherVote(_)) | Err(_)) {
-            self.0.elections.heard_from_leader();
+            self.node.elections.heard_from_leader();
         }
         encode(&resp)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.admit(&req)?;
         let rpc: VoteRequest<u64> = decode(req.get_ref())?;
-        encode(&self.0.raft.vote(rpc).await)
+        encode(&self.node.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.admit(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         let vote = rpc.vote;
-        let resp = self.0.raft.install_snapshot(rpc).await;
+        let resp = self
+            .snapshots
+            .receive(&self.node.raft, rpc)
+            .await
+            .map_err(|e| match e {
+                ReceiveError::TooLarge { .. } => {
+                    tracing::warn!(error = %e, "refused a snapshot chunk");
+                    Status::out_of_range(e.to_string())
+                }
+                ReceiveError::Io(..) => {
+                    tracing::error!(error = %e, "receiving a snapshot");
+                    Status::internal(e.to_string())
+                }
+            })?;
         if matches!(&resp, Ok(r) if r.vote.partial_cmp(&vote) != Some(std::cmp::Ordering::Greater))
         {
-            self.0.elections.heard_from_leader();
+            self.node.elections.heard_from_leader();
         }
         encode(&resp)
     }
@@ -118,12 +196,22 @@ impl Peer for PeerService {
         &self,
         req: Request<InternalBatch>,
     ) -> Result<Response<ProposeBatchResponse>, Status> {
-        let node = &self.0;
-        let proposals = req
-            .into_inner()
-            .requests
-            .into_iter()
-            .map(|r| node.propose_as_leader(r));
+        self.admit(&req)?;
+        let requests = req.into_inner().requests;
+        // A member never sends more in one call; every request here becomes
+        // a waiting future, so the count is bounded before anything else.
+        if requests.len() > super::forward::MAX_BATCH_REQUESTS {
+            return Err(Status::invalid_argument(format!(
+                "kvd: {} forwarded requests in one call (at most {})",
+                requests.len(),
+                super::forward::MAX_BATCH_REQUESTS
+            )));
+        }
+        let node = &self.node;
+        let proposals = requests.into_iter().map(|r| async move {
+            node.check_forwarded(&r).await?;
+            node.propose_as_leader(r).await
+        });
         let results = futures::future::join_all(proposals)
             .await
             .into_iter()
@@ -134,10 +222,11 @@ impl Peer for PeerService {
 
     async fn read_index(
         &self,
-        _req: Request<ReadIndexRequest>,
+        req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        self.0.settled().await;
-        let check = super::read_index::leader_read_index(&self.0.raft, self.0.watermark);
+        self.admit(&req)?;
+        self.node.settled().await;
+        let check = super::read_index::leader_read_index(&self.node.raft, self.node.watermark);
         let result = tokio::time::timeout(std::time::Duration::from_secs(5), check)
             .await
             .unwrap_or(Err(KvError::Timeout));
@@ -153,9 +242,10 @@ impl Peer for PeerService {
 
     async fn start_election(
         &self,
-        _req: Request<StartElectionRequest>,
+        req: Request<StartElectionRequest>,
     ) -> Result<Response<StartElectionResponse>, Status> {
-        self.0
+        self.admit(&req)?;
+        self.node
             .raft
             .trigger()
             .elect()
@@ -168,7 +258,8 @@ impl Peer for PeerService {
         &self,
         req: Request<PreVoteRequest>,
     ) -> Result<Response<PreVoteResponse>, Status> {
-        let node = &self.0;
+        self.admit(&req)?;
+        let node = &self.node;
         let granted = node
             .elections
             .grant(&node.raft, node.member_id(), req.get_ref());
@@ -177,10 +268,18 @@ impl Peer for PeerService {
 
     async fn cluster_id(
         &self,
-        _req: Request<ClusterIdRequest>,
+        req: Request<ClusterIdRequest>,
     ) -> Result<Response<ClusterIdResponse>, Status> {
+        if self.admit(&req).is_err() && !self.is_member(req.get_ref()) {
+            return Err(Status::permission_denied(format!(
+                "kvd: member {:x} with peer URLs {:?} is not in this cluster's configuration \
+                 (add it with MemberAdd first, with the same --initial-cluster-token)",
+                req.get_ref().member_id,
+                req.get_ref().peer_urls
+            )));
+        }
         Ok(Response::new(ClusterIdResponse {
-            cluster_id: self.0.header.cluster_id,
+            cluster_id: self.node.header.cluster_id,
         }))
     }
 
@@ -188,7 +287,8 @@ impl Peer for PeerService {
         &self,
         req: Request<LeaseRenewRequest>,
     ) -> Result<Response<LeaseRenewResponse>, Status> {
-        let resp = match self.0.lease_renew_as_leader(req.get_ref().id) {
+        self.admit(&req)?;
+        let resp = match self.node.lease_renew_as_leader(req.get_ref().id) {
             Ok(ttl) => LeaseRenewResponse {
                 ttl: ttl.unwrap_or(0),
                 error: None,
@@ -209,31 +309,31 @@ pub async fn serve(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let mut servers = Vec::new();
-    let ours = format!("{:x}", node.header.cluster_id);
+    if crate::raft::failpoint::ENABLED {
+        tracing::warn!("built with test failpoints (the `failpoints` feature): not for production");
+    }
+    // Only the test partition hook runs before the handlers; each handler
+    // checks the cluster ID itself (ClusterId is the one that may go without).
     let check = move |req: Request<()>| -> Result<Request<()>, Status> {
         if crate::raft::failpoint::isolated() {
             return Err(crate::raft::failpoint::unreachable());
         }
-        match req
-            .metadata()
-            .get(CLUSTER_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(theirs) if theirs != ours => {
-                tracing::warn!(theirs, ours = %ours, "refused a peer request from another cluster");
-                Err(Status::failed_precondition(format!(
-                    "kvd: cluster ID mismatch (ours {ours}, request's {theirs}): check --initial-cluster-token"
-                )))
-            }
-            _ => Ok(req),
-        }
+        Ok(req)
     };
+    let snapshots = Arc::new(SnapshotReceiver::new(
+        node.member_dir.join("snap"),
+        snapshot_limit(node.quota_bytes),
+    ));
     for l in listeners {
         let svc = tonic::service::interceptor::InterceptedService::new(
-            PeerServer::new(PeerService(node.clone()))
-                .max_decoding_message_size(MAX_PEER_MESSAGE)
-                .max_encoding_message_size(MAX_PEER_MESSAGE),
-            check.clone(),
+            PeerServer::new(PeerService {
+                node: node.clone(),
+                cluster_id: format!("{:x}", node.header.cluster_id),
+                snapshots: snapshots.clone(),
+            })
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE),
+            check,
         );
         let shutdown = crate::api::stopped(stop.clone());
         // The builder's tcp_nodelay applies only to listeners tonic binds

@@ -5,6 +5,8 @@
 //! `[table u8][klen u32][key][vlen u32][value]`, then `0xFF` and a crc32 of
 //! everything before it.
 
+use std::io::Write;
+
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{ALARMS, KV, LEASES, MEMBERS, META};
@@ -23,6 +25,8 @@ pub enum SnapshotError {
     Storage(String),
     #[error("snapshot: malformed data: {0}")]
     Malformed(&'static str),
+    #[error("snapshot: writing: {0}")]
+    Io(String),
 }
 
 impl<E: Into<redb::Error>> From<E> for SnapshotError {
@@ -31,49 +35,78 @@ impl<E: Into<redb::Error>> From<E> for SnapshotError {
     }
 }
 
-fn rec(out: &mut Vec<u8>, table: u8, k: &[u8], v: &[u8]) {
-    out.push(table);
-    out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-    out.extend_from_slice(k);
-    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    out.extend_from_slice(v);
+/// Writes records to `out`, keeping the crc and the length as it goes, so a
+/// snapshot is never gathered in memory to be checksummed.
+struct Sink<'w, W: Write> {
+    out: &'w mut W,
+    crc: crc32fast::Hasher,
+    len: u64,
 }
 
-/// Serializes every table visible to `rtx`.
+impl<W: Write> Sink<'_, W> {
+    fn put(&mut self, b: &[u8]) -> Result<(), SnapshotError> {
+        self.crc.update(b);
+        self.len += b.len() as u64;
+        self.out
+            .write_all(b)
+            .map_err(|e| SnapshotError::Io(e.to_string()))
+    }
+
+    fn rec(&mut self, table: u8, k: &[u8], v: &[u8]) -> Result<(), SnapshotError> {
+        let too_long = |_| SnapshotError::Malformed("record longer than 4 GiB");
+        let klen = u32::try_from(k.len()).map_err(too_long)?;
+        let vlen = u32::try_from(v.len()).map_err(too_long)?;
+        self.put(&[table])?;
+        self.put(&klen.to_le_bytes())?;
+        self.put(k)?;
+        self.put(&vlen.to_le_bytes())?;
+        self.put(v)
+    }
+}
+
+/// Serializes every table visible to `rtx` into memory.
 pub fn export(rtx: &ReadTransaction) -> Result<Vec<u8>, SnapshotError> {
-    let mut out = MAGIC.to_vec();
+    let mut out = Vec::new();
+    export_to(rtx, &mut out)?;
+    Ok(out)
+}
+
+/// Streams every table visible to `rtx` to `out`, one record at a time;
+/// returns the bytes written.
+pub fn export_to<W: Write>(rtx: &ReadTransaction, out: &mut W) -> Result<u64, SnapshotError> {
+    let mut sink = Sink {
+        out,
+        crc: crc32fast::Hasher::new(),
+        len: 0,
+    };
+    sink.put(MAGIC)?;
     for row in rtx.open_table(KV)?.iter()? {
         let (k, v) = row?;
-        rec(&mut out, T_KV, &k.value().to_le_bytes(), v.value());
+        sink.rec(T_KV, &k.value().to_le_bytes(), v.value())?;
     }
     for row in rtx.open_table(META)?.iter()? {
         let (k, v) = row?;
-        rec(&mut out, T_META, k.value().as_bytes(), v.value());
+        sink.rec(T_META, k.value().as_bytes(), v.value())?;
     }
     for row in rtx.open_table(LEASES)?.iter()? {
         let (k, v) = row?;
-        rec(
-            &mut out,
-            T_LEASES,
-            &k.value().to_le_bytes(),
-            &v.value().to_le_bytes(),
-        );
+        sink.rec(T_LEASES, &k.value().to_le_bytes(), &v.value().to_le_bytes())?;
     }
     for row in rtx.open_table(ALARMS)?.iter()? {
         let (k, _) = row?;
         let (member, alarm) = k.value();
         let mut key = member.to_le_bytes().to_vec();
         key.extend_from_slice(&alarm.to_le_bytes());
-        rec(&mut out, T_ALARMS, &key, &[]);
+        sink.rec(T_ALARMS, &key, &[])?;
     }
     for row in rtx.open_table(MEMBERS)?.iter()? {
         let (k, v) = row?;
-        rec(&mut out, T_MEMBERS, &k.value().to_le_bytes(), v.value());
+        sink.rec(T_MEMBERS, &k.value().to_le_bytes(), v.value())?;
     }
-    out.push(END);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    sink.put(&[END])?;
+    let crc = sink.crc.clone().finalize();
+    sink.put(&crc.to_le_bytes())?;
+    Ok(sink.len)
 }
 
 struct Reader<'a> {
@@ -106,7 +139,7 @@ fn fixed<const N: usize>(b: &[u8]) -> Result<[u8; N], SnapshotError> {
 }
 
 /// Checks the crc that follows the END marker. Bytes after the crc (padding
-/// added for etcdctl, see `Node::snapshot_bytes`) are ignored.
+/// added for etcdctl, see `Node::snapshot_file`) are ignored.
 fn verify(data: &[u8]) -> Result<(), SnapshotError> {
     let mut r = Reader {
         buf: data,

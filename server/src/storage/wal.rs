@@ -4,16 +4,24 @@
 //! the raft log store decides what they mean. Segments are named
 //! `<seq:016x>.wal` and read in order on open.
 //!
-//! Recovery rule: a record cut short or failing its checksum at the very end of
-//! the newest segment is a torn write (the process died mid-append, so it was
-//! never acknowledged) and is dropped. A bad record anywhere else is corruption
-//! and stops the open with an error that names the file and offset.
+//! Recovery rule (etcd's): only a genuinely torn write at the end of the newest
+//! segment is dropped, because only an append that never finished its fsync
+//! (so was never acknowledged) can leave one. Torn means the record runs past
+//! the end of the file, or its length field is zero (space never written), or
+//! its checksum fails *and* one of its 512-byte sectors is all zeros (a sector
+//! the crash never wrote); and only zeros may follow it. A complete record
+//! failing its checksum is
+//! corruption of data that may have been acknowledged: like a bad record
+//! anywhere else it stops the open with an error naming the file and offset.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const HEADER: usize = 8;
+/// The smallest unit a disk writes atomically; a torn write leaves whole
+/// sectors unwritten (zero) in a file that was extended but not filled.
+const SECTOR: usize = 512;
 /// Upper bound on one record; anything larger in a length field is corruption.
 const MAX_RECORD: usize = 256 << 20;
 
@@ -55,10 +63,17 @@ pub struct Wal {
     active_len: u64,
 }
 
+/// One record read back at open, with where it starts (for error messages).
+pub struct Record {
+    pub offset: u64,
+    pub payload: Vec<u8>,
+}
+
 /// Result of opening a WAL directory: the writer plus every record per segment, in order.
 pub struct Opened {
     pub wal: Wal,
-    pub records: Vec<(u64, Vec<Vec<u8>>)>,
+    /// (segment sequence number, path, records) per segment.
+    pub records: Vec<(u64, PathBuf, Vec<Record>)>,
 }
 
 impl Wal {
@@ -83,7 +98,7 @@ impl Wal {
             if i == last {
                 active_len = good_len;
             }
-            records.push((seg.seq, recs));
+            records.push((seg.seq, seg.path.clone(), recs));
         }
         let active = &segments[last].path;
         let file = OpenOptions::new()
@@ -203,8 +218,31 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
         .map_err(io_err(dir))
 }
 
+/// Why a record failed to parse.
+enum Bad {
+    /// The header or payload runs past the end of the file.
+    Short(String),
+    /// A zero length field: space that was never written.
+    Zero,
+    /// A length no record can have.
+    TooLong(usize),
+    /// A complete record (of this payload length) failing its checksum.
+    Checksum(usize),
+}
+
+impl Bad {
+    fn reason(&self) -> String {
+        match self {
+            Bad::Short(r) => r.clone(),
+            Bad::Zero => "empty record".to_string(),
+            Bad::TooLong(len) => format!("record length {len} exceeds limit"),
+            Bad::Checksum(_) => "checksum mismatch".to_string(),
+        }
+    }
+}
+
 /// Reads every record of one segment; returns them and the length of the valid prefix.
-fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Vec<u8>>, u64), WalError> {
+fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Record>, u64), WalError> {
     let mut buf = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut buf))
@@ -214,18 +252,21 @@ fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Vec<u8>>, u64), WalEr
     while off < buf.len() {
         match parse_record(&buf[off..]) {
             Ok((payload, used)) => {
-                records.push(payload.to_vec());
+                records.push(Record {
+                    offset: off as u64,
+                    payload: payload.to_vec(),
+                });
                 off += used;
             }
-            Err(reason) => {
-                if is_last && is_torn_tail(&buf, off) {
-                    tracing::warn!(file = %path.display(), offset = off, %reason, "dropping torn record at the end of the log");
+            Err(bad) => {
+                if is_last && is_torn_tail(&buf, off, &bad) {
+                    tracing::warn!(file = %path.display(), offset = off, reason = %bad.reason(), "dropping a torn write at the end of the log (never acknowledged)");
                     return Ok((records, off as u64));
                 }
                 return Err(WalError::Corrupt {
                     path: path.to_path_buf(),
                     offset: off as u64,
-                    reason,
+                    reason: bad.reason(),
                 });
             }
         }
@@ -233,34 +274,62 @@ fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Vec<u8>>, u64), WalEr
     Ok((records, off as u64))
 }
 
-/// A bad record is a torn tail when nothing valid follows it: a crash
-/// mid-append leaves a prefix of the last write (or zeros), never a complete,
-/// checksummed record after the damage. Any valid record found at a later
-/// offset means the damage is in the middle: corruption.
-fn is_torn_tail(buf: &[u8], bad_at: usize) -> bool {
-    (bad_at + 1..buf.len()).all(|p| parse_record(&buf[p..]).is_err())
+/// Whether the bad record at `bad_at` is a torn write. A crash mid-append
+/// leaves a prefix of the last write, or sectors of zeros where the file was
+/// extended but not yet written; never a complete record with wrong bytes,
+/// and nothing but zeros after the damage (anything else is damage in the
+/// middle). Linear in the file: a damaged segment cannot stall a start.
+fn is_torn_tail(buf: &[u8], bad_at: usize, bad: &Bad) -> bool {
+    let zeros_from = |at: usize| buf.get(at..).is_some_and(|t| t.iter().all(|b| *b == 0));
+    match bad {
+        // It runs to the end of the file.
+        Bad::Short(_) => true,
+        Bad::Zero => zeros_from(bad_at),
+        Bad::Checksum(len) => {
+            has_zero_sector(buf, bad_at, *len) && zeros_from(bad_at + HEADER + len)
+        }
+        // Complete, with a length kvd never writes: not a torn append.
+        Bad::TooLong(_) => false,
+    }
 }
 
-fn parse_record(buf: &[u8]) -> Result<(&[u8], usize), String> {
+/// Whether the `len`-byte payload of the complete record at `at` holds a
+/// sector-aligned (by file offset) chunk that is all zeros: a sector the
+/// crash never wrote.
+fn has_zero_sector(buf: &[u8], at: usize, len: usize) -> bool {
+    let start = at + HEADER;
+    let end = (start + len).min(buf.len());
+    let mut pos = start;
+    while pos < end {
+        let chunk_end = ((pos / SECTOR + 1) * SECTOR).min(end);
+        if buf[pos..chunk_end].iter().all(|b| *b == 0) {
+            return true;
+        }
+        pos = chunk_end;
+    }
+    false
+}
+
+fn parse_record(buf: &[u8]) -> Result<(&[u8], usize), Bad> {
     if buf.len() < HEADER {
-        return Err(format!("short header ({} bytes)", buf.len()));
+        return Err(Bad::Short(format!("short header ({} bytes)", buf.len())));
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
     if len == 0 {
         // Zero-filled space (preallocated or never written) is not a record.
-        return Err("empty record".to_string());
-    }
-    if len > MAX_RECORD {
-        return Err(format!("record length {len} exceeds limit"));
+        return Err(Bad::Zero);
     }
     let end = HEADER + len;
     if end > buf.len() {
-        return Err(format!("record of {len} bytes cut short"));
+        return Err(Bad::Short(format!("record of {len} bytes cut short")));
+    }
+    if len > MAX_RECORD {
+        return Err(Bad::TooLong(len));
     }
     let payload = &buf[HEADER..end];
     if crc32fast::hash(payload) != crc {
-        return Err("checksum mismatch".to_string());
+        return Err(Bad::Checksum(len));
     }
     Ok((payload, end))
 }
@@ -277,6 +346,10 @@ mod tests {
         w.sync().unwrap();
     }
 
+    fn payloads(o: &Opened, seg: usize) -> Vec<Vec<u8>> {
+        o.records[seg].2.iter().map(|r| r.payload.clone()).collect()
+    }
+
     fn only_segment(dir: &Path) -> PathBuf {
         list_segments(dir).unwrap().pop().unwrap().path
     }
@@ -288,7 +361,7 @@ mod tests {
         write(d.path(), &[b"ccc"]);
         let o = Wal::open(d.path()).unwrap();
         assert_eq!(
-            o.records[0].1,
+            payloads(&o, 0),
             vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]
         );
     }
@@ -307,13 +380,13 @@ mod tests {
             .set_len(len - 2)
             .unwrap();
         let o = Wal::open(d.path()).unwrap();
-        assert_eq!(o.records[0].1, vec![b"one".to_vec()]);
+        assert_eq!(payloads(&o, 0), vec![b"one".to_vec()]);
         // And the file can be appended to again.
         let mut w = o.wal;
         w.append(b"three").unwrap();
         w.sync().unwrap();
         let o = Wal::open(d.path()).unwrap();
-        assert_eq!(o.records[0].1, vec![b"one".to_vec(), b"three".to_vec()]);
+        assert_eq!(payloads(&o, 0), vec![b"one".to_vec(), b"three".to_vec()]);
     }
 
     #[test]
@@ -325,7 +398,7 @@ mod tests {
         f.write_all(&[5, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0])
             .unwrap();
         let o = Wal::open(d.path()).unwrap();
-        assert_eq!(o.records[0].1.len(), 1);
+        assert_eq!(payloads(&o, 0).len(), 1);
     }
 
     #[test]
@@ -342,6 +415,73 @@ mod tests {
     }
 
     #[test]
+    fn checksum_mismatch_in_the_last_record_is_corruption() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[b"first-record", b"acknowledged-last-record"]);
+        let p = only_segment(d.path());
+        let mut bytes = fs::read(&p).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x01; // one bit inside the last, complete payload
+        fs::write(&p, &bytes).unwrap();
+        let err = Wal::open(d.path())
+            .err()
+            .expect("must not open")
+            .to_string();
+        assert!(err.contains(&p.display().to_string()), "{err}");
+        assert!(err.contains("checksum"), "{err}");
+        let offset = HEADER + b"first-record".len();
+        assert!(err.contains(&format!("offset {offset}")), "{err}");
+    }
+
+    #[test]
+    fn zero_sector_in_the_last_record_is_torn() {
+        let d = tempfile::tempdir().unwrap();
+        let big = vec![7u8; 3 * SECTOR];
+        write(d.path(), &[b"one", &big]);
+        let p = only_segment(d.path());
+        let mut bytes = fs::read(&p).unwrap();
+        // The crash never wrote the record's second sector.
+        bytes[SECTOR..2 * SECTOR].fill(0);
+        fs::write(&p, &bytes).unwrap();
+        let o = Wal::open(d.path()).unwrap();
+        assert_eq!(payloads(&o, 0), vec![b"one".to_vec()]);
+    }
+
+    #[test]
+    fn damage_followed_by_data_is_corruption() {
+        let d = tempfile::tempdir().unwrap();
+        let big = vec![7u8; 3 * SECTOR];
+        write(d.path(), &[b"one", &big, b"after"]);
+        let p = only_segment(d.path());
+        let mut bytes = fs::read(&p).unwrap();
+        // A zero sector in the middle record, a valid record after it.
+        bytes[SECTOR..2 * SECTOR].fill(0);
+        fs::write(&p, &bytes).unwrap();
+        let err = Wal::open(d.path())
+            .err()
+            .expect("must not open")
+            .to_string();
+        assert!(err.contains("checksum"), "{err}");
+        // A zero length field followed by something other than zeros.
+        write_fresh(d.path(), &[b"one"]);
+        let p = only_segment(d.path());
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]).unwrap();
+        let err = Wal::open(d.path())
+            .err()
+            .expect("must not open")
+            .to_string();
+        assert!(err.contains("empty record"), "{err}");
+    }
+
+    fn write_fresh(dir: &Path, recs: &[&[u8]]) {
+        for seg in list_segments(dir).unwrap() {
+            fs::remove_file(seg.path).unwrap();
+        }
+        write(dir, recs);
+    }
+
+    #[test]
     fn rotate_and_remove() {
         let d = tempfile::tempdir().unwrap();
         let mut w = Wal::open(d.path()).unwrap().wal;
@@ -352,6 +492,6 @@ mod tests {
         w.remove_before(seq).unwrap();
         let o = Wal::open(d.path()).unwrap();
         assert_eq!(o.records.len(), 1);
-        assert_eq!(o.records[0].1, vec![b"y".to_vec()]);
+        assert_eq!(payloads(&o, 0), vec![b"y".to_vec()]);
     }
 }

@@ -8,6 +8,18 @@ use kv_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, Reque
 
 use crate::error::{KvError, KvResult};
 
+/// Deepest txn nesting accepted (a txn without txns inside has depth 1).
+///
+/// etcd sets no such bound (its decoders allow far deeper messages), but
+/// kvd's decoder, prost, stops at 100 nested messages, and each txn level is
+/// two of them (TxnRequest, RequestOp). A client's TxnRequest is decoded at
+/// the top, so gRPC takes up to 50 levels; in the raft log and in a
+/// forwarded batch it sits two messages lower (batch, InternalRequest), so
+/// 49 is the most that decodes at apply (unit test
+/// `deepest_txn_that_decodes_at_apply`). 32 leaves room for more wrapping,
+/// and no real client nests anywhere near it.
+pub const MAX_TXN_DEPTH: usize = 32;
+
 /// Tunables of request validation.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -48,18 +60,22 @@ pub fn check_delete(r: &DeleteRangeRequest) -> KvResult<()> {
     Ok(())
 }
 
-fn check_op(op: &RequestOp, max_ops: usize) -> KvResult<()> {
+fn check_op(op: &RequestOp, max_ops: usize, depth: usize) -> KvResult<()> {
     match &op.request {
         Some(Request::RequestRange(r)) => check_range(r),
         Some(Request::RequestPut(r)) => check_put(r),
         Some(Request::RequestDeleteRange(r)) => check_delete(r),
-        Some(Request::RequestTxn(t)) => check_ops(t, max_ops),
+        Some(Request::RequestTxn(t)) => check_ops(t, max_ops, depth + 1),
         // An empty op: etcd answers "key not found".
         None => Err(KvError::KeyNotFound),
     }
 }
 
-fn check_ops(t: &TxnRequest, max_ops: usize) -> KvResult<()> {
+/// `depth` is the nesting level of `t` (1 for the request itself).
+fn check_ops(t: &TxnRequest, max_ops: usize, depth: usize) -> KvResult<()> {
+    if depth > MAX_TXN_DEPTH {
+        return Err(too_deep());
+    }
     let opc = t.compare.len().max(t.success.len()).max(t.failure.len());
     if opc > max_ops {
         return Err(KvError::TooManyOps);
@@ -68,17 +84,23 @@ fn check_ops(t: &TxnRequest, max_ops: usize) -> KvResult<()> {
         return Err(KvError::EmptyKey);
     }
     for op in t.success.iter().chain(&t.failure) {
-        check_op(op, max_ops - opc)?;
+        check_op(op, max_ops - opc, depth)?;
     }
     Ok(())
 }
 
 /// Full shape check of a txn: limits, keys, and no key written twice on one path.
 pub fn check_txn_shape(t: &TxnRequest, limits: Limits) -> KvResult<()> {
-    check_ops(t, limits.max_txn_ops)?;
+    check_ops(t, limits.max_txn_ops, 1)?;
     intervals(&t.success)?;
     intervals(&t.failure)?;
     Ok(())
+}
+
+fn too_deep() -> KvError {
+    KvError::InvalidArgument(format!(
+        "txn request nested too deeply: more than {MAX_TXN_DEPTH} levels"
+    ))
 }
 
 /// A deleted range; `end == None` is a single key, `Some([0])` is "to the end".
@@ -201,6 +223,45 @@ mod tests {
             check_txn_shape(&txn(vec![nested, put("x")], vec![]), l),
             Err(KvError::DuplicateKey)
         ));
+    }
+
+    /// A txn `depth` levels deep, a put at the bottom.
+    fn nested(depth: usize) -> TxnRequest {
+        let mut t = txn(vec![put("k")], vec![]);
+        for _ in 1..depth {
+            t = txn(
+                vec![RequestOp {
+                    request: Some(Request::RequestTxn(t)),
+                }],
+                vec![],
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn deepest_txn_that_decodes_at_apply() {
+        use kv_proto::kvpb::{internal_request, InternalBatch, InternalRequest};
+        use prost::Message;
+        let decodes = |depth: usize| {
+            let batch = InternalBatch {
+                requests: vec![InternalRequest {
+                    id: 1,
+                    request: Some(internal_request::Request::Txn(nested(depth))),
+                }],
+            };
+            InternalBatch::decode(batch.encode_to_vec().as_slice()).is_ok()
+        };
+        let deepest = (1..=60).take_while(|d| decodes(*d)).last().unwrap();
+        assert_eq!(
+            deepest, 49,
+            "prost's recursion limit moved: revisit MAX_TXN_DEPTH"
+        );
+        assert!(MAX_TXN_DEPTH + 8 <= deepest);
+        let l = Limits::default();
+        assert!(check_txn_shape(&nested(MAX_TXN_DEPTH), l).is_ok());
+        let err = check_txn_shape(&nested(MAX_TXN_DEPTH + 1), l).unwrap_err();
+        assert!(matches!(err, KvError::InvalidArgument(_)), "{err:?}");
     }
 
     #[test]

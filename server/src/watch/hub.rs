@@ -12,13 +12,24 @@ use kv_proto::etcdserverpb::watch_create_request::FilterType;
 use kv_proto::etcdserverpb::{WatchCreateRequest, WatchResponse};
 use kv_proto::mvccpb::{event::EventType, Event};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
+use super::queue::{self, event_responses, push_index, Batch, Queue, Receiver, Runs};
 use crate::header::HeaderSource;
 use crate::mvcc::{in_range, MvccError, Store};
 
-/// Responses queued on one stream before its watchers are set aside as slow.
-pub const MAX_PENDING_RESPONSES: usize = 128;
+/// Most watchers on one gRPC stream (etcd has no limit; kvd needs one so a
+/// stream's memory is bounded). A create past it is refused like etcd
+/// refuses a watch: a `created` + `canceled` response with the reason.
+pub const MAX_WATCHERS_PER_STREAM: usize = 10_000;
+/// Most key and range-end bytes held by the watchers of one stream.
+pub const MAX_WATCHED_KEY_BYTES_PER_STREAM: usize = 64 << 20;
+/// Cancel reason of a create past [`MAX_WATCHERS_PER_STREAM`].
+pub const TOO_MANY_WATCHERS: &str =
+    "etcdserver: too many watchers on this watch stream (limit 10000)";
+/// Cancel reason of a create past [`MAX_WATCHED_KEY_BYTES_PER_STREAM`].
+pub const WATCHED_KEYS_TOO_LARGE: &str =
+    "etcdserver: watched keys on this watch stream exceed 64 MiB";
 /// etcd's default fragment size: --max-request-bytes plus 512 KiB.
 const DEFAULT_FRAGMENT_BYTES: usize = 1572864 + 512 * 1024;
 /// Most revisions replayed for one watcher per catch-up pass.
@@ -52,38 +63,46 @@ impl Watcher {
         !(is_put && self.no_put || !is_put && self.no_delete)
     }
 
-    fn select(&self, events: &[Event]) -> Vec<Event> {
-        events
-            .iter()
-            .filter(|e| self.wants(e))
-            .map(|e| {
-                let mut e = e.clone();
-                if !self.prev_kv {
-                    e.prev_kv = None;
-                }
-                e
-            })
-            .collect()
+    /// The indices of the events in `batch` this watcher wants.
+    fn select(&self, batch: &[Event]) -> Runs {
+        let mut runs = Runs::new();
+        for (i, e) in batch.iter().enumerate() {
+            if self.wants(e) {
+                // A batch never nears u32::MAX events (bounded by the request size).
+                push_index(&mut runs, i as u32);
+            }
+        }
+        runs
+    }
+
+    fn key_bytes(&self) -> usize {
+        self.key.len() + self.end.len()
     }
 }
 
 struct Stream {
-    tx: mpsc::UnboundedSender<WatchResponse>,
-    pending: Arc<AtomicUsize>,
+    queue: Queue,
     watchers: HashMap<i64, Watcher>,
     next_id: i64,
+    /// Sum of the watchers' `key_bytes`.
+    key_bytes: usize,
 }
 
 impl Stream {
     fn full(&self) -> bool {
-        self.pending.load(Ordering::Acquire) >= MAX_PENDING_RESPONSES
+        self.queue.full()
     }
 
     fn send(&self, resp: WatchResponse) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(resp).is_err() {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.queue.send_response(resp)
+    }
+
+    fn remove(&mut self, id: i64) -> bool {
+        let Some(w) = self.watchers.remove(&id) else {
+            return false;
+        };
+        self.key_bytes -= w.key_bytes();
+        true
     }
 }
 
@@ -97,8 +116,10 @@ struct Inner {
 /// The receiving side of one watch stream, owned by the gRPC handler.
 pub struct StreamHandle {
     pub id: u64,
-    pub rx: mpsc::UnboundedReceiver<WatchResponse>,
-    /// Decrement once per response written to the client.
+    pub rx: Receiver,
+    /// Decrement once per response taken out of `rx`. While it is at
+    /// [`queue::MAX_PENDING_RESPONSES`] the owner must not hand the hub more
+    /// requests for this stream (the gRPC handler stops reading).
     pub pending: Arc<AtomicUsize>,
 }
 
@@ -139,18 +160,17 @@ impl WatchHub {
     }
 
     pub fn open_stream(&self) -> StreamHandle {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let pending = Arc::new(AtomicUsize::new(0));
+        let (queue, rx, pending) = queue::channel();
         let mut g = self.inner.lock();
         let id = g.next_stream;
         g.next_stream += 1;
         g.streams.insert(
             id,
             Stream {
-                tx,
-                pending: pending.clone(),
+                queue,
                 watchers: HashMap::new(),
                 next_id: 0,
+                key_bytes: 0,
             },
         );
         StreamHandle { id, rx, pending }
@@ -168,6 +188,7 @@ impl WatchHub {
         let Some(s) = g.streams.get_mut(&stream) else {
             return;
         };
+        // etcd answers a refused create with watch ID -1.
         let refuse = |s: &Stream, id: i64, reason: &str| {
             s.send(WatchResponse {
                 header: Some(header),
@@ -180,13 +201,20 @@ impl WatchHub {
         };
         let end = req.range_end.clone();
         if !end.is_empty() && end != [0] && req.key >= end {
-            return refuse(s, req.watch_id, "mvcc: watcher range is empty");
+            return refuse(s, -1, "mvcc: watcher range is empty");
+        }
+        if s.watchers.len() >= MAX_WATCHERS_PER_STREAM {
+            return refuse(s, -1, TOO_MANY_WATCHERS);
+        }
+        let key_bytes = req.key.len() + end.len();
+        if s.key_bytes + key_bytes > MAX_WATCHED_KEY_BYTES_PER_STREAM {
+            return refuse(s, -1, WATCHED_KEYS_TOO_LARGE);
         }
         let id = if req.watch_id != 0 {
             if s.watchers.contains_key(&req.watch_id) {
                 return refuse(
                     s,
-                    req.watch_id,
+                    -1,
                     "mvcc: duplicate watch ID provided on the WatchStream",
                 );
             }
@@ -214,6 +242,7 @@ impl WatchHub {
             synced: start > published,
         };
         let synced = w.synced;
+        s.key_bytes += key_bytes;
         s.watchers.insert(id, w);
         s.send(WatchResponse {
             header: Some(header),
@@ -231,7 +260,7 @@ impl WatchHub {
         let mut g = self.inner.lock();
         let header = self.header.at(g.published);
         if let Some(s) = g.streams.get_mut(&stream) {
-            if s.watchers.remove(&watch_id).is_some() {
+            if s.remove(watch_id) {
                 s.send(WatchResponse {
                     header: Some(header),
                     watch_id,
@@ -279,38 +308,33 @@ impl WatchHub {
         }
     }
 
-    /// Hands the events of a committed batch (ending at `rev`) to synced watchers.
-    pub fn publish(&self, rev: i64, events: &[Event]) {
+    /// Hands the events of a committed batch (ending at `rev`) to synced
+    /// watchers. Every response shares the one batch.
+    pub fn publish(&self, rev: i64, events: Vec<Event>) {
+        let batch: Batch = Arc::new(events);
+        let limit = self.fragment_bytes();
         let mut g = self.inner.lock();
         let header = self.header.at(rev);
         let mut lagging = false;
         for s in g.streams.values_mut() {
-            let full = s.full();
-            let mut out = Vec::new();
             for (id, w) in s.watchers.iter_mut() {
                 if !w.synced {
                     continue;
                 }
-                let evs = w.select(events);
-                if !evs.is_empty() {
-                    if full {
+                let runs = w.select(&batch);
+                if !runs.is_empty() {
+                    if s.queue.full() {
                         // Slow reader: replay later from history instead of blocking.
                         w.synced = false;
                         lagging = true;
                         continue;
                     }
-                    out.extend(fragments(
-                        header,
-                        *id,
-                        evs,
-                        w.fragment,
-                        self.fragment_bytes(),
-                    ));
+                    let (prev, frag) = (w.prev_kv, w.fragment);
+                    for r in event_responses(header, *id, &batch, runs, prev, frag, limit) {
+                        s.queue.send(r);
+                    }
                 }
                 w.next_rev = w.next_rev.max(rev + 1);
-            }
-            for r in out {
-                s.send(r);
             }
         }
         g.published = g.published.max(rev);
@@ -351,10 +375,7 @@ impl WatchHub {
         struct Job {
             stream: u64,
             id: i64,
-            key: Vec<u8>,
-            end: Vec<u8>,
-            prev_kv: bool,
-            from: i64,
+            read: Read,
         }
         let (jobs, head, remaining) = {
             let g = self.inner.lock();
@@ -372,10 +393,13 @@ impl WatchHub {
                     jobs.push(Job {
                         stream: *sid,
                         id: *id,
-                        key: w.key.clone(),
-                        end: w.end.clone(),
-                        prev_kv: w.prev_kv,
-                        from: w.next_rev,
+                        read: Read {
+                            key: w.key.clone(),
+                            end: w.end.clone(),
+                            prev_kv: w.prev_kv,
+                            from: w.next_rev,
+                            to: 0,
+                        },
                     });
                 }
             }
@@ -384,36 +408,55 @@ impl WatchHub {
         if !remaining {
             return false;
         }
-        for job in jobs {
-            let to = head.min(job.from.saturating_add(CATCHUP_REVS - 1));
-            let store = self.store.clone();
-            let (key, end) = (job.key.clone(), job.end.clone());
-            let read = tokio::task::spawn_blocking(move || {
-                store.history(job.from, to, &key, &end, job.prev_kv)
-            })
-            .await;
-            let result = match read {
-                Ok(r) => r,
-                Err(e) => Err(MvccError::Storage(e.to_string())),
+        // Watchers replaying the same range share one read (and its bytes).
+        let mut reads: HashMap<Read, Batch> = HashMap::new();
+        for mut job in jobs {
+            job.read.to = head.min(job.read.from.saturating_add(CATCHUP_REVS - 1));
+            if self.stream_full(job.stream) {
+                continue; // its reader fell behind again: retry later
+            }
+            let result = match reads.get(&job.read) {
+                Some(b) => Ok(b.clone()),
+                None => {
+                    let store = self.store.clone();
+                    let r = job.read.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        store.history(r.from, r.to, &r.key, &r.end, r.prev_kv)
+                    })
+                    .await;
+                    match read {
+                        Ok(Ok(evs)) => {
+                            let batch: Batch = Arc::new(evs);
+                            reads.insert(job.read.clone(), batch.clone());
+                            Ok(batch)
+                        }
+                        Ok(Err(e)) => Err(e),
+                        Err(e) => Err(MvccError::Storage(e.to_string())),
+                    }
+                }
             };
-            self.deliver(job.stream, job.id, job.from, to, result);
+            self.deliver(job.stream, job.id, job.read.from, job.read.to, result);
         }
         true
     }
 
-    fn deliver(
-        &self,
-        stream: u64,
-        id: i64,
-        from: i64,
-        to: i64,
-        events: Result<Vec<Event>, MvccError>,
-    ) {
+    fn stream_full(&self, stream: u64) -> bool {
+        self.inner
+            .lock()
+            .streams
+            .get(&stream)
+            .is_some_and(Stream::full)
+    }
+
+    fn deliver(&self, stream: u64, id: i64, from: i64, to: i64, events: Result<Batch, MvccError>) {
         let mut g = self.inner.lock();
         let published = g.published;
         let Some(s) = g.streams.get_mut(&stream) else {
             return;
         };
+        if s.full() {
+            return; // stays unsynced at the same revision; retried later
+        }
         let Some(w) = s.watchers.get_mut(&id) else {
             return;
         };
@@ -423,7 +466,7 @@ impl WatchHub {
         match events {
             Err(MvccError::Compacted) => {
                 let compact = self.store.compact_rev();
-                s.watchers.remove(&id);
+                s.remove(id);
                 s.send(WatchResponse {
                     header: Some(self.header.at(published)),
                     watch_id: id,
@@ -435,16 +478,17 @@ impl WatchHub {
             Err(e) => {
                 tracing::error!(error = %e, watch_id = id, "watch catch-up failed; will retry");
             }
-            Ok(evs) => {
-                let evs = w.select(&evs);
+            Ok(batch) => {
+                let runs = w.select(&batch);
                 w.next_rev = to + 1;
                 if w.next_rev > published {
                     w.synced = true;
                 }
-                if !evs.is_empty() {
+                if !runs.is_empty() {
                     let header = self.header.at(to.max(published));
-                    for r in fragments(header, id, evs, w.fragment, self.fragment_bytes()) {
-                        s.send(r);
+                    let (prev, frag, limit) = (w.prev_kv, w.fragment, self.fragment_bytes());
+                    for r in event_responses(header, id, &batch, runs, prev, frag, limit) {
+                        s.queue.send(r);
                     }
                 }
             }
@@ -452,40 +496,12 @@ impl WatchHub {
     }
 }
 
-/// The responses carrying `events` for one watcher: one, or (when the watcher
-/// asked for fragments and the batch is over `limit` bytes) several, each
-/// but the last marked `fragment`, as etcd splits them.
-fn fragments(
-    header: kv_proto::etcdserverpb::ResponseHeader,
-    watch_id: i64,
-    events: Vec<Event>,
-    fragment: bool,
-    limit: usize,
-) -> Vec<WatchResponse> {
-    use prost::Message;
-    let whole = |events: Vec<Event>, fragment: bool| WatchResponse {
-        header: Some(header),
-        watch_id,
-        events,
-        fragment,
-        ..Default::default()
-    };
-    let total: usize = events.iter().map(|e| e.encoded_len()).sum();
-    if !fragment || total <= limit || events.len() < 2 {
-        return vec![whole(events, false)];
-    }
-    let mut out = Vec::new();
-    let mut cur = Vec::new();
-    let mut size = 0;
-    for e in events {
-        let n = e.encoded_len();
-        if !cur.is_empty() && size + n > limit {
-            out.push(whole(std::mem::take(&mut cur), true));
-            size = 0;
-        }
-        size += n;
-        cur.push(e);
-    }
-    out.push(whole(cur, false));
-    out
+/// One history read of the catch-up loop.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Read {
+    key: Vec<u8>,
+    end: Vec<u8>,
+    prev_kv: bool,
+    from: i64,
+    to: i64,
 }

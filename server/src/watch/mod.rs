@@ -7,7 +7,16 @@
 //! store's history until it reaches the head, then marks it synced under the
 //! hub lock, so no revision is lost or repeated. Publishing never blocks: a
 //! full stream only turns its watchers unsynced.
+//!
+//! Memory is bounded per stream: at most [`MAX_PENDING_RESPONSES`] responses
+//! queued (plus a watcher's fragments), [`MAX_WATCHERS_PER_STREAM`] watchers,
+//! and event bytes shared between all the responses that carry them.
 
 mod hub;
+mod queue;
 
-pub use hub::{StreamHandle, WatchHub, MAX_PENDING_RESPONSES};
+pub use hub::{
+    StreamHandle, WatchHub, MAX_WATCHED_KEY_BYTES_PER_STREAM, MAX_WATCHERS_PER_STREAM,
+    TOO_MANY_WATCHERS, WATCHED_KEYS_TOO_LARGE,
+};
+pub use queue::{Receiver, MAX_PENDING_RESPONSES};

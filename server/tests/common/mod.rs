@@ -486,6 +486,29 @@ impl Server {
         }
     }
 
+    /// Starts the server again on the same data dir and ports expecting it
+    /// to refuse to start: returns its exit status (as text) and what it
+    /// logged. Panics if it becomes ready instead.
+    pub async fn start_expecting_exit(&mut self) -> (String, String) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        let before = self.log_since(0).len() as u64;
+        match self.spawn_and_wait().await {
+            Ok(()) => panic!(
+                "[{}] started, but was expected to refuse\n--- server log ---\n{}",
+                self.kind,
+                self.log_tail(40)
+            ),
+            Err(StartError::Exited(status)) => (status, self.log_since(before)),
+            Err(e) => panic!(
+                "[{}] expected an exit, got {e:?}\n--- server log ---\n{}",
+                self.kind,
+                self.log_tail(40)
+            ),
+        }
+    }
+
     /// Graceful stop (SIGTERM) and start again on the same data dir.
     pub async fn restart(&mut self) {
         let clean = self.stop();

@@ -1,0 +1,260 @@
+//! The response queue of one watch stream.
+//!
+//! Bounded by count: event responses are only queued below
+//! [`MAX_PENDING_RESPONSES`] (a watcher meeting a full queue becomes
+//! unsynced and is replayed later), and the gRPC handler stops reading
+//! requests while the queue is full, so control responses (created,
+//! canceled, progress) cannot pile up either.
+//!
+//! Event bytes are shared: a queued response holds the index runs it carries
+//! out of a [`Batch`] that every watcher of every stream shares (one commit
+//! batch, or one catch-up read), and the `Event`s are copied only when the
+//! response is taken out to be sent. A 1 MB value watched 500 times costs
+//! 1 MB while queued, not 500.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use kv_proto::etcdserverpb::{ResponseHeader, WatchResponse};
+use kv_proto::mvccpb::Event;
+use prost::Message;
+use tokio::sync::mpsc;
+
+/// Responses queued on one stream before its watchers are set aside as slow
+/// (etcd's per-stream buffer, `chanBufLen`).
+pub const MAX_PENDING_RESPONSES: usize = 128;
+
+/// Events shared by every queued response that carries some of them.
+pub(crate) type Batch = Arc<Vec<Event>>;
+
+/// Indices into a [`Batch`], as ascending runs (a key or prefix watcher's
+/// picks are usually one run).
+pub(crate) type Runs = Vec<Range<u32>>;
+
+/// One queued response.
+pub(crate) enum Queued {
+    /// A control response (created, canceled, progress).
+    Ready(WatchResponse),
+    /// Events for one watcher, materialized when taken out.
+    Events {
+        header: ResponseHeader,
+        watch_id: i64,
+        batch: Batch,
+        runs: Runs,
+        prev_kv: bool,
+        fragment: bool,
+    },
+}
+
+impl Queued {
+    fn into_response(self) -> WatchResponse {
+        match self {
+            Queued::Ready(r) => r,
+            Queued::Events {
+                header,
+                watch_id,
+                batch,
+                runs,
+                prev_kv,
+                fragment,
+            } => WatchResponse {
+                header: Some(header),
+                watch_id,
+                events: runs
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| batch.get(i as usize))
+                    .map(|e| copy_event(e, prev_kv))
+                    .collect(),
+                fragment,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+fn copy_event(e: &Event, prev_kv: bool) -> Event {
+    Event {
+        r#type: e.r#type,
+        kv: e.kv.clone(),
+        prev_kv: if prev_kv { e.prev_kv.clone() } else { None },
+    }
+}
+
+/// Encoded size of `e` as sent (without its prev_kv unless asked for).
+fn event_len(e: &Event, prev_kv: bool) -> usize {
+    match &e.prev_kv {
+        // Field 3 of mvccpb.Event.
+        Some(p) if !prev_kv => e.encoded_len() - prost::encoding::message::encoded_len(3, p),
+        _ => e.encoded_len(),
+    }
+}
+
+/// Appends index `i` to `runs`, extending the last run when contiguous.
+pub(crate) fn push_index(runs: &mut Runs, i: u32) {
+    match runs.last_mut() {
+        Some(r) if r.end == i => r.end = i + 1,
+        _ => runs.push(i..i + 1),
+    }
+}
+
+/// The sending half, kept by the hub.
+pub(crate) struct Queue {
+    tx: mpsc::UnboundedSender<Queued>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// Whether the reader is too far behind for more event responses.
+    pub(crate) fn full(&self) -> bool {
+        self.pending.load(Ordering::Acquire) >= MAX_PENDING_RESPONSES
+    }
+
+    pub(crate) fn send(&self, item: Queued) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(item).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn send_response(&self, resp: WatchResponse) {
+        self.send(Queued::Ready(resp))
+    }
+}
+
+/// The receiving half of a stream's queue.
+pub struct Receiver {
+    rx: mpsc::UnboundedReceiver<Queued>,
+}
+
+impl Receiver {
+    /// The next response; `None` once the stream is closed and drained.
+    pub async fn recv(&mut self) -> Option<WatchResponse> {
+        self.rx.recv().await.map(Queued::into_response)
+    }
+
+    /// Polling form of [`Receiver::recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<WatchResponse>> {
+        self.rx.poll_recv(cx).map(|q| q.map(Queued::into_response))
+    }
+}
+
+/// A new queue; the counter is the number of responses queued and not yet
+/// taken out (the receiver's owner decrements it).
+pub(crate) fn channel() -> (Queue, Receiver, Arc<AtomicUsize>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let queue = Queue {
+        tx,
+        pending: pending.clone(),
+    };
+    (queue, Receiver { rx }, pending)
+}
+
+/// The responses carrying `runs` of `batch` for one watcher: one, or (when
+/// the watcher asked for fragments and the events are over `limit` bytes)
+/// several, each but the last marked `fragment`, as etcd splits them.
+pub(crate) fn event_responses(
+    header: ResponseHeader,
+    watch_id: i64,
+    batch: &Batch,
+    runs: Runs,
+    prev_kv: bool,
+    fragment: bool,
+    limit: usize,
+) -> Vec<Queued> {
+    let item = |runs: Runs, fragment: bool| Queued::Events {
+        header,
+        watch_id,
+        batch: batch.clone(),
+        runs,
+        prev_kv,
+        fragment,
+    };
+    let picked = || runs.iter().cloned().flatten();
+    let len = |i: u32| batch.get(i as usize).map_or(0, |e| event_len(e, prev_kv));
+    let count: usize = runs.iter().map(|r| r.len()).sum();
+    if !fragment || count < 2 || picked().map(len).sum::<usize>() <= limit {
+        return vec![item(runs, false)];
+    }
+    let mut out = Vec::new();
+    let mut cur = Runs::new();
+    let mut size = 0;
+    for i in picked() {
+        let n = len(i);
+        if !cur.is_empty() && size + n > limit {
+            out.push(item(std::mem::take(&mut cur), true));
+            size = 0;
+        }
+        size += n;
+        push_index(&mut cur, i);
+    }
+    out.push(item(cur, false));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kv_proto::mvccpb::KeyValue;
+
+    fn ev(key: &str, value_len: usize, prev: bool) -> Event {
+        let kv = |v: usize| KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: vec![b'v'; v],
+            mod_revision: 5,
+            ..Default::default()
+        };
+        Event {
+            r#type: 0,
+            kv: Some(kv(value_len)),
+            prev_kv: prev.then(|| kv(7)),
+        }
+    }
+
+    fn take(q: Queued) -> WatchResponse {
+        q.into_response()
+    }
+
+    #[test]
+    fn shares_and_strips_prev_kv() {
+        let batch: Batch = Arc::new(vec![ev("a", 3, true), ev("b", 3, true), ev("c", 3, true)]);
+        let mut runs = Runs::new();
+        for i in [0, 2] {
+            push_index(&mut runs, i);
+        }
+        assert_eq!(runs, vec![0..1, 2..3]);
+        let h = ResponseHeader::default();
+        let out = event_responses(h, 4, &batch, runs, false, false, 1 << 20);
+        assert_eq!(Arc::strong_count(&batch), 2);
+        let r = take(out.into_iter().next().unwrap());
+        let keys: Vec<_> = r.events.iter().map(|e| e.kv.clone().unwrap().key).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec()]);
+        assert!(r.events.iter().all(|e| e.prev_kv.is_none()));
+        assert_eq!(event_len(&batch[0], false), r.events[0].encoded_len());
+        assert_eq!(event_len(&batch[0], true), batch[0].encoded_len());
+    }
+
+    #[test]
+    fn fragments_like_etcd() {
+        let batch: Batch = Arc::new((0..5).map(|_| ev("k", 100, false)).collect());
+        let one = batch[0].encoded_len();
+        let h = ResponseHeader::default();
+        let all: Runs = std::iter::once(0..5).collect();
+        let out = event_responses(h, 1, &batch, all.clone(), false, true, 2 * one);
+        let got: Vec<_> = out.into_iter().map(take).collect();
+        let shape: Vec<_> = got.iter().map(|r| (r.events.len(), r.fragment)).collect();
+        assert_eq!(shape, vec![(2, true), (2, true), (1, false)]);
+        // Not asked for, or small enough: one response.
+        assert_eq!(
+            event_responses(h, 1, &batch, all.clone(), false, false, 1).len(),
+            1
+        );
+        assert_eq!(
+            event_responses(h, 1, &batch, all, false, true, 5 * one).len(),
+            1
+        );
+    }
+}
