@@ -114,36 +114,52 @@ async fn increment(client: &Client, op: &str, holder: &AtomicI64, tokens: &StdMu
 }
 
 /// Read-modify-write of the counter, fenced by the lock. `true` once our
-/// write is known to have landed; `false` if it surely did not.
+/// write is known to have landed; `false` if it surely never will.
 async fn write_once(client: &Client, op: &str, guard: &kv_discovery::LockGuard) -> bool {
     let Ok(r) = client.get("counter", None).await else {
         return false;
     };
     let kv = &r.kvs()[0];
     let (n, _) = parse(&kv.value);
-    let txn = Txn::new()
-        .when([
-            guard.is_owner(),
-            Compare::mod_revision("counter", CompareOp::Equal, kv.mod_revision),
-        ])
-        .and_then([TxnOp::put("counter", format!("{}:{op}", n + 1), None)]);
-    match client.txn(txn).await {
-        Ok(resp) => resp.succeeded(),
-        // Unknown outcome: the counter tells whether our write landed.
-        Err(_) => landed(client, op, kv.mod_revision).await,
+    let txn = || {
+        Txn::new()
+            .when([
+                guard.is_owner(),
+                Compare::mod_revision("counter", CompareOp::Equal, kv.mod_revision),
+            ])
+            .and_then([TxnOp::put("counter", format!("{}:{op}", n + 1), None)])
+    };
+    let mut outcome = client.txn(txn()).await;
+    loop {
+        match outcome {
+            Ok(resp) if resp.succeeded() => return true,
+            // The compare failed: the counter moved (perhaps by an earlier
+            // attempt of ours), or our lock key is gone, which is final.
+            Ok(_) => return settled(client, op, kv.mod_revision).await.unwrap_or(false),
+            // Unknown outcome: the counter tells whether our write landed.
+            Err(_) => match settled(client, op, kv.mod_revision).await {
+                Some(landed) => return landed,
+                // Still unwritten: the attempt may yet be applied (a timed-out
+                // request can still sit in a server's queue), so a read alone
+                // cannot say it never will. The same compare-on-mod-revision
+                // txn succeeds at most once, so sending it again settles it.
+                None => outcome = client.txn(txn()).await,
+            },
+        }
     }
 }
 
-/// Whether our write landed: it could only be the first write of the
-/// counter after revision `after` (the txn compared that mod revision).
-async fn landed(client: &Client, op: &str, after: i64) -> bool {
+/// Whether our write landed, once the counter has moved past `after`: it
+/// could only be the first write after `after` (the txn compared that mod
+/// revision). `None` while the counter is still at `after`.
+async fn settled(client: &Client, op: &str, after: i64) -> Option<bool> {
     loop {
         let Ok(r) = client.get("counter", None).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         if r.kvs()[0].mod_revision == after {
-            return false; // nothing written since: ours did not land
+            return None;
         }
         let opts = kv_client::WatchOptions::new().with_start_revision(after + 1);
         let Ok(mut w) = client.watch("counter", opts).await else {
@@ -152,7 +168,7 @@ async fn landed(client: &Client, op: &str, after: i64) -> bool {
         if let Some(Ok(batch)) = futures::StreamExt::next(&mut w).await
             && let Some(kv) = batch.events().first().and_then(|e| e.kv.as_ref())
         {
-            return parse(&kv.value).1 == op;
+            return Some(parse(&kv.value).1 == op);
         }
     }
 }
