@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, and integration tests that start
-# real kvd and etcd processes on 127.0.0.1. Does its own set-up first.
+# real kvd and etcd processes on 127.0.0.1, then the Node package's
+# suite. Does its own set-up first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --workspace --all-targets
 # --all-targets leaves out doc examples; they are tests too.
 cargo test --workspace --doc
+# The Python and Node packages, built from this checkout the way users install
+# them, tested against the kvd the steps above built (target/debug/kvd).
+bash scripts/test-node.sh

@@ -1,0 +1,153 @@
+'use strict'
+// Key-values and the transaction builder.
+const { bytes, leaseId } = require('./util')
+const { InvalidArgumentError } = require('./errors')
+
+/** One key-value as stored. `value` is a Buffer; `text` decodes it as UTF-8. */
+class KeyValue {
+  constructor(n) {
+    this.key = n.key
+    this.value = n.value
+    this.createRevision = n.createRevision
+    this.modRevision = n.modRevision
+    this.version = n.version
+    this.lease = n.lease
+  }
+  /** The value as a UTF-8 string. */
+  get text() {
+    return this.value.toString('utf8')
+  }
+  /** The key as a UTF-8 string. */
+  get keyText() {
+    return this.key.toString('utf8')
+  }
+  /** The value parsed as JSON. */
+  json() {
+    return JSON.parse(this.text)
+  }
+}
+
+function kv(n) {
+  return n ? new KeyValue(n) : null
+}
+
+function header(h) {
+  return h ?? null
+}
+
+function range(r) {
+  return {
+    kvs: r.kvs.map(kv),
+    count: r.count,
+    more: r.more,
+    revision: r.header?.revision ?? 0,
+    header: header(r.header),
+  }
+}
+
+function putResult(r) {
+  return { revision: r.header?.revision ?? 0, prevKv: kv(r.prevKv), header: header(r.header) }
+}
+
+function deleteResult(r) {
+  return {
+    revision: r.header?.revision ?? 0,
+    deleted: r.deleted,
+    prevKvs: r.prevKvs.map(kv),
+    header: header(r.header),
+  }
+}
+
+function getOpts(o) {
+  if (!o) return undefined
+  const { revision, serializable, limit, keysOnly, countOnly, sort, minModRevision, maxModRevision, minCreateRevision, maxCreateRevision } = o
+  return {
+    revision,
+    serializable,
+    limit,
+    keysOnly,
+    countOnly,
+    sortTarget: sort?.target,
+    sortOrder: sort?.order,
+    minModRevision,
+    maxModRevision,
+    minCreateRevision,
+    maxCreateRevision,
+  }
+}
+
+function putOpts(o) {
+  if (!o) return undefined
+  return { lease: leaseId(o.lease), prevKv: o.prevKv, ignoreValue: o.ignoreValue, ignoreLease: o.ignoreLease }
+}
+
+const OPS = new Set(['==', '!=', '<', '>'])
+
+function cmp(target, key, op, operand) {
+  if (!OPS.has(op)) throw new InvalidArgumentError(`compare operator must be one of == != < >, not ${op}`)
+  const c = { key: bytes(key), target, op }
+  if (target === 'value') c.value = bytes(operand, 'value')
+  else if (target === 'lease') c.lease = leaseId(operand)
+  else {
+    if (typeof operand !== 'number') throw new InvalidArgumentError(`compare on ${target} needs a number`)
+    c.number = operand
+  }
+  return c
+}
+
+/** Guards of a transaction: `Compare.value('k', '==', 'v')`, ... */
+const Compare = {
+  value: (key, op, value) => cmp('value', key, op, value),
+  version: (key, op, version) => cmp('version', key, op, version),
+  createRevision: (key, op, rev) => cmp('create', key, op, rev),
+  modRevision: (key, op, rev) => cmp('mod', key, op, rev),
+  lease: (key, op, lease) => cmp('lease', key, op, lease),
+}
+
+/** Operations of a transaction: `Op.put('k', 'v')`, `Op.get('k')`, `Op.delete('k')`. */
+const Op = {
+  get: (key, options) => ({ kind: 'get', key: bytes(key), get: getOpts(options) }),
+  getPrefix: (prefix, options) => ({ kind: 'get', key: bytes(prefix), get: { ...getOpts(options), prefix: true } }),
+  put: (key, value, options) => ({ kind: 'put', key: bytes(key), value: bytes(value, 'value'), put: putOpts(options) }),
+  delete: (key, options) => ({ kind: 'delete', key: bytes(key), delete: { prevKv: options?.prevKv } }),
+  deletePrefix: (prefix, options) => ({ kind: 'delete', key: bytes(prefix), delete: { prefix: true, prevKv: options?.prevKv } }),
+}
+
+/** `client.txn().when(...).andThen(...).orElse(...).commit()`. */
+class Txn {
+  constructor(run) {
+    this._run = run
+    this._spec = { compares: [], success: [], failure: [] }
+  }
+  /** Adds guards (all must hold for the `andThen` branch to run). */
+  when(...compares) {
+    this._spec.compares.push(...compares.flat())
+    return this
+  }
+  /** Operations run when every guard holds. */
+  andThen(...ops) {
+    this._spec.success.push(...ops.flat())
+    return this
+  }
+  /** Operations run otherwise. */
+  orElse(...ops) {
+    this._spec.failure.push(...ops.flat())
+    return this
+  }
+  /** Runs the transaction. */
+  async commit() {
+    const r = await this._run(this._spec)
+    return {
+      succeeded: r.succeeded,
+      revision: r.header?.revision ?? 0,
+      header: header(r.header),
+      responses: r.responses.map((x) => {
+        if (x.kind === 'get') return { kind: 'get', ...range(x.get) }
+        if (x.kind === 'put') return { kind: 'put', ...putResult(x.put) }
+        return { kind: 'delete', ...deleteResult(x.delete) }
+      }),
+    }
+  }
+}
+
+module.exports = { KeyValue, kv, range, putResult, deleteResult, getOpts, putOpts, Compare, Op, Txn }

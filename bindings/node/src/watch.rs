@@ -1,0 +1,218 @@
+//! Watches: `NativeWatch.next()` pulls one batch at a time (the JS layer
+//! turns that into an async iterator or an EventEmitter). Resume after a
+//! disconnect is the client crate's: no event is lost or repeated.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kv_client::{EventType, WatchOptions, WatchStream};
+use napi::bindgen_prelude::Float64Array;
+use napi_derive::napi;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::NativeClient;
+use crate::convert::{Bytes, JsBytes, bytes};
+use crate::{errors, guard};
+
+/// Options of a watch.
+#[napi(object)]
+pub struct WatchOpts {
+    pub prefix: Option<bool>,
+    pub from_key: Option<bool>,
+    pub end: Option<Bytes>,
+    /// Replay from this revision (0 = from now).
+    pub start_revision: Option<i64>,
+    pub prev_kv: Option<bool>,
+    pub progress_notify: Option<bool>,
+    pub no_put: Option<bool>,
+    pub no_delete: Option<bool>,
+}
+
+fn options(o: Option<WatchOpts>) -> WatchOptions {
+    let mut w = WatchOptions::new();
+    let Some(o) = o else { return w };
+    if o.prefix == Some(true) {
+        w = w.with_prefix();
+    }
+    if o.from_key == Some(true) {
+        w = w.with_from_key();
+    }
+    if let Some(end) = o.end {
+        w = w.with_range(bytes(end));
+    }
+    if let Some(r) = o.start_revision.filter(|r| *r > 0) {
+        w = w.with_start_revision(r);
+    }
+    if o.prev_kv == Some(true) {
+        w = w.with_prev_kv();
+    }
+    if o.progress_notify == Some(true) {
+        w = w.with_progress_notify();
+    }
+    if o.no_put == Some(true) {
+        w = w.with_no_put();
+    }
+    if o.no_delete == Some(true) {
+        w = w.with_no_delete();
+    }
+    w
+}
+
+/// Numbers per event in [`PackedBatch::meta`].
+const STRIDE: usize = 16;
+
+/// The events of one revision (or a progress notification: no events),
+/// packed: creating a napi object per event and per key-value costs about
+/// four times more than everything else a watch does per event, so the JS
+/// layer (`lib/watch.js`) builds the objects from these.
+///
+/// `meta` holds `count` groups of 16 numbers: type (0 put, 1 delete),
+/// whether a previous key-value follows (0/1), then for the key-value and
+/// for the previous one: key length, value length, create revision, mod
+/// revision, version, lease ID high and low 32 bits. `data` holds each
+/// event's key, value, previous key and previous value, in order.
+#[napi(object, object_from_js = false)]
+pub struct PackedBatch {
+    /// The store revision when the batch was sent.
+    pub revision: i64,
+    pub count: u32,
+    #[napi(ts_type = "Buffer")]
+    pub data: JsBytes,
+    pub meta: Float64Array,
+}
+
+fn pack_kv(kv: &kv_client::KeyValue, meta: &mut Vec<f64>, data: &mut Vec<u8>) {
+    let lease = kv.lease as u64;
+    meta.extend_from_slice(&[
+        kv.key.len() as f64,
+        kv.value.len() as f64,
+        kv.create_revision as f64,
+        kv.mod_revision as f64,
+        kv.version as f64,
+        (lease >> 32) as f64,
+        (lease & 0xffff_ffff) as f64,
+    ]);
+    data.extend_from_slice(&kv.key);
+    data.extend_from_slice(&kv.value);
+}
+
+fn pack(revision: i64, events: Vec<kv_client::Event>) -> PackedBatch {
+    let mut meta = Vec::with_capacity(events.len() * STRIDE);
+    let mut data = Vec::new();
+    let mut count = 0;
+    for e in events {
+        let Some(kv) = e.kv.as_ref() else { continue };
+        let kind = match e.r#type() {
+            EventType::Put => 0.0,
+            EventType::Delete => 1.0,
+        };
+        meta.push(kind);
+        meta.push(if e.prev_kv.is_some() { 1.0 } else { 0.0 });
+        pack_kv(kv, &mut meta, &mut data);
+        match e.prev_kv.as_ref() {
+            Some(prev) => pack_kv(prev, &mut meta, &mut data),
+            None => meta.extend_from_slice(&[0.0; 7]),
+        }
+        count += 1;
+    }
+    PackedBatch {
+        revision,
+        count,
+        data: JsBytes(data),
+        meta: Float64Array::new(meta),
+    }
+}
+
+/// A running watch. `next()` resolves with the next batch, or `null` once
+/// cancelled or the client is closed; it rejects with `COMPACTED` if the
+/// watch cannot resume because its history was compacted.
+#[napi]
+pub struct NativeWatch {
+    stream: Arc<Mutex<Option<WatchStream>>>,
+    cancel: CancellationToken,
+    watch_id: i64,
+}
+
+#[napi]
+impl NativeClient {
+    /// Starts a watch; resolves once the server confirmed it.
+    #[napi]
+    pub async fn watch(
+        &self,
+        key: Bytes,
+        options_: Option<WatchOpts>,
+    ) -> napi::Result<NativeWatch> {
+        let c = self.live()?;
+        let opts = options(options_);
+        let key = bytes(key);
+        let cancel = self.closed.child_token();
+        guard(async move {
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => return Err(errors::closed()),
+                s = c.watch(key, opts) => s.map_err(errors::client)?,
+            };
+            Ok(NativeWatch {
+                watch_id: stream.watch_id(),
+                stream: Arc::new(Mutex::new(Some(stream))),
+                cancel,
+            })
+        })
+        .await
+    }
+}
+
+#[napi]
+impl NativeWatch {
+    /// The server's ID for the watch when it was created.
+    #[napi(getter)]
+    pub fn watch_id(&self) -> i64 {
+        self.watch_id
+    }
+
+    /// The next batch; `null` when the watch has ended.
+    #[napi]
+    pub async fn next(&self) -> napi::Result<Option<PackedBatch>> {
+        let stream = self.stream.clone();
+        let cancel = self.cancel.clone();
+        guard(async move {
+            let mut slot = stream.lock().await;
+            let Some(s) = slot.as_mut() else {
+                return Ok(None);
+            };
+            let item = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => None,
+                item = s.next() => item,
+            };
+            match item {
+                Some(Ok(mut batch)) => Ok(Some(pack(batch.revision(), batch.take_events()))),
+                Some(Err(e)) => {
+                    *slot = None;
+                    Err(errors::client(e))
+                }
+                None => {
+                    // Dropping the stream cancels the watch on the server.
+                    *slot = None;
+                    Ok(None)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Cancels the watch: a pending `next()` resolves with `null`.
+    #[napi]
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+        if let Ok(mut slot) = self.stream.try_lock() {
+            *slot = None;
+        }
+    }
+
+    /// Whether the watch was cancelled (or its client closed).
+    #[napi(getter)]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
