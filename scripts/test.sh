@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, and integration tests that start
-# real kvd and etcd processes on 127.0.0.1, then the Node package's
-# suite. Does its own set-up first.
+# real kvd and etcd processes on 127.0.0.1, then the Python and Node packages'
+# suites. Does its own set-up first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,4 +10,5 @@ cargo test --workspace --all-targets
 cargo test --workspace --doc
 # The Python and Node packages, built from this checkout the way users install
 # them, tested against the kvd the steps above built (target/debug/kvd).
+bash scripts/test-python.sh
 bash scripts/test-node.sh

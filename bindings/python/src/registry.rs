@@ -1,0 +1,423 @@
+//! Service discovery: `register(...)` (heartbeat and re-registration run in
+//! the background) and `subscribe(service)` (the live instance set plus
+//! added/updated/removed events, gap-free).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use kv_discovery::{Health, Registration, Registry, ServiceEvent, ServiceInstance, Subscription};
+use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::errors::{closed, discovery_err, invalid};
+use crate::runtime::{awaitable, block, block_py, drop_in_runtime};
+
+pub(crate) fn parse_health(s: &str) -> PyResult<Health> {
+    match s {
+        "passing" => Ok(Health::Passing),
+        "warning" => Ok(Health::Warning),
+        "critical" => Ok(Health::Critical),
+        _ => Err(invalid(format!(
+            "health must be \"passing\", \"warning\" or \"critical\", not {s:?}"
+        ))),
+    }
+}
+
+/// A registered service instance (JSON-compatible with the Rust toolkit).
+#[pyclass(frozen, module = "kvclient", name = "ServiceInstance")]
+#[derive(Clone, Debug)]
+pub(crate) struct PyServiceInstance {
+    /// The service name.
+    #[pyo3(get)]
+    service: String,
+    /// The instance ID (unique within the service).
+    #[pyo3(get)]
+    id: String,
+    /// The addresses it serves on.
+    #[pyo3(get)]
+    addrs: Vec<String>,
+    /// Free-form metadata.
+    #[pyo3(get)]
+    metadata: BTreeMap<String, String>,
+    /// The version it runs.
+    #[pyo3(get)]
+    version: String,
+    /// `"passing"`, `"warning"` or `"critical"`.
+    #[pyo3(get)]
+    health: String,
+}
+
+impl From<ServiceInstance> for PyServiceInstance {
+    fn from(i: ServiceInstance) -> Self {
+        PyServiceInstance {
+            health: i.health.to_string(),
+            service: i.service,
+            id: i.id,
+            addrs: i.addrs,
+            metadata: i.metadata,
+            version: i.version,
+        }
+    }
+}
+
+#[pymethods]
+impl PyServiceInstance {
+    /// The first address (`""` if none).
+    #[getter]
+    fn addr(&self) -> String {
+        self.addrs.first().cloned().unwrap_or_default()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ServiceInstance(service={:?}, id={:?}, addrs={:?}, health={:?})",
+            self.service, self.id, self.addrs, self.health
+        )
+    }
+}
+
+/// What `Client.register` needs.
+pub(crate) struct RegisterArgs {
+    pub(crate) instance: ServiceInstance,
+    pub(crate) ttl: i64,
+    pub(crate) namespace: String,
+}
+
+pub(crate) fn registry(client: kv_client::Client, namespace: String, ttl: Option<i64>) -> Registry {
+    let r = Registry::new(client).with_namespace(namespace);
+    match ttl {
+        Some(t) => r.with_ttl(t),
+        None => r,
+    }
+}
+
+pub(crate) struct RegInner {
+    key: String,
+    reg: tokio::sync::Mutex<Option<Registration>>,
+    lease: std::sync::atomic::AtomicI64,
+}
+
+impl RegInner {
+    pub(crate) async fn register(
+        client: kv_client::Client,
+        args: RegisterArgs,
+    ) -> PyResult<Arc<RegInner>> {
+        let r = registry(client, args.namespace, Some(args.ttl))
+            .register(args.instance)
+            .await
+            .map_err(discovery_err)?;
+        Ok(Arc::new(RegInner {
+            key: r.key().to_string(),
+            lease: r.lease_id().into(),
+            reg: tokio::sync::Mutex::new(Some(r)),
+        }))
+    }
+
+    async fn set_health(self: Arc<Self>, health: Health) -> PyResult<()> {
+        let reg = self.reg.lock().await;
+        let reg = reg.as_ref().ok_or_else(|| closed("registration"))?;
+        reg.set_health(health).await.map_err(discovery_err)
+    }
+
+    async fn close(self: Arc<Self>) -> PyResult<()> {
+        let Some(reg) = self.reg.lock().await.take() else {
+            return Ok(());
+        };
+        reg.close().await.map_err(discovery_err)
+    }
+
+    fn lease_id(&self) -> i64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Ok(r) = self.reg.try_lock()
+            && let Some(r) = r.as_ref()
+        {
+            self.lease.store(r.lease_id(), Relaxed);
+        }
+        self.lease.load(Relaxed)
+    }
+
+    fn instance(&self) -> Option<PyServiceInstance> {
+        let r = self.reg.try_lock().ok()?;
+        r.as_ref().map(|r| r.instance().into())
+    }
+}
+
+impl Drop for RegInner {
+    fn drop(&mut self) {
+        drop_in_runtime(self.reg.get_mut().take());
+    }
+}
+
+macro_rules! registration_class {
+    ($ty:ident, $name:literal, $run:path, { $($extra:tt)* }) => {
+        #[doc = "A live registration: the entry is kept on a lease, renewed in the background and written again after the lease is lost. `close()` (or the end of a `with` block) deregisters."]
+        #[pyclass(module = "kvclient", name = $name)]
+        pub(crate) struct $ty {
+            pub(crate) inner: Arc<RegInner>,
+        }
+
+        #[pymethods]
+        impl $ty {
+            /// The entry's key.
+            #[getter]
+            fn key(&self) -> &str {
+                &self.inner.key
+            }
+            /// The lease the entry is on now (it changes on re-registration).
+            #[getter]
+            fn lease_id(&self) -> i64 {
+                self.inner.lease_id()
+            }
+            /// The instance as last written, or `None` once closed.
+            #[getter]
+            fn instance(&self) -> Option<PyServiceInstance> {
+                self.inner.instance()
+            }
+            /// Sets the health (`"passing"`, `"warning"`, `"critical"`) and rewrites the entry.
+            fn set_health<'py>(&self, py: Python<'py>, health: &str) -> PyResult<Bound<'py, PyAny>> {
+                let h = parse_health(health)?;
+                $run(py, self.inner.clone().set_health(h))
+            }
+            /// Deregisters now (revokes the lease, deleting the entry).
+            fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                $run(py, self.inner.clone().close())
+            }
+            $($extra)*
+        }
+    };
+}
+
+registration_class!(PyRegistration, "Registration", block_py, {
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        block(py, self.inner.clone().close())?;
+        Ok(false)
+    }
+});
+
+registration_class!(PyAsyncRegistration, "AsyncRegistration", awaitable, {
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = slf.unbind();
+        awaitable(py, async move { Ok(me) })
+    }
+    #[pyo3(signature = (*_args))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        awaitable(py, async move {
+            inner.close().await?;
+            Ok(false)
+        })
+    }
+});
+
+/// A change in a subscribed service: `type` is `"added"`, `"updated"` or
+/// `"removed"` (the initial instances come as `"added"`).
+#[pyclass(frozen, module = "kvclient", name = "ServiceEvent")]
+#[derive(Clone, Debug)]
+pub(crate) struct PyServiceEvent {
+    /// `"added"`, `"updated"` or `"removed"`.
+    #[pyo3(get, name = "type")]
+    kind: &'static str,
+    /// The instance (for `"removed"`, its last known entry).
+    #[pyo3(get)]
+    instance: PyServiceInstance,
+}
+
+#[pymethods]
+impl PyServiceEvent {
+    fn __repr__(&self) -> String {
+        format!(
+            "ServiceEvent(type={:?}, id={:?})",
+            self.kind, self.instance.id
+        )
+    }
+}
+
+impl From<ServiceEvent> for PyServiceEvent {
+    fn from(e: ServiceEvent) -> Self {
+        let (kind, i) = match e {
+            ServiceEvent::Added(i) => ("added", i),
+            ServiceEvent::Updated(i) => ("updated", i),
+            ServiceEvent::Removed(i) => ("removed", i),
+        };
+        PyServiceEvent {
+            kind,
+            instance: i.into(),
+        }
+    }
+}
+
+pub(crate) struct SubInner {
+    sub: tokio::sync::Mutex<Option<Subscription>>,
+    /// The set as of the last event handed out, for `current()` while a
+    /// reader waits (then no event is pending, so it is the live set).
+    last: StdMutex<(Vec<PyServiceInstance>, i64)>,
+    cancel: tokio::sync::watch::Sender<bool>,
+}
+
+impl SubInner {
+    pub(crate) async fn start(
+        client: kv_client::Client,
+        service: String,
+        namespace: String,
+    ) -> PyResult<Arc<SubInner>> {
+        let sub = registry(client, namespace, None)
+            .subscribe(&service)
+            .await
+            .map_err(discovery_err)?;
+        let last = (
+            sub.current().into_iter().map(Into::into).collect(),
+            sub.revision(),
+        );
+        Ok(Arc::new(SubInner {
+            sub: tokio::sync::Mutex::new(Some(sub)),
+            last: StdMutex::new(last),
+            cancel: tokio::sync::watch::channel(false).0,
+        }))
+    }
+
+    async fn next(self: Arc<Self>) -> PyResult<Option<PyServiceEvent>> {
+        let mut canceled = self.cancel.subscribe();
+        let mut guard = self.sub.lock().await;
+        let Some(sub) = guard.as_mut() else {
+            return Ok(None);
+        };
+        let ev = tokio::select! {
+            _ = canceled.wait_for(|c| *c) => None,
+            ev = sub.next_event() => ev,
+        };
+        match ev {
+            Some(ev) => {
+                *self.last.lock().unwrap_or_else(|p| p.into_inner()) = (
+                    sub.current().into_iter().map(Into::into).collect(),
+                    sub.revision(),
+                );
+                Ok(Some(ev.into()))
+            }
+            None => {
+                drop_in_runtime(guard.take());
+                Ok(None)
+            }
+        }
+    }
+
+    fn current(&self) -> (Vec<PyServiceInstance>, i64) {
+        if let Ok(g) = self.sub.try_lock()
+            && let Some(s) = g.as_ref()
+        {
+            return (
+                s.current().into_iter().map(Into::into).collect(),
+                s.revision(),
+            );
+        }
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn close(&self) {
+        self.cancel.send_replace(true);
+        if let Ok(mut g) = self.sub.try_lock() {
+            drop_in_runtime(g.take());
+        }
+    }
+}
+
+impl Drop for SubInner {
+    fn drop(&mut self) {
+        drop_in_runtime(self.sub.get_mut().take());
+    }
+}
+
+macro_rules! subscription_class {
+    ($ty:ident, $name:literal, { $($extra:tt)* }) => {
+        #[doc = "The live set of a service's instances (`current()`), and its changes when iterated. `close()` stops it."]
+        #[pyclass(module = "kvclient", name = $name)]
+        pub(crate) struct $ty {
+            pub(crate) inner: Arc<SubInner>,
+        }
+
+        #[pymethods]
+        impl $ty {
+            /// The instances live now.
+            fn current(&self) -> Vec<PyServiceInstance> {
+                self.inner.current().0
+            }
+            /// The store revision `current()` reflects.
+            #[getter]
+            fn revision(&self) -> i64 {
+                self.inner.current().1
+            }
+            /// Stops the subscription; iteration ends.
+            fn close(&self) {
+                self.inner.close();
+            }
+            $($extra)*
+        }
+    };
+}
+
+subscription_class!(PySubscription, "Subscription", {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyServiceEvent>> {
+        block(py, self.inner.clone().next())
+    }
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+        self.inner.close();
+        false
+    }
+});
+
+subscription_class!(PyAsyncSubscription, "AsyncSubscription", {
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        awaitable(py, async move {
+            match inner.next().await? {
+                Some(e) => Ok(e),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
+    }
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = slf.unbind();
+        awaitable(py, async move { Ok(me) })
+    }
+    #[pyo3(signature = (*_args))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.inner.close();
+        awaitable(py, async move { Ok(false) })
+    }
+});
+
+/// Lists a service's instances now.
+pub(crate) async fn instances(
+    client: kv_client::Client,
+    service: String,
+    namespace: String,
+) -> PyResult<Vec<PyServiceInstance>> {
+    let list = registry(client, namespace, None)
+        .list(&service)
+        .await
+        .map_err(discovery_err)?;
+    Ok(list.into_iter().map(Into::into).collect())
+}

@@ -1,0 +1,197 @@
+//! Watches as Python iterators: `Watch` (blocking `for`) and `AsyncWatch`
+//! (`async for`). Resume after disconnects is the Rust client's: the
+//! iterator never sees a lost or repeated event; a compacted resume point
+//! raises `CompactedError` and ends the watch.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kv_client::WatchStream;
+use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::prelude::*;
+
+use crate::errors::client_err;
+use crate::runtime::{awaitable, block, drop_in_runtime};
+use crate::types::PyEvent;
+
+/// What both watch classes share.
+pub(crate) struct WatchInner {
+    stream: tokio::sync::Mutex<Option<WatchStream>>,
+    /// Events of the last batch not yet handed out (a batch holds every
+    /// event of a revision; they go to Python one at a time).
+    buffer: Mutex<VecDeque<PyEvent>>,
+    cancel: tokio::sync::watch::Sender<bool>,
+    watch_id: i64,
+}
+
+impl WatchInner {
+    pub(crate) fn new(stream: WatchStream) -> Arc<WatchInner> {
+        Arc::new(WatchInner {
+            watch_id: stream.watch_id(),
+            stream: tokio::sync::Mutex::new(Some(stream)),
+            buffer: Mutex::new(VecDeque::new()),
+            cancel: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    fn pop(&self) -> Option<PyEvent> {
+        self.buffer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+
+    /// The next event, `None` once canceled or ended.
+    async fn next(self: Arc<Self>) -> PyResult<Option<PyEvent>> {
+        if let Some(e) = self.pop() {
+            return Ok(Some(e));
+        }
+        let mut canceled = self.cancel.subscribe();
+        let mut guard = self.stream.lock().await;
+        // Another caller may have filled the buffer while we waited.
+        if let Some(e) = self.pop() {
+            return Ok(Some(e));
+        }
+        loop {
+            let Some(stream) = guard.as_mut() else {
+                return Ok(None);
+            };
+            let item = tokio::select! {
+                _ = canceled.wait_for(|c| *c) => None,
+                item = stream.next() => Some(item),
+            };
+            match item {
+                None | Some(None) => {
+                    *guard = None;
+                    return Ok(None);
+                }
+                Some(Some(Err(e))) => {
+                    *guard = None;
+                    return Err(client_err(e));
+                }
+                Some(Some(Ok(mut batch))) => {
+                    let mut events = batch.take_events().into_iter().map(PyEvent::from);
+                    let Some(first) = events.next() else {
+                        continue; // a progress notification
+                    };
+                    self.buffer
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(events);
+                    return Ok(Some(first));
+                }
+            }
+        }
+    }
+
+    /// Cancels the watch: a waiting `next` returns, the server-side watch
+    /// is canceled when the stream is dropped.
+    fn cancel(&self) {
+        self.cancel.send_replace(true);
+        if let Ok(mut g) = self.stream.try_lock() {
+            drop_in_runtime(g.take());
+        }
+    }
+}
+
+impl Drop for WatchInner {
+    fn drop(&mut self) {
+        drop_in_runtime(self.stream.get_mut().take());
+    }
+}
+
+/// A watch, iterated with `for event in watch`. `cancel()` (or leaving a
+/// `with` block) stops it; the iteration then ends.
+#[pyclass(module = "kvclient", name = "Watch")]
+pub(crate) struct PyWatch {
+    inner: Arc<WatchInner>,
+}
+
+impl PyWatch {
+    pub(crate) fn new(inner: Arc<WatchInner>) -> Self {
+        PyWatch { inner }
+    }
+}
+
+#[pymethods]
+impl PyWatch {
+    /// The server's watch ID when the watch was created.
+    #[getter]
+    fn watch_id(&self) -> i64 {
+        self.inner.watch_id
+    }
+    /// Stops the watch; iteration ends.
+    fn cancel(&self) {
+        self.inner.cancel();
+    }
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyEvent>> {
+        if let Some(e) = self.inner.pop() {
+            return Ok(Some(e));
+        }
+        let inner = self.inner.clone();
+        block(py, inner.next())
+    }
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.inner.cancel();
+        false
+    }
+}
+
+/// A watch, iterated with `async for event in watch`.
+#[pyclass(module = "kvclient", name = "AsyncWatch")]
+pub(crate) struct PyAsyncWatch {
+    inner: Arc<WatchInner>,
+}
+
+impl PyAsyncWatch {
+    pub(crate) fn new(inner: Arc<WatchInner>) -> Self {
+        PyAsyncWatch { inner }
+    }
+}
+
+#[pymethods]
+impl PyAsyncWatch {
+    /// The server's watch ID when the watch was created.
+    #[getter]
+    fn watch_id(&self) -> i64 {
+        self.inner.watch_id
+    }
+    /// Stops the watch; iteration ends.
+    fn cancel(&self) {
+        self.inner.cancel();
+    }
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        awaitable(py, async move {
+            match inner.next().await? {
+                Some(e) => Ok(e),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
+    }
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = slf.unbind();
+        awaitable(py, async move { Ok(me) })
+    }
+    #[pyo3(signature = (*_args))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _args: &Bound<'py, pyo3::types::PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.inner.cancel();
+        awaitable(py, async move { Ok(false) })
+    }
+}
