@@ -6,7 +6,7 @@
 #
 # Builds what is missing: the release addon (npm install in bindings/node,
 # which also installs etcd3, a devDependency) and target/release/kvd.
-# Prints a markdown table; bench/node/RESULTS.md records a full run.
+# Prints a markdown table; docs/benchmarks.md ("Client packages") records full runs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
