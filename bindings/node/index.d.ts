@@ -341,8 +341,8 @@ export interface Member {
 }
 
 /**
- * The events of one revision (or a progress notification: no events),
- * packed: creating a napi object per event and per key-value costs about
+ * The events of one revision (or a progress notification or resume
+ * announcement: no events), packed: creating a napi object per event and per key-value costs about
  * four times more than everything else a watch does per event, so the JS
  * layer (`lib/watch.js`) builds the objects from these.
  *
@@ -358,6 +358,11 @@ export interface PackedBatch {
   count: number
   data: Buffer
   meta: Float64Array
+  /**
+   * Set (with no events) when the watch was re-created after a
+   * disconnect: the revision it continues from.
+   */
+  resumedAt?: number
 }
 
 /**

@@ -184,9 +184,11 @@ impl LeaseKeeper {
     pub fn lost_reason(&self) -> Option<LeaseLost> {
         self.state.borrow().lost
     }
-    /// Resolves when the lease is lost. Independent of `self`: it can be
-    /// moved into another task.
-    pub fn lost(&self) -> impl Future<Output = LeaseLost> + Send + 'static {
+    /// Resolves when the lease is lost. Independent of `self` (it captures
+    /// no borrow, hence `use<>`): it can be moved into another task and
+    /// outlive the keeper, resolving with [`LeaseLost::KeeperDropped`] if
+    /// the keeper is dropped first.
+    pub fn lost(&self) -> impl Future<Output = LeaseLost> + Send + 'static + use<> {
         let mut state = self.state.clone();
         async move {
             loop {

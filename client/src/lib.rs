@@ -72,7 +72,7 @@ pub use lease::{LeaseKeeper, LeaseListResponse, LeaseLost};
 pub use maintenance::{HashKvResponse, SnapshotStream};
 pub use retry::RetryPolicy;
 pub use txn::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse, TxnResponse};
-pub use watch::{WatchBatch, WatchOptions, WatchStream};
+pub use watch::{WATCH_BUFFER, WatchBatch, WatchOptions, WatchStream};
 
 use retry::Repeatable;
 

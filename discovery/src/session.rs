@@ -123,7 +123,7 @@ impl Session {
     /// eprintln!("lost: {reason}");
     /// # }
     /// ```
-    pub fn lost(&self) -> impl Future<Output = LeaseLost> + Send + 'static {
+    pub fn lost(&self) -> impl Future<Output = LeaseLost> + Send + 'static + use<> {
         self.inner.keeper.lost()
     }
 

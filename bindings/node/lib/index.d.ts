@@ -200,6 +200,11 @@ export interface WatcherEvents {
   event: [WatchEvent]
   batch: [{ revision: number; events: WatchEvent[] }]
   progress: [number]
+  /**
+   * The watch was re-created after a disconnect and continues from this
+   * revision (every earlier event was delivered; none is repeated).
+   */
+  resumed: [number]
   error: [KvError]
   end: []
 }

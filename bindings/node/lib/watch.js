@@ -62,14 +62,15 @@ function unpack(batch) {
   return events
 }
 
-const EVENT_NAMES = new Set(['put', 'delete', 'event', 'batch', 'progress'])
+const EVENT_NAMES = new Set(['put', 'delete', 'event', 'batch', 'progress', 'resumed'])
 
 /**
  * A watch. Iterate it (`for await (const ev of watcher)`) or listen to it
- * ('put', 'delete', 'event', 'batch', 'progress', 'error', 'end'), not both.
- * After a disconnect it resumes by itself from the revision after the last
- * event delivered: no event is lost or repeated. If that history was
- * compacted, it fails with a CompactedError.
+ * ('put', 'delete', 'event', 'batch', 'progress', 'resumed', 'error', 'end'),
+ * not both. After a disconnect it resumes by itself from the revision after
+ * the last event delivered (emitting 'resumed' with that revision): no event
+ * is lost or repeated. If that history was compacted, it fails with a
+ * CompactedError.
  */
 class Watcher extends EventEmitter {
   constructor(start, signal) {
@@ -139,6 +140,10 @@ class Watcher extends EventEmitter {
       for (;;) {
         const batch = await this._next()
         if (batch === null) break
+        if (batch.resumedAt != null) {
+          this.emit('resumed', batch.resumedAt)
+          continue
+        }
         if (batch.count === 0) {
           this.emit('progress', batch.revision)
           continue

@@ -1,6 +1,7 @@
 //! Watches: `NativeWatch.next()` pulls one batch at a time (the JS layer
 //! turns that into an async iterator or an EventEmitter). Resume after a
-//! disconnect is the client crate's: no event is lost or repeated.
+//! disconnect is the client crate's: no event is lost or repeated; each
+//! resume is reported as a batch with `resumedAt` set.
 
 use std::sync::Arc;
 
@@ -30,7 +31,8 @@ pub struct WatchOpts {
 }
 
 fn options(o: Option<WatchOpts>) -> WatchOptions {
-    let mut w = WatchOptions::new();
+    // Always on: the iterator skips the empty batch, the emitter says 'resumed'.
+    let mut w = WatchOptions::new().with_resume_notify();
     let Some(o) = o else { return w };
     if o.prefix == Some(true) {
         w = w.with_prefix();
@@ -62,8 +64,8 @@ fn options(o: Option<WatchOpts>) -> WatchOptions {
 /// Numbers per event in [`PackedBatch::meta`].
 const STRIDE: usize = 16;
 
-/// The events of one revision (or a progress notification: no events),
-/// packed: creating a napi object per event and per key-value costs about
+/// The events of one revision (or a progress notification or resume
+/// announcement: no events), packed: creating a napi object per event and per key-value costs about
 /// four times more than everything else a watch does per event, so the JS
 /// layer (`lib/watch.js`) builds the objects from these.
 ///
@@ -80,6 +82,9 @@ pub struct PackedBatch {
     #[napi(ts_type = "Buffer")]
     pub data: JsBytes,
     pub meta: Float64Array,
+    /// Set (with no events) when the watch was re-created after a
+    /// disconnect: the revision it continues from.
+    pub resumed_at: Option<i64>,
 }
 
 fn pack_kv(kv: &kv_client::KeyValue, meta: &mut Vec<f64>, data: &mut Vec<u8>) {
@@ -97,7 +102,7 @@ fn pack_kv(kv: &kv_client::KeyValue, meta: &mut Vec<f64>, data: &mut Vec<u8>) {
     data.extend_from_slice(&kv.value);
 }
 
-fn pack(revision: i64, events: Vec<kv_client::Event>) -> PackedBatch {
+fn pack(revision: i64, events: Vec<kv_client::Event>, resumed_at: Option<i64>) -> PackedBatch {
     let mut meta = Vec::with_capacity(events.len() * STRIDE);
     let mut data = Vec::new();
     let mut count = 0;
@@ -121,6 +126,7 @@ fn pack(revision: i64, events: Vec<kv_client::Event>) -> PackedBatch {
         count,
         data: JsBytes(data),
         meta: Float64Array::new(meta),
+        resumed_at,
     }
 }
 
@@ -186,7 +192,14 @@ impl NativeWatch {
                 item = s.next() => item,
             };
             match item {
-                Some(Ok(mut batch)) => Ok(Some(pack(batch.revision(), batch.take_events()))),
+                Some(Ok(mut batch)) => {
+                    let resumed_at = batch.resumed_at();
+                    Ok(Some(pack(
+                        batch.revision(),
+                        batch.take_events(),
+                        resumed_at,
+                    )))
+                }
                 Some(Err(e)) => {
                     *slot = None;
                     Err(errors::client(e))

@@ -182,4 +182,46 @@ describe('watch across a kvd restart', () => {
     await writer.close()
     watcher.cancel()
   })
+
+  it("emits 'resumed' once with the revision it continues from", async () => {
+    const p = unique('resumed')
+    const watcher = client.watchPrefix(p)
+    await watcher.ready()
+    // One ordered log of puts (their revisions) and resumes.
+    const log = []
+    watcher.on('put', (ev) => log.push(['put', ev.revision, Number(ev.kv.text)]))
+    watcher.on('resumed', (rev) => log.push(['resumed', rev]))
+    const writer = server.client()
+    const N = 10
+    for (let i = 0; i < N / 2; i++) await writer.put(`${p}k`, String(i))
+    await eventually(() => log.length >= N / 2, 30_000, 'events before the restart')
+    await server.restart()
+    let next = N / 2
+    await eventually(async () => {
+      try {
+        while (next < N) {
+          await writer.put(`${p}k`, String(next))
+          next++
+        }
+        return true
+      } catch {
+        return false
+      }
+    }, 30_000, 'writes after restart')
+    await eventually(() => log.length >= N + 1, 30_000, `all events and a resume (log ${JSON.stringify(log)})`)
+    const resumes = log.filter((e) => e[0] === 'resumed')
+    assert.equal(resumes.length, 1, `one resume: ${JSON.stringify(log)}`)
+    const puts = log.filter((e) => e[0] === 'put')
+    assert.deepEqual(puts.map((e) => e[2]), Array.from({ length: N }, (_, i) => i))
+    // Announced after the last event before it, naming a revision no
+    // delivered event lies behind.
+    const at = log.findIndex((e) => e[0] === 'resumed')
+    const before = log.slice(0, at)
+    const after = log.slice(at + 1)
+    const resumedAt = resumes[0][1]
+    assert.ok(before.every((e) => e[1] < resumedAt) && after.every((e) => e[1] >= resumedAt), JSON.stringify(log))
+    assert.ok(before.length >= N / 2, JSON.stringify(log))
+    await writer.close()
+    watcher.cancel()
+  })
 })

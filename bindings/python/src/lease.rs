@@ -132,9 +132,9 @@ impl PyLeaseInfo {
 /// A running keeper.
 pub(crate) struct KeeperInner {
     id: i64,
-    /// Shared with `lost()` futures (which release it once `stopped`).
-    keeper: Mutex<Option<Arc<LeaseKeeper>>>,
-    stopped: tokio::sync::watch::Sender<bool>,
+    /// Taken (and dropped) by `stop`, which resolves pending `lost()`
+    /// futures with "stopped" (`LeaseLost::KeeperDropped`).
+    keeper: Mutex<Option<LeaseKeeper>>,
 }
 
 impl KeeperInner {
@@ -142,8 +142,7 @@ impl KeeperInner {
         let k = client.lease_keeper(id).await.map_err(client_err)?;
         Ok(Arc::new(KeeperInner {
             id,
-            keeper: Mutex::new(Some(Arc::new(k))),
-            stopped: tokio::sync::watch::channel(false).0,
+            keeper: Mutex::new(Some(k)),
         }))
     }
 
@@ -152,7 +151,7 @@ impl KeeperInner {
             .keeper
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_deref())
+            .as_ref())
     }
 
     fn lost_now(&self) -> Option<&'static str> {
@@ -164,25 +163,16 @@ impl KeeperInner {
 
     /// Resolves with the reason when the lease is lost (or the keeper stopped).
     fn lost(&self) -> impl Future<Output = &'static str> + Send + 'static {
-        let keeper = self
-            .keeper
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut stopped = self.stopped.subscribe();
+        let lost = self.with(|k| k.map(LeaseKeeper::lost));
         async move {
-            let Some(k) = keeper else {
-                return "stopped";
-            };
-            tokio::select! {
-                r = k.lost() => reason(r),
-                _ = stopped.wait_for(|s| *s) => "stopped",
+            match lost {
+                Some(lost) => reason(lost.await),
+                None => "stopped",
             }
         }
     }
 
     fn stop(&self) {
-        self.stopped.send_replace(true);
         let k = self.keeper.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop_in_runtime(k);
     }

@@ -6,8 +6,19 @@
 //! responses by watch ID, and on a broken stream re-opens it with backoff and
 //! re-creates every watch from its next undelivered revision. Events below
 //! that revision are dropped, so a resume never repeats one.
+//!
+//! Back-pressure is per watch: each has a bounded queue. When it is full the
+//! hub cancels that watch on the server ("pauses" it) without advancing its
+//! next revision, drops whatever still arrives for it, and re-creates it from
+//! that revision once the consumer has drained half the queue. The shared
+//! stream keeps being read, so one slow watcher neither stalls nor reorders
+//! the others, and memory stays bounded (at the cost of re-reading the
+//! paused watch's events from the server's history; if they have been
+//! compacted meanwhile the watch ends with `Error::Compacted`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use kv_proto::etcdserverpb::{
     WatchCancelRequest, WatchCreateRequest, WatchRequest, WatchResponse,
@@ -18,7 +29,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Streaming;
 
-use super::WatchBatch;
+use super::{Flow, WATCH_BUFFER, WatchBatch};
 use crate::{Error, HubClient, Result};
 
 /// The error reported when the hub is gone (the runtime is shutting down).
@@ -26,14 +37,29 @@ pub(super) fn stopped() -> Error {
     Error::Transport("the watch stream task has stopped".into())
 }
 
+/// The hub's ends of one watch's channels to its [`WatchStream`](super::WatchStream).
+pub(super) struct Delivery {
+    /// Bounded ([`WATCH_BUFFER`] batches).
+    pub(super) events: mpsc::Sender<WatchBatch>,
+    /// The terminal error, read by the stream after the last batch.
+    pub(super) end: oneshot::Sender<Error>,
+    pub(super) flow: Arc<Flow>,
+    /// The answer to the create.
+    pub(super) created: oneshot::Sender<Result<i64>>,
+}
+
 enum Cmd {
     Create {
         id: u64,
         req: WatchCreateRequest,
-        events: mpsc::UnboundedSender<Result<WatchBatch>>,
-        created: oneshot::Sender<Result<i64>>,
+        resume_notify: bool,
+        delivery: Delivery,
     },
     Cancel {
+        id: u64,
+    },
+    /// The consumer of a paused watch has drained its queue enough.
+    Unpause {
         id: u64,
     },
 }
@@ -60,16 +86,21 @@ impl HubHandle {
         &self,
         id: u64,
         req: WatchCreateRequest,
-        events: mpsc::UnboundedSender<Result<WatchBatch>>,
-        created: oneshot::Sender<Result<i64>>,
+        resume_notify: bool,
+        delivery: Delivery,
     ) -> Result<()> {
         let cmd = Cmd::Create {
             id,
             req,
-            events,
-            created,
+            resume_notify,
+            delivery,
         };
         self.tx.send(cmd).map_err(|_| stopped())
+    }
+
+    pub(super) fn unpause(&self, id: u64) {
+        // If the hub is gone the stream ends anyway.
+        let _ = self.tx.send(Cmd::Unpause { id });
     }
 
     pub(super) fn cancel(&self, id: u64) {
@@ -85,11 +116,22 @@ struct Sub {
     /// The first revision not yet delivered (0: a start-from-now watch the
     /// server has not confirmed yet).
     next_rev: i64,
-    events: mpsc::UnboundedSender<Result<WatchBatch>>,
+    events: mpsc::Sender<WatchBatch>,
+    end: oneshot::Sender<Error>,
+    flow: Arc<Flow>,
     /// Pending until the first "created" answer.
     created: Option<oneshot::Sender<Result<i64>>>,
     /// The server's ID on the current stream, once created there.
     server_id: Option<i64>,
+    /// Canceled on the server because its queue was full.
+    paused: bool,
+    /// Whether to announce resumes ([`WatchBatch::resumed_at`]).
+    resume_notify: bool,
+    /// A disconnect happened since the watch was confirmed: announce the
+    /// next re-create.
+    resume_due: bool,
+    /// A resume announcement that found the queue full.
+    marker: Option<WatchBatch>,
 }
 
 struct Hub {
@@ -201,8 +243,10 @@ impl Hub {
         self.by_server.clear();
         for sub in self.subs.values_mut() {
             sub.server_id = None;
+            sub.resume_due |= sub.resume_notify && sub.created.is_none();
         }
-        self.pending = self.subs.keys().copied().collect();
+        let live = self.subs.iter().filter(|(_, s)| !s.paused);
+        self.pending = live.map(|(id, _)| *id).collect();
     }
 
     fn send(&self, req: RequestUnion) {
@@ -220,7 +264,7 @@ impl Hub {
             return;
         }
         while let Some(id) = self.pending.pop_front() {
-            let Some(sub) = self.subs.get(&id) else {
+            let Some(sub) = self.subs.get(&id).filter(|s| !s.paused) else {
                 continue;
             };
             let mut req = sub.req.clone();
@@ -238,16 +282,22 @@ impl Hub {
             Cmd::Create {
                 id,
                 req,
-                events,
-                created,
+                resume_notify,
+                delivery,
             } => {
                 let next_rev = req.start_revision.max(0);
                 let sub = Sub {
                     req,
                     next_rev,
-                    events,
-                    created: Some(created),
+                    events: delivery.events,
+                    end: delivery.end,
+                    flow: delivery.flow,
+                    created: Some(delivery.created),
                     server_id: None,
+                    paused: false,
+                    resume_notify,
+                    resume_due: false,
+                    marker: None,
                 };
                 self.subs.insert(id, sub);
                 self.pending.push_back(id);
@@ -261,6 +311,47 @@ impl Hub {
                     self.send(RequestUnion::CancelRequest(WatchCancelRequest { watch_id }));
                 }
             }
+            Cmd::Unpause { id } => self.unpause(id),
+        }
+    }
+
+    /// Cancels a watch whose queue is full on the server, keeping its next
+    /// revision; it is re-created from there by [`unpause`](Self::unpause).
+    fn pause(&mut self, id: u64) {
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return;
+        };
+        sub.paused = true;
+        sub.flow.paused.store(true, Ordering::SeqCst);
+        tracing::debug!(id, next_rev = sub.next_rev, "watch queue full; paused");
+        // The consumer may have drained the queue before seeing the flag.
+        let drained = sub.events.capacity() >= WATCH_BUFFER - WATCH_BUFFER / 2
+            && sub.flow.paused.swap(false, Ordering::SeqCst);
+        if let Some(watch_id) = sub.server_id.take() {
+            self.by_server.remove(&watch_id);
+            self.send(RequestUnion::CancelRequest(WatchCancelRequest { watch_id }));
+        }
+        if drained {
+            self.unpause(id);
+        }
+    }
+
+    fn unpause(&mut self, id: u64) {
+        let Some(sub) = self.subs.get_mut(&id).filter(|s| s.paused) else {
+            return;
+        };
+        sub.paused = false;
+        if let Some(marker) = sub.marker.take()
+            && let Err(mpsc::error::TrySendError::Full(marker)) = sub.events.try_send(marker)
+        {
+            sub.marker = Some(marker);
+            self.pause(id);
+            return;
+        }
+        tracing::debug!(id, next_rev = sub.next_rev, "watch queue drained; resuming");
+        if self.requests.is_some() {
+            self.pending.push_back(id);
+            self.send_next_create();
         }
     }
 
@@ -289,22 +380,25 @@ impl Hub {
             .into_iter()
             .filter(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) >= sub.next_rev)
             .collect();
-        let batch = if let Some(last) = events.iter().filter_map(|e| e.kv.as_ref()).next_back() {
-            sub.next_rev = last.mod_revision + 1;
-            WatchBatch { header, events }
+        if let Some(last) = events.iter().filter_map(|e| e.kv.as_ref()).next_back() {
+            let next_rev = last.mod_revision + 1;
+            let batch = WatchBatch::new(header, events);
+            match sub.events.try_send(batch) {
+                Ok(()) => sub.next_rev = next_rev,
+                // Not delivered, so `next_rev` stays: the resume re-reads it.
+                Err(mpsc::error::TrySendError::Full(_)) => self.pause(id),
+                // The stream was dropped; its cancel follows.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
         } else if progress && header.revision >= sub.next_rev - 1 {
             // A progress notification: everything up to its revision is in.
             sub.next_rev = header.revision + 1;
-            if !sub.req.progress_notify {
-                return;
+            if sub.req.progress_notify {
+                // Best effort: a full queue already tells the consumer more.
+                let _ = sub.events.try_send(WatchBatch::new(header, events));
             }
-            WatchBatch { header, events }
-        } else {
-            // Only events already delivered before a resume.
-            return;
-        };
-        // A closed receiver means the stream was dropped; its cancel follows.
-        let _ = sub.events.send(Ok(batch));
+        }
+        // Otherwise only events already delivered before a resume.
     }
 
     fn on_created(&mut self, resp: WatchResponse) {
@@ -341,6 +435,14 @@ impl Hub {
         if let Some(created) = sub.created.take() {
             let _ = created.send(Ok(resp.watch_id));
         }
+        if std::mem::take(&mut sub.resume_due) {
+            let header = resp.header.unwrap_or_default();
+            let marker = WatchBatch::resumed(header, sub.next_rev);
+            if let Err(mpsc::error::TrySendError::Full(marker)) = sub.events.try_send(marker) {
+                sub.marker = Some(marker);
+                self.pause(id);
+            }
+        }
     }
 
     /// Ends a watch with an error (a terminal one: it is not resumed).
@@ -348,12 +450,13 @@ impl Hub {
         let Some(mut sub) = self.subs.remove(&id) else {
             return;
         };
+        // The stream yields `end` after the queued batches.
         match sub.created.take() {
             Some(created) => {
                 let _ = created.send(Err(err));
             }
             None => {
-                let _ = sub.events.send(Err(err));
+                let _ = sub.end.send(err);
             }
         }
     }

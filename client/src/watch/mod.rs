@@ -10,6 +10,15 @@
 //! yields [`Error::Compacted`] and ends. Dropping the stream cancels the
 //! watch.
 //!
+//! Each watch buffers at most [`WATCH_BUFFER`] batches. A consumer that falls
+//! that far behind gets its watch paused (canceled on the server) until it
+//! has read half of them, then resumed from the next undelivered revision as
+//! after a disconnect: memory stays bounded, other watches are unaffected,
+//! and no event is lost or repeated (but a pause long enough for the server
+//! to compact the missing revisions ends the watch with
+//! [`Error::Compacted`]). With [`WatchOptions::with_resume_notify`] the
+//! stream also reports each resume after a disconnect.
+//!
 //! ```no_run
 //! # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
 //! use futures::StreamExt;
@@ -27,8 +36,10 @@
 
 mod hub;
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -42,6 +53,17 @@ use crate::kv::KeyRange;
 use crate::{Client, Error, Result};
 
 pub(crate) use hub::HubHandle;
+
+/// How many batches a watch queues for its consumer before it is paused.
+pub const WATCH_BUFFER: usize = 64;
+
+/// Shared by a watch's stream and the hub.
+#[derive(Debug, Default)]
+pub(crate) struct Flow {
+    /// Set by the hub when it paused the watch; cleared by whichever side
+    /// (the draining consumer or the hub) asks for the unpause.
+    paused: AtomicBool,
+}
 
 /// Local identifiers of watches (stable across reconnects, unlike the
 /// server's watch IDs).
@@ -67,6 +89,7 @@ pub struct WatchOptions {
     progress_notify: bool,
     no_put: bool,
     no_delete: bool,
+    resume_notify: bool,
 }
 
 impl WatchOptions {
@@ -115,6 +138,17 @@ impl WatchOptions {
         self.no_delete = true;
         self
     }
+    /// After each reconnect, yields an empty batch whose
+    /// [`resumed_at`](WatchBatch::resumed_at) tells the revision the watch
+    /// resumed from, before that revision's events. Off by default.
+    ///
+    /// ```
+    /// let opts = kv_client::WatchOptions::new().with_resume_notify();
+    /// ```
+    pub fn with_resume_notify(mut self) -> Self {
+        self.resume_notify = true;
+        self
+    }
 
     fn into_request(self, key: Vec<u8>) -> WatchCreateRequest {
         let (key, range_end) = self.range.resolve(key);
@@ -153,9 +187,24 @@ impl WatchOptions {
 pub struct WatchBatch {
     header: ResponseHeader,
     events: Vec<Event>,
+    resumed_at: Option<i64>,
 }
 
 impl WatchBatch {
+    fn new(header: ResponseHeader, events: Vec<Event>) -> Self {
+        WatchBatch {
+            header,
+            events,
+            resumed_at: None,
+        }
+    }
+    fn resumed(header: ResponseHeader, next_rev: i64) -> Self {
+        WatchBatch {
+            header,
+            events: Vec::new(),
+            resumed_at: Some(next_rev),
+        }
+    }
     /// The header of the response that carried the batch.
     pub fn header(&self) -> &ResponseHeader {
         &self.header
@@ -175,7 +224,13 @@ impl WatchBatch {
     /// Whether this is a progress notification: no events, and every event
     /// up to [`revision`](Self::revision) has been delivered.
     pub fn is_progress_notify(&self) -> bool {
-        self.events.is_empty()
+        self.events.is_empty() && self.resumed_at.is_none()
+    }
+    /// With [`WatchOptions::with_resume_notify`]: `Some(r)` if this (empty)
+    /// batch announces that the watch was re-created after a disconnect and
+    /// continues from revision `r` (every event before `r` was delivered).
+    pub fn resumed_at(&self) -> Option<i64> {
+        self.resumed_at
     }
 }
 
@@ -197,7 +252,10 @@ impl WatchBatch {
 pub struct WatchStream {
     id: u64,
     watch_id: i64,
-    events: mpsc::UnboundedReceiver<Result<WatchBatch>>,
+    events: mpsc::Receiver<WatchBatch>,
+    /// The terminal error, yielded after the last batch.
+    end: Option<oneshot::Receiver<Error>>,
+    flow: Arc<Flow>,
     hub: HubHandle,
 }
 
@@ -213,7 +271,32 @@ impl Stream for WatchStream {
     type Item = Result<WatchBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        let this = &mut *self;
+        match this.events.poll_recv(cx) {
+            Poll::Ready(Some(batch)) => {
+                // Half drained: let a paused watch go on (see `hub::pause`).
+                if this.events.len() <= WATCH_BUFFER / 2
+                    && this.flow.paused.load(Ordering::SeqCst)
+                    && this.flow.paused.swap(false, Ordering::SeqCst)
+                {
+                    this.hub.unpause(this.id);
+                }
+                Poll::Ready(Some(Ok(batch)))
+            }
+            Poll::Ready(None) => {
+                // The hub dropped the sender: it set `end` first, if at all.
+                let Some(end) = this.end.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let item = match Pin::new(end).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => r.ok().map(Err),
+                };
+                this.end = None;
+                Poll::Ready(item)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -241,17 +324,29 @@ impl Client {
         key: impl Into<Vec<u8>>,
         options: impl Into<Option<WatchOptions>>,
     ) -> Result<WatchStream> {
-        let req = options.into().unwrap_or_default().into_request(key.into());
+        let options = options.into().unwrap_or_default();
+        let resume_notify = options.resume_notify;
+        let req = options.into_request(key.into());
         let hub = self.watch_hub();
         let id = NEXT_WATCH.fetch_add(1, Ordering::Relaxed);
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(WATCH_BUFFER);
+        let (end_tx, end) = oneshot::channel();
         let (created_tx, created) = oneshot::channel();
-        hub.create(id, req, events_tx, created_tx)?;
+        let flow = Arc::new(Flow::default());
+        let delivery = hub::Delivery {
+            events: events_tx,
+            end: end_tx,
+            flow: flow.clone(),
+            created: created_tx,
+        };
+        hub.create(id, req, resume_notify, delivery)?;
         // Built before waiting so that giving up (or being dropped) cancels.
         let mut stream = WatchStream {
             id,
             watch_id: -1,
             events,
+            end: Some(end),
+            flow,
             hub,
         };
         match tokio::time::timeout(self.config().request_timeout(), created).await {

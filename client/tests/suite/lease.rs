@@ -1,8 +1,9 @@
 //! Leases and the lease keeper against both servers.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use kv_client::{Client, Error, LeaseLost, PutOptions};
+use kv_client::{Client, Error, LeaseKeeper, LeaseLost, PutOptions};
 
 use crate::proxy::{Mode, Proxy};
 use crate::{Kind, Server, WAIT, fast_config, on_both, within};
@@ -10,7 +11,8 @@ use crate::{Kind, Server, WAIT, fast_config, on_both, within};
 on_both!(
     lease_calls,
     keeper_keeps_alive_then_sees_revoke,
-    keeper_loses_unreachable_lease
+    keeper_loses_unreachable_lease,
+    lost_future_outlives_the_keeper,
 );
 
 /// TTL for keeper tests: etcd raises anything below ~2 s to its minimum.
@@ -76,4 +78,31 @@ async fn keeper_loses_unreachable_lease(kind: Kind) {
     let limit = Duration::from_secs(TTL as u64 + 2);
     let reason = within("the keeper to give up", limit, lost).await;
     assert_eq!(reason, LeaseLost::TtlElapsed);
+}
+
+/// Lends the keeper behind a lock to `f` (as the bindings do): `f`'s
+/// result cannot name the borrow's lifetime.
+fn with_keeper<T>(slot: &Mutex<Option<LeaseKeeper>>, f: impl FnOnce(&LeaseKeeper) -> T) -> T {
+    f(slot.lock().unwrap().as_ref().expect("keeper"))
+}
+
+/// `lost()` captures no borrow (`use<>`): the future can be made under a
+/// lock, outlives its keeper, is moved into a task, and resolves with
+/// `KeeperDropped` once the keeper is dropped. (With a future that captured
+/// `&self`, `with_keeper(.., LeaseKeeper::lost)` does not compile.)
+async fn lost_future_outlives_the_keeper(kind: Kind) {
+    let server = Server::start(kind).await;
+    let c = server.client().await;
+    let id = c.lease_grant(60).await.unwrap().id();
+    let slot = Mutex::new(Some(c.lease_keeper(id).await.unwrap()));
+    let lost = tokio::spawn(with_keeper(&slot, LeaseKeeper::lost));
+    let other = with_keeper(&slot, LeaseKeeper::lost);
+    drop(slot.lock().unwrap().take());
+    let reason = within("the lost future", WAIT, lost).await.unwrap();
+    assert_eq!(reason, LeaseLost::KeeperDropped);
+    assert_eq!(
+        within("the second one", WAIT, other).await,
+        LeaseLost::KeeperDropped
+    );
+    c.lease_revoke(id).await.unwrap();
 }

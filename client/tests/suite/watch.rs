@@ -13,6 +13,7 @@ use crate::{Kind, Server, WAIT, fast_config, on_both, within};
 on_both!(
     watch_events_and_replay,
     resume_after_kill_sees_every_revision_once,
+    resume_notify_reports_a_reconnect_once,
     compacted_resume_is_an_error,
     half_open_connection_is_detected,
 );
@@ -149,6 +150,53 @@ async fn resume_after_kill_sees_every_revision_once(kind: Kind) {
     let distinct: BTreeSet<i64> = seen.iter().copied().collect();
     assert_eq!(distinct.len(), seen.len(), "a revision was delivered twice");
     assert_eq!(seen, expected, "revisions lost, repeated or out of order");
+}
+
+/// With `with_resume_notify`, a broken connection yields exactly one
+/// "resumed" batch, naming the next undelivered revision, before the
+/// events written meanwhile (none lost or repeated).
+async fn resume_notify_reports_a_reconnect_once(kind: Kind) {
+    let server = Server::start(kind).await;
+    let proxy = Proxy::start(server.addr()).await;
+    let watcher = Client::connect(fast_config(proxy.endpoint()))
+        .await
+        .unwrap();
+    let writer = server.client().await;
+    let opts = WatchOptions::new().with_prefix().with_resume_notify();
+    let mut stream = watcher.watch("n/", opts).await.unwrap();
+    let r1 = writer.put("n/1", "a", None).await.unwrap().revision();
+    let first = within("the first batch", WAIT, stream.next()).await;
+    let first = first.expect("stream ended").expect("watch error");
+    assert_eq!(first.resumed_at(), None);
+    assert_eq!(first.events().len(), 1);
+
+    proxy.set(Mode::Refuse);
+    let r2 = writer.put("n/2", "b", None).await.unwrap().revision();
+    let r3 = writer.put("n/3", "c", None).await.unwrap().revision();
+    proxy.set(Mode::Forward);
+
+    let mut items = Vec::new();
+    while items.last() != Some(&Ok(r3)) {
+        let batch = within("a batch after the reconnect", WAIT, stream.next()).await;
+        let batch = batch.expect("stream ended").expect("watch error");
+        match batch.resumed_at() {
+            Some(at) => {
+                assert!(!batch.is_progress_notify() && batch.events().is_empty());
+                items.push(Err(at));
+            }
+            None => items.extend(
+                batch
+                    .events()
+                    .iter()
+                    .map(|e| Ok(e.kv.as_ref().unwrap().mod_revision)),
+            ),
+        }
+    }
+    assert_eq!(
+        items,
+        [Err(r1 + 1), Ok(r2), Ok(r3)],
+        "[{kind}] one resume, then each event once"
+    );
 }
 
 /// Appends the revisions of the next batches until `seen` has `n`.
