@@ -16,6 +16,7 @@ pub mod api;
 pub mod apply;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod header;
 pub mod lease;
 pub mod mvcc;

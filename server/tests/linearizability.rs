@@ -1,7 +1,8 @@
 //! Linearizability under failures: clients doing puts, gets and
 //! compare-and-swap txns on a few keys through a 3-member kvd cluster while
 //! members are killed (-9) and restarted; the recorded history must have a
-//! legal sequential order (checked by common::linearizable).
+//! legal sequential order (checked by common::linearizable, which re-exports
+//! the kv-robustness crate's checker; the fault campaign uses the same one).
 
 mod common;
 
@@ -218,4 +219,11 @@ fn checker_accepts_legal_and_rejects_illegal_histories() {
         op(r(Some("b")), 4, Some(5))
     ])
     .is_ok());
+    // A read that still sees a value after its delete returned.
+    assert!(check(&[
+        op(w("a"), 0, Some(1)),
+        op(Kind::Delete, 2, Some(3)),
+        op(r(Some("a")), 4, Some(5))
+    ])
+    .is_err());
 }

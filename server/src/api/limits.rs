@@ -17,26 +17,41 @@ pub fn grpc_go_size_status<B>(mut resp: Response<B>) -> Response<B> {
         return resp;
     };
     // grpc-message is percent-encoded on the wire (tonic encodes spaces).
-    let msg = percent_decode(msg);
-    let Some(rest) = msg.strip_prefix(TONIC_TOO_LARGE) else {
+    let Some(text) = grpc_go_text(&percent_decode(msg)) else {
         return resp;
     };
+    if let Ok(v) = HeaderValue::from_str(&text.replace(' ', "%20")) {
+        let h = resp.headers_mut();
+        h.insert("grpc-status", HeaderValue::from_static("8"));
+        h.insert("grpc-message", v);
+    }
+    resp
+}
+
+/// grpc-go's status for tonic's "message too large" one, for errors that
+/// come after the response headers (a streamed request, as on Watch) and
+/// so never pass [`grpc_go_size_status`]; `None` for any other status.
+pub fn grpc_go_stream_status(s: &tonic::Status) -> Option<tonic::Status> {
+    if s.code() != tonic::Code::OutOfRange {
+        return None;
+    }
+    grpc_go_text(s.message()).map(tonic::Status::resource_exhausted)
+}
+
+/// grpc-go's text for tonic's (decoded) "message too large" text.
+fn grpc_go_text(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix(TONIC_TOO_LARGE)?;
     // "<found> bytes, the limit is: <limit> bytes"
     let nums: Vec<&str> = rest
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .collect();
     let [found, limit] = nums[..] else {
-        return resp;
+        return None;
     };
-    let text =
-        format!("grpc: received message larger than max ({found} vs. {limit})").replace(' ', "%20");
-    if let Ok(v) = HeaderValue::from_str(&text) {
-        let h = resp.headers_mut();
-        h.insert("grpc-status", HeaderValue::from_static("8"));
-        h.insert("grpc-message", v);
-    }
-    resp
+    Some(format!(
+        "grpc: received message larger than max ({found} vs. {limit})"
+    ))
 }
 
 /// Decodes `%XX` escapes (the gRPC spec's grpc-message encoding); anything
@@ -94,5 +109,21 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(grpc_go_size_status(other).headers()["grpc-status"], "11");
+    }
+
+    #[test]
+    fn rewrites_the_streamed_size_error() {
+        let tonic = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 3000000 bytes, the limit is: 2097152 bytes",
+        );
+        let s = grpc_go_stream_status(&tonic).expect("rewritten");
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            s.message(),
+            "grpc: received message larger than max (3000000 vs. 2097152)"
+        );
+        let other =
+            tonic::Status::out_of_range("etcdserver: mvcc: required revision is a future revision");
+        assert!(grpc_go_stream_status(&other).is_none());
     }
 }

@@ -2,11 +2,11 @@
 //! [`Node`](crate::server::Node) facade, map errors and fill headers; they
 //! never touch storage or raft types.
 
-mod authority;
+pub(crate) mod authority;
 mod election;
 mod kv;
 mod lease;
-mod limits;
+pub(crate) mod limits;
 mod lock;
 mod maintenance;
 pub mod status;

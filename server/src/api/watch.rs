@@ -40,12 +40,21 @@ impl Watch for WatchService {
             pending: handle.pending,
             freed: Notify::new(),
             closed: AtomicBool::new(false),
+            error: parking_lot::Mutex::new(None),
         });
         let reader_room = room.clone();
         tokio::spawn(async move {
             while reader_room.wait().await {
-                let Ok(Some(msg)) = inbound.message().await else {
-                    break;
+                let msg = match inbound.message().await {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => break,
+                    Err(e) => {
+                        // etcd ends the stream with the receive error (an
+                        // oversized request: grpc-go's ResourceExhausted).
+                        let e = crate::api::limits::grpc_go_stream_status(&e).unwrap_or(e);
+                        *reader_room.error.lock() = Some(e);
+                        break;
+                    }
                 };
                 match msg.request_union {
                     Some(RequestUnion::CreateRequest(c)) => hub.create(id, &c),
@@ -71,6 +80,9 @@ struct Room {
     freed: Notify,
     /// The writer is gone (the client went away).
     closed: AtomicBool,
+    /// Why the reader stopped, if it failed: the stream ends with it once
+    /// the queued responses are out.
+    error: parking_lot::Mutex<Option<Status>>,
 }
 
 impl Room {
@@ -104,10 +116,12 @@ impl Stream for Outbound {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let r = std::task::ready!(self.rx.poll_recv(cx));
-        if r.is_some() {
-            self.room.pending.fetch_sub(1, Ordering::AcqRel);
-            self.room.freed.notify_waiters();
+        if r.is_none() {
+            // The queue closes after the reader stopped: with its error, if any.
+            return Poll::Ready(self.room.error.lock().take().map(Err));
         }
+        self.room.pending.fetch_sub(1, Ordering::AcqRel);
+        self.room.freed.notify_waiters();
         Poll::Ready(r.map(Ok))
     }
 }

@@ -223,27 +223,50 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder::new(self.core.clone(), self.snap_dir.clone())
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<std::io::Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(std::io::Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        // kvd receives snapshots itself (raft/snapshot_receiver.rs); this is
+        // openraft's own path, given a file as well.
+        tokio::fs::create_dir_all(&self.snap_dir)
+            .await
+            .map_err(sm_error)?;
+        let file = tokio::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.snap_dir.join("openraft-receiving.part"))
+            .await
+            .map_err(sm_error)?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<std::io::Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let rec =
-            tokio::task::block_in_place(|| self.core.store.import(&data)).map_err(sm_error)?;
+        let mut file = snapshot.into_std().await;
+        let store = self.core.store.clone();
+        // Read from the file twice (checksum, then import), never gathered
+        // in memory; then copied file to file into the snapshot directory.
+        let (rec, len) = tokio::task::block_in_place(|| {
+            use std::io::{Seek, SeekFrom};
+            let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+            file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+            let rec = store
+                .import_from(&mut file, len)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((rec, len))
+        })
+        .map_err(sm_error)?;
         self.core.restore(&rec);
         self.core.hub.reset(self.core.store.current_rev());
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.last_durable = Instant::now();
-        snapshot::save(&self.snap_dir, meta, &data).map_err(sm_error)?;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "installed snapshot from the leader");
+        tokio::task::block_in_place(|| snapshot::save_from(&self.snap_dir, meta, &mut file))
+            .map_err(sm_error)?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = len, "installed snapshot from the leader");
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 mod index;
 mod recover;
 mod revision;
-mod store;
+pub(crate) mod store;
 
 pub use index::{in_range, Index, KeyHistory};
 pub use revision::Revision;

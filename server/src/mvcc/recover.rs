@@ -8,6 +8,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::store::{decode_row, State};
 use super::{MvccError, Revision};
+use crate::lease::MAX_LEASE_TTL;
 use crate::storage::schema::{ALARMS, KV, LEASES, META, META_COMPACT, META_REVISION};
 
 /// What a restart needs besides the key index.
@@ -58,6 +59,14 @@ pub(super) fn load(db: &Database) -> Result<(State, Recovered), MvccError> {
         .iter()?
         .map(|r| r.map(|(k, v)| (k.value(), v.value())))
         .collect::<Result<Vec<_>, _>>()?;
+    // The applier never stores a TTL above the granted limit; a larger one
+    // (from a damaged file or a forged snapshot) would overflow the lease's
+    // deadline (`Instant + ttl`) and panic when the lessor is restored.
+    if let Some((id, ttl)) = leases.iter().find(|(_, ttl)| *ttl > MAX_LEASE_TTL) {
+        return Err(MvccError::Storage(format!(
+            "lease {id:x}: stored ttl {ttl} exceeds {MAX_LEASE_TTL}"
+        )));
+    }
     let alarms = rtx
         .open_table(ALARMS)?
         .iter()?

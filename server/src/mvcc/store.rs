@@ -203,7 +203,8 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `f` with a read transaction over the raw tables (hashing, export).
+    /// Runs `f` with a read transaction over the raw tables, holding the
+    /// state lock throughout: only for short reads (writers wait meanwhile).
     pub fn with_read_txn<R>(
         &self,
         f: impl FnOnce(&ReadTransaction, &State) -> Result<R, MvccError>,
@@ -214,9 +215,29 @@ impl Store {
         f(&rtx, &state)
     }
 
-    /// Makes every earlier commit durable and exports exactly that state,
-    /// with the META values named in `keys` as of that state.
-    pub fn export_durable(&self, keys: &[&str]) -> Result<(Vec<u8>, MetaValues), MvccError> {
+    /// A read transaction of the last committed state with that state's
+    /// revision and compaction revision, taken under a brief lock and owned
+    /// by the caller: long reads (exports, hashes) run on it while writers
+    /// go on. (A defragment meanwhile fails: redb cannot compact under a
+    /// live read.)
+    pub fn read_txn(&self) -> Result<OwnedRead, MvccError> {
+        let db = self.db.read();
+        let state = self.state.read();
+        Ok(OwnedRead {
+            txn: db.begin_read()?,
+            rev: state.rev,
+            compact_rev: state.compact_rev,
+        })
+    }
+
+    /// Makes every earlier commit durable and streams exactly that state to
+    /// `out`; returns the bytes written and the META values named in `keys`
+    /// as of that state.
+    pub fn export_durable<W: std::io::Write>(
+        &self,
+        keys: &[&str],
+        out: &mut W,
+    ) -> Result<(u64, MetaValues), MvccError> {
         let rtx = {
             let db = self.db.read();
             let _state = self.state.write();
@@ -230,23 +251,34 @@ impl Store {
         for k in keys {
             vals.push(meta.get(*k)?.map(|g| g.value().to_vec()));
         }
-        let data = crate::storage::snapshot::export(&rtx)
+        let len = crate::storage::snapshot::export_to(&rtx, out)
             .map_err(|e| MvccError::Storage(e.to_string()))?;
-        Ok((data, vals))
+        Ok((len, vals))
     }
 
-    /// Replaces the whole store with a snapshot, durably, and reloads the index.
-    pub fn import(&self, data: &[u8]) -> Result<Recovered, MvccError> {
+    /// Replaces the whole store with the snapshot in `data` (`len` bytes
+    /// from its current position), durably, and reloads the index. The
+    /// snapshot is read twice (checksum, then import), never held in memory.
+    pub fn import_from<R: std::io::Read + std::io::Seek>(
+        &self,
+        data: &mut R,
+        len: u64,
+    ) -> Result<Recovered, MvccError> {
         {
             let db = self.db.read();
             let _state = self.state.write();
             let mut wtx = db.begin_write()?;
             wtx.set_durability(redb::Durability::Immediate)?;
-            crate::storage::snapshot::import(&wtx, data)
+            crate::storage::snapshot::import_from(&wtx, data, len)
                 .map_err(|e| MvccError::Storage(e.to_string()))?;
             wtx.commit()?;
         }
         self.reload()
+    }
+
+    /// [`Store::import_from`] over bytes in memory.
+    pub fn import(&self, data: &[u8]) -> Result<Recovered, MvccError> {
+        self.import_from(&mut std::io::Cursor::new(data), data.len() as u64)
     }
 
     /// (lease, key) for every live key attached to a lease.
@@ -266,23 +298,22 @@ impl Store {
     /// crc32 over every row up to main revision `rev` (0 = current), with the
     /// compaction revision: equal on members holding the same history.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), MvccError> {
-        self.with_read_txn(|rtx, st| {
-            let rev = if rev <= 0 { st.rev } else { rev };
-            if rev > st.rev {
-                return Err(MvccError::FutureRev);
-            }
-            if rev < st.compact_rev {
-                return Err(MvccError::Compacted);
-            }
-            let mut h = crc32fast::Hasher::new();
-            let kv = rtx.open_table(KV)?;
-            for row in kv.range(..Revision::first_key(rev.saturating_add(1)))? {
-                let (k, v) = row?;
-                h.update(&k.value().to_be_bytes());
-                h.update(v.value());
-            }
-            Ok((h.finalize(), st.compact_rev, rev))
-        })
+        let read = self.read_txn()?;
+        let rev = if rev <= 0 { read.rev } else { rev };
+        if rev > read.rev {
+            return Err(MvccError::FutureRev);
+        }
+        if rev < read.compact_rev {
+            return Err(MvccError::Compacted);
+        }
+        let mut h = crc32fast::Hasher::new();
+        let kv = read.txn.open_table(KV)?;
+        for row in kv.range(..Revision::first_key(rev.saturating_add(1)))? {
+            let (k, v) = row?;
+            h.update(&k.value().to_be_bytes());
+            h.update(v.value());
+        }
+        Ok((h.finalize(), read.compact_rev, rev))
     }
 
     /// Every published member attribute record: (member id, encoded attributes).
@@ -298,13 +329,14 @@ impl Store {
         })
     }
 
-    /// crc32 of every table: the whole backend.
+    /// crc32 of every table: the whole backend (streamed through the
+    /// hasher, never gathered in memory).
     pub fn hash_all(&self) -> Result<u32, MvccError> {
-        self.with_read_txn(|rtx, _| {
-            let data = crate::storage::snapshot::export(rtx)
-                .map_err(|e| MvccError::Storage(e.to_string()))?;
-            Ok(crc32fast::hash(&data))
-        })
+        let read = self.read_txn()?;
+        let mut h = CrcWriter(crc32fast::Hasher::new());
+        crate::storage::snapshot::export_to(&read.txn, &mut h)
+            .map_err(|e| MvccError::Storage(e.to_string()))?;
+        Ok(h.0.finalize())
     }
 
     /// Events in `[from, to]` main revisions for keys in `[key, end)`, for watch catch-up.
@@ -354,6 +386,27 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+/// An owned read transaction and the revisions of the state it sees.
+pub struct OwnedRead {
+    pub txn: ReadTransaction,
+    pub rev: i64,
+    pub compact_rev: i64,
+}
+
+/// A writer that only feeds a crc32.
+struct CrcWriter(crc32fast::Hasher);
+
+impl std::io::Write for CrcWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

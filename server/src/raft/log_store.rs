@@ -34,8 +34,13 @@ const PAYLOAD_BLANK: u8 = 0;
 const PAYLOAD_NORMAL: u8 = 1;
 const PAYLOAD_MEMBERSHIP: u8 = 2;
 
+/// What [`replay`] rebuilds: the log in memory and each segment's highest index.
+pub(crate) type Replayed = (LogMem, BTreeMap<u64, u64>);
+/// (segment sequence number, path, records), as [`Wal::open`] reads them.
+pub(crate) type SegmentRecords = (u64, std::path::PathBuf, Vec<crate::storage::wal::Record>);
+
 #[derive(Default)]
-struct LogMem {
+pub(crate) struct LogMem {
     entries: BTreeMap<u64, Entry>,
     purged: Option<LogId>,
     vote: Option<Vote>,
@@ -125,47 +130,59 @@ fn io_error(verb: ErrorVerb, e: impl ToString) -> StorageError {
     .into()
 }
 
+/// Rebuilds the in-memory log (entries, vote, purge point) and each
+/// segment's highest index from the records read back from disk; a record
+/// that does not decode is an error naming its file and offset.
+pub(crate) fn replay(records: &[SegmentRecords]) -> Result<Replayed, WalError> {
+    let mut mem = LogMem::default();
+    let mut seg_max: BTreeMap<u64, u64> = BTreeMap::new();
+    for (seq, path, records) in records {
+        for record in records {
+            let rec = &record.payload;
+            let corrupt = |reason: String| WalError::Corrupt {
+                path: path.clone(),
+                offset: record.offset,
+                reason,
+            };
+            match rec.first() {
+                Some(&REC_ENTRY) => {
+                    let e = decode_entry(rec).map_err(corrupt)?;
+                    let max = seg_max.entry(*seq).or_default();
+                    *max = (*max).max(e.log_id.index);
+                    mem.entries.insert(e.log_id.index, e);
+                }
+                Some(&REC_TRUNCATE) => {
+                    let at = get_u64(rec, 1).ok_or_else(|| corrupt("short truncate".into()))?;
+                    mem.entries.split_off(&at);
+                }
+                Some(&REC_PURGE) => {
+                    let id: LogId =
+                        serde_json::from_slice(&rec[1..]).map_err(|e| corrupt(e.to_string()))?;
+                    // A forged index of u64::MAX would overflow the `+ 1`.
+                    let after = id
+                        .index
+                        .checked_add(1)
+                        .ok_or_else(|| corrupt("purge index out of range".into()))?;
+                    mem.entries = mem.entries.split_off(&after);
+                    mem.purged = Some(id);
+                }
+                Some(&REC_VOTE) => {
+                    mem.vote = Some(
+                        serde_json::from_slice(&rec[1..]).map_err(|e| corrupt(e.to_string()))?,
+                    );
+                }
+                _ => return Err(corrupt("unknown record type".into())),
+            }
+        }
+    }
+    Ok((mem, seg_max))
+}
+
 impl LogStore {
     /// Opens the log in `dir`, replaying every record, and starts the writer thread.
     pub fn open(dir: &Path) -> Result<LogStore, WalError> {
         let opened = Wal::open(dir)?;
-        let mut mem = LogMem::default();
-        let mut seg_max: BTreeMap<u64, u64> = BTreeMap::new();
-        for (seq, path, records) in &opened.records {
-            for record in records {
-                let rec = &record.payload;
-                let corrupt = |reason: String| WalError::Corrupt {
-                    path: path.clone(),
-                    offset: record.offset,
-                    reason,
-                };
-                match rec.first() {
-                    Some(&REC_ENTRY) => {
-                        let e = decode_entry(rec).map_err(corrupt)?;
-                        let max = seg_max.entry(*seq).or_default();
-                        *max = (*max).max(e.log_id.index);
-                        mem.entries.insert(e.log_id.index, e);
-                    }
-                    Some(&REC_TRUNCATE) => {
-                        let at = get_u64(rec, 1).ok_or_else(|| corrupt("short truncate".into()))?;
-                        mem.entries.split_off(&at);
-                    }
-                    Some(&REC_PURGE) => {
-                        let id: LogId = serde_json::from_slice(&rec[1..])
-                            .map_err(|e| corrupt(e.to_string()))?;
-                        mem.entries = mem.entries.split_off(&(id.index + 1));
-                        mem.purged = Some(id);
-                    }
-                    Some(&REC_VOTE) => {
-                        mem.vote = Some(
-                            serde_json::from_slice(&rec[1..])
-                                .map_err(|e| corrupt(e.to_string()))?,
-                        );
-                    }
-                    _ => return Err(corrupt("unknown record type".into())),
-                }
-            }
-        }
+        let (mem, seg_max) = replay(&opened.records)?;
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             wal: opened.wal,

@@ -197,9 +197,35 @@ where
                 RPCError::Network(NetworkError::new(&e))
             }
         })?;
-    let result: Result<Resp, E> =
-        bincode::deserialize(&resp.into_inner().data).map_err(|e| net_err(e.to_string()))?;
+    let result: Result<Resp, E> = decode_response(&resp.into_inner().data)
+        .map_err(|e| net_err(format!("peer {target:x}: {e}")))?;
     result.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+}
+
+/// Largest error response decoded. openraft's errors nest (`AnyError`'s
+/// `source` chain), and bincode decodes nesting by recursion with no depth
+/// limit: every 10 bytes can open one more level, so a 100 KB response
+/// overflowed a 2 MiB worker stack and aborted the process. 8 KiB bounds
+/// the depth to ~800 levels, while real errors are a few hundred bytes.
+const MAX_ERROR_RESPONSE: usize = 8 << 10;
+
+/// Decodes a peer's bincode `Result<Resp, E>`. The success types do not
+/// nest; an error response larger than [`MAX_ERROR_RESPONSE`] is refused
+/// before decoding.
+pub(crate) fn decode_response<Resp, E>(data: &[u8]) -> Result<Result<Resp, E>, String>
+where
+    Resp: serde::de::DeserializeOwned,
+    E: serde::de::DeserializeOwned,
+{
+    // bincode writes a Result as its u32 variant index (0 = Ok), then the value.
+    let ok = data.get(..4) == Some(&0u32.to_le_bytes()[..]);
+    if !ok && data.len() > MAX_ERROR_RESPONSE {
+        return Err(format!(
+            "error response of {} bytes exceeds {MAX_ERROR_RESPONSE}",
+            data.len()
+        ));
+    }
+    bincode::deserialize(data).map_err(|e| e.to_string())
 }
 
 /// Bytes an entry adds to an AppendEntries message (payload plus a

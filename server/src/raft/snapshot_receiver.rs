@@ -6,16 +6,15 @@
 //! chunk names, so one chunk at offset 2^44 allocated 16 TiB. Here a chunk is
 //! accepted only at exactly the offset where the previous one ended (the
 //! leader sends them in order and restarts from 0 after a mismatch), and
-//! the total is capped. Once the last chunk is in, the file is handed to
-//! openraft as a whole snapshot.
+//! the total is capped. Once the last chunk is in, the file itself is
+//! handed to openraft as a whole snapshot (the snapshot data type is a file).
 
-use std::io::Cursor;
 use std::path::PathBuf;
 
 use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
 use openraft::SnapshotSegmentId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::types::{NodeId, Raft, TypeConfig};
 
@@ -129,20 +128,18 @@ impl SnapshotReceiver {
         };
         drop(current);
         r.file.flush().await.map_err(|e| self.io(e))?;
-        // The state machine installs from memory (apply/ takes the bytes),
-        // so the finished file is read back once; its size is what was
-        // written, within `max_bytes`.
-        let mut data = Vec::with_capacity(r.offset as usize);
-        let mut file = tokio::fs::File::open(self.dir.join(PART_FILE))
-            .await
-            .map_err(|e| self.io(e))?;
-        file.read_to_end(&mut data).await.map_err(|e| self.io(e))?;
+        r.file.sync_all().await.map_err(|e| self.io(e))?;
         drop(r);
-        let _ = tokio::fs::remove_file(self.dir.join(PART_FILE)).await;
-        tracing::info!(snapshot = %req.meta.snapshot_id, bytes = data.len(), "received snapshot");
+        // The state machine installs from the file itself (a second handle,
+        // for reading); the name goes at once, so a failed install leaves
+        // nothing behind.
+        let path = self.dir.join(PART_FILE);
+        let file = tokio::fs::File::open(&path).await.map_err(|e| self.io(e))?;
+        let _ = tokio::fs::remove_file(&path).await;
+        tracing::info!(snapshot = %req.meta.snapshot_id, bytes = end, "received snapshot");
         let snapshot = openraft::Snapshot {
             meta: req.meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         };
         Ok(match raft.install_full_snapshot(req.vote, snapshot).await {
             Ok(resp) => Ok(InstallSnapshotResponse { vote: resp.vote }),

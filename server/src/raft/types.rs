@@ -1,7 +1,6 @@
 //! openraft type configuration.
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +95,10 @@ openraft::declare_raft_types!(
         R = RaftResponse,
         NodeId = NodeId,
         Node = openraft::BasicNode,
+        // A snapshot is a file in the data dir: openraft seeks and reads it
+        // a chunk at a time to send it, and installs from it, so no step
+        // holds a whole snapshot in memory.
+        SnapshotData = tokio::fs::File,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -67,10 +67,12 @@ fn export_to_file(store: &Store, dir: &Path) -> KvResult<SnapshotFile> {
         inner: std::io::BufWriter::new(file.try_clone().map_err(io)?),
         sha: Sha256::new(),
     };
-    let written = store.with_read_txn(|rtx, _| {
-        crate::storage::snapshot::export_to(rtx, &mut out)
-            .map_err(|e| MvccError::Storage(e.to_string()))
-    })?;
+    // An owned read transaction: the export may take long on a large
+    // store, and writers must not wait for it.
+    let read = store.read_txn()?;
+    let written = crate::storage::snapshot::export_to(&read.txn, &mut out)
+        .map_err(|e| MvccError::Storage(e.to_string()))?;
+    drop(read);
     // etcdctl checks that the stream minus its 32-byte digest is a whole
     // number of 512-byte pages (true of etcd's bolt files): pad to that.
     let pad = (512 - written % 512) % 512;

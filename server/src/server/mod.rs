@@ -140,6 +140,8 @@ impl Node {
             // openraft's 200 ms default per chunk (the last one includes the
             // install) cannot carry a 3 MiB chunk over a slow link.
             install_snapshot_timeout: crate::raft::network::SNAPSHOT_CHUNK_TIMEOUT_MS,
+            // The peer server's message limit is computed from this size.
+            snapshot_max_chunk_size: peer::SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         }
         .validate()

@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status};
 use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
-use crate::raft::network::{CLUSTER_ID_HEADER, MAX_PEER_MESSAGE};
+use crate::raft::network::{CLUSTER_ID_HEADER, MAX_APPEND_BYTES, MAX_PEER_MESSAGE};
 use crate::raft::snapshot_receiver::{ReceiveError, SnapshotReceiver};
 use crate::raft::TypeConfig;
 
@@ -40,6 +40,28 @@ use crate::raft::TypeConfig;
 /// and never less than 64 MiB.
 fn snapshot_limit(quota_bytes: u64) -> u64 {
     quota_bytes.saturating_mul(2).max(64 << 20)
+}
+
+/// Bytes of snapshot data in one InstallSnapshot chunk (openraft's default,
+/// set explicitly in the raft config so the bound below stays true).
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 3 << 20;
+/// What wraps a payload in a peer message: bincode and protobuf framing,
+/// the per-request wrappers of a batch, a snapshot's meta (membership).
+const PEER_ENVELOPE_BYTES: usize = 1 << 20;
+
+/// The largest message a legitimate peer sends: a snapshot chunk, an
+/// AppendEntries of up to [`MAX_APPEND_BYTES`] of entries or one larger
+/// entry (a proposal batch is closed once it reaches the batch limit, so
+/// it can exceed it by one request of up to `max_request_bytes`), or a
+/// forwarded batch (the same bound); plus framing. The peer server refuses
+/// anything larger before reading it, so a stranger cannot make a member
+/// buffer hundreds of MiB. Members must share --max-request-bytes.
+pub fn max_peer_message(max_request_bytes: usize) -> usize {
+    let entry = super::propose::MAX_BATCH_BYTES.saturating_add(max_request_bytes);
+    entry
+        .max(MAX_APPEND_BYTES)
+        .max(SNAPSHOT_CHUNK_BYTES as usize)
+        .saturating_add(PEER_ENVELOPE_BYTES)
 }
 
 pub struct PeerService {
@@ -89,7 +111,7 @@ impl PeerService {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(m: &RaftMessage) -> Result<T, Status> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(m: &RaftMessage) -> Result<T, Status> {
     bincode::deserialize(&m.data)
         .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
 }
@@ -324,6 +346,7 @@ pub async fn serve(
         node.member_dir.join("snap"),
         snapshot_limit(node.quota_bytes),
     ));
+    let max_recv = max_peer_message(node.max_request_bytes());
     for l in listeners {
         let svc = tonic::service::interceptor::InterceptedService::new(
             PeerServer::new(PeerService {
@@ -331,7 +354,7 @@ pub async fn serve(
                 cluster_id: format!("{:x}", node.header.cluster_id),
                 snapshots: snapshots.clone(),
             })
-            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_decoding_message_size(max_recv)
             .max_encoding_message_size(MAX_PEER_MESSAGE),
             check,
         );
@@ -346,6 +369,11 @@ pub async fn serve(
         });
         servers.push(tokio::spawn(
             tonic::transport::Server::builder()
+                // An oversized message is refused as grpc-go refuses it:
+                // ResourceExhausted (tonic says OutOfRange).
+                .layer(tower::util::MapResponseLayer::new(
+                    crate::api::limits::grpc_go_size_status::<tonic::body::Body>,
+                ))
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, shutdown),
         ));

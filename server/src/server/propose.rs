@@ -19,7 +19,7 @@ use crate::raft::RaftRequest;
 /// Most requests in one entry.
 const MAX_BATCH_REQUESTS: usize = 1024;
 /// Stop adding requests to an entry once it holds this many bytes.
-const MAX_BATCH_BYTES: usize = 2 << 20;
+pub(super) const MAX_BATCH_BYTES: usize = 2 << 20;
 /// How long a proposer waits for its entry to be applied (etcd: 5 s plus
 /// two election timeouts by default).
 pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(7);

@@ -247,6 +247,17 @@ fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Record>, u64), WalErr
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut buf))
         .map_err(io_err(path))?;
+    parse_segment(&buf, is_last, path)
+}
+
+/// Parses the bytes of one segment (`path` only names it in errors); returns
+/// its records and the length of the valid prefix. `is_last`: the newest
+/// segment, whose torn tail is dropped instead of being an error.
+pub(crate) fn parse_segment(
+    buf: &[u8],
+    is_last: bool,
+    path: &Path,
+) -> Result<(Vec<Record>, u64), WalError> {
     let mut records = Vec::new();
     let mut off = 0usize;
     while off < buf.len() {
@@ -259,7 +270,7 @@ fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Record>, u64), WalErr
                 off += used;
             }
             Err(bad) => {
-                if is_last && is_torn_tail(&buf, off, &bad) {
+                if is_last && is_torn_tail(buf, off, &bad) {
                     tracing::warn!(file = %path.display(), offset = off, reason = %bad.reason(), "dropping a torn write at the end of the log (never acknowledged)");
                     return Ok((records, off as u64));
                 }
