@@ -131,3 +131,24 @@ where
     )?;
     Ok(py_fut)
 }
+
+/// `__aenter__` for classes whose `async with` yields the object itself.
+pub(crate) fn aenter_self<'py, T: pyo3::PyClass>(
+    slf: Bound<'py, T>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let me = slf.unbind();
+    awaitable(py, async move { Ok(me) })
+}
+
+/// `__anext__` over a stream's next item: `None` ends the `async for`.
+pub(crate) fn anext<'py, T, F>(py: Python<'py>, next: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<Option<T>>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    awaitable(py, async move {
+        next.await?
+            .ok_or_else(|| pyo3::exceptions::PyStopAsyncIteration::new_err(()))
+    })
+}

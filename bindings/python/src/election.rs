@@ -7,12 +7,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use kv_discovery::election::{Observer, leader, observe};
 use kv_discovery::{Election, Leadership, Session};
-use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::errors::{closed, discovery_err};
-use crate::runtime::{awaitable, block, block_py, drop_in_runtime};
+use crate::runtime::{aenter_self, anext, awaitable, block, block_py, drop_in_runtime};
 use crate::txn::PyCompare;
 use crate::types::{Bin, PyKeyValue};
 
@@ -268,9 +267,7 @@ leadership_class!(PyLeadership, "Leadership", block_py, {
 
 leadership_class!(PyAsyncLeadership, "AsyncLeadership", awaitable, {
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.unbind();
-        awaitable(py, async move { Ok(me) })
+        aenter_self(slf)
     }
     #[pyo3(signature = (*_args))]
     fn __aexit__<'py>(
@@ -300,12 +297,6 @@ observer_class!(PyAsyncObserver, "AsyncObserver", {
         slf
     }
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.clone();
-        awaitable(py, async move {
-            match inner.next().await? {
-                Some(kv) => Ok(kv),
-                None => Err(PyStopAsyncIteration::new_err(())),
-            }
-        })
+        anext(py, self.inner.clone().next())
     }
 });

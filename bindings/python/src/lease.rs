@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
 use crate::errors::client_err;
-use crate::runtime::{awaitable, block, block_py, drop_in_runtime, runtime};
+use crate::runtime::{aenter_self, awaitable, block, block_py, drop_in_runtime, runtime};
 
 /// A lease-lost reason as Python sees it.
 pub(crate) fn reason(l: LeaseLost) -> &'static str {
@@ -280,9 +280,7 @@ keeper_common!(PyAsyncLeaseKeeper, "AsyncLeaseKeeper", {
         awaitable(py, async move { Ok(lost.await) })
     }
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.unbind();
-        awaitable(py, async move { Ok(me) })
+        aenter_self(slf)
     }
     #[pyo3(signature = (*_args))]
     fn __aexit__<'py>(

@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex as StdMutex};
 
 use kv_discovery::{Health, Registration, Registry, ServiceEvent, ServiceInstance, Subscription};
-use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::errors::{closed, discovery_err, invalid};
-use crate::runtime::{awaitable, block, block_py, drop_in_runtime};
+use crate::runtime::{aenter_self, anext, awaitable, block, block_py, drop_in_runtime};
 
 pub(crate) fn parse_health(s: &str) -> PyResult<Health> {
     match s {
@@ -200,9 +199,7 @@ registration_class!(PyRegistration, "Registration", block_py, {
 
 registration_class!(PyAsyncRegistration, "AsyncRegistration", awaitable, {
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.unbind();
-        awaitable(py, async move { Ok(me) })
+        aenter_self(slf)
     }
     #[pyo3(signature = (*_args))]
     fn __aexit__<'py>(
@@ -385,18 +382,10 @@ subscription_class!(PyAsyncSubscription, "AsyncSubscription", {
         slf
     }
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.clone();
-        awaitable(py, async move {
-            match inner.next().await? {
-                Some(e) => Ok(e),
-                None => Err(PyStopAsyncIteration::new_err(())),
-            }
-        })
+        anext(py, self.inner.clone().next())
     }
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.unbind();
-        awaitable(py, async move { Ok(me) })
+        aenter_self(slf)
     }
     #[pyo3(signature = (*_args))]
     fn __aexit__<'py>(

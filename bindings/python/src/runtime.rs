@@ -11,7 +11,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 
-pub(crate) use crate::aio::awaitable;
+pub(crate) use crate::aio::{aenter_self, anext, awaitable};
 
 /// How often a blocked call wakes up to look for Ctrl-C (Python only runs
 /// signal handlers between bytecodes, so a native wait must poll).

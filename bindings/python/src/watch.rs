@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kv_client::WatchStream;
-use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 
 use crate::errors::client_err;
-use crate::runtime::{awaitable, block, drop_in_runtime};
+use crate::runtime::{aenter_self, anext, awaitable, block, drop_in_runtime};
 use crate::types::PyEvent;
 
 /// What both watch classes share.
@@ -172,18 +171,10 @@ impl PyAsyncWatch {
         slf
     }
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.clone();
-        awaitable(py, async move {
-            match inner.next().await? {
-                Some(e) => Ok(e),
-                None => Err(PyStopAsyncIteration::new_err(())),
-            }
-        })
+        anext(py, self.inner.clone().next())
     }
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.unbind();
-        awaitable(py, async move { Ok(me) })
+        aenter_self(slf)
     }
     #[pyo3(signature = (*_args))]
     fn __aexit__<'py>(
