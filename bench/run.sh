@@ -6,6 +6,9 @@
 #   bench/run.sh --only etcd   # one server only; the other column reads "n/a"
 #   bench/run.sh --no-build    # use the binaries already in target/release
 #   bench/run.sh --cluster     # 3 members per server (put 64/256 clients, range-l)
+#   bench/run.sh --etcd latest # compare with the newest etcd release, built from
+#                              # the Go module proxy by scripts/etcd-latest.sh
+#   bench/run.sh --etcd PATH   # compare with that etcd binary (default: Debian's)
 #
 # Environment: KVD_BIN, ETCD_BIN, BENCH_BIN override the binaries;
 # BENCH_DURATION overrides the length of each workload (e.g. 5s).
@@ -23,13 +26,21 @@ CLUSTER=0
 BUILD=1
 ONLY=""
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --no-build) BUILD=0 ;;
     --cluster) CLUSTER=1 ;;
+    --etcd)
+      case ${2:-} in
+        latest) ETCD_BIN="$("$ROOT/scripts/etcd-latest.sh")/etcd" || { echo "building the newest etcd failed" >&2; exit 1; } ;;
+        debian) ETCD_BIN=/usr/bin/etcd ;;
+        "") echo "--etcd takes latest, debian or a path" >&2; exit 2 ;;
+        *) ETCD_BIN=$2 ;;
+      esac
+      shift ;;
     --only)
       ONLY=${2:-}
       [[ $ONLY == kvd || $ONLY == etcd ]] || { echo "--only takes kvd or etcd" >&2; exit 2; }
@@ -44,7 +55,7 @@ if [[ $QUICK == 1 ]]; then DUR=${BENCH_DURATION:-3s}; else DUR=${BENCH_DURATION:
 
 KVD_BIN_SET=${KVD_BIN:+1}
 KVD_BIN=${KVD_BIN:-$ROOT/target/release/kvd}
-ETCD_BIN=${ETCD_BIN:-$(command -v etcd || echo /usr/bin/etcd)}
+ETCD_BIN=${ETCD_BIN:-$(command -v etcd || echo /usr/bin/etcd)}  # --etcd may have set it
 BENCH_BIN=${BENCH_BIN:-$ROOT/target/release/kv-bench}
 
 WORK=$(mktemp -d -t kv-bench.XXXXXX)
