@@ -43,7 +43,7 @@ pub struct GlobalFlags {
     /// print byte strings as hex encoded strings
     #[arg(long, global = true)]
     pub hex: bool,
-    /// username[:password] for authentication (prompting is not supported: give the password here or with --password)
+    /// username[:password] for authentication (prompt if password is not supplied)
     #[arg(long, global = true, env = "ETCDCTL_USER")]
     pub user: Option<String>,
     /// password for authentication (if this option is used, --user option shouldn't include password)
@@ -128,15 +128,22 @@ impl GlobalFlags {
         let Some(user) = &self.user else {
             return Ok(None);
         };
-        if let Some(password) = &self.password {
-            return Ok(Some((user.clone(), password.clone())));
+        let (name, password) = match (self.password.as_deref(), user.split_once(':')) {
+            (Some(password), _) if !password.is_empty() => (user.clone(), password.to_string()),
+            (_, Some((name, password))) => (name.to_string(), password.to_string()),
+            // As etcdctl: ask on the terminal.
+            (_, None) => {
+                let password = crate::commands::password::ask("Password: ")
+                    .map_err(|e| ExitError::new(crate::exit::EXIT_ERROR, e.message))?;
+                (user.clone(), password)
+            }
+        };
+        // etcd's client authenticates only with both a name and a password
+        // (`--user name:` sends requests without a token).
+        if name.is_empty() || password.is_empty() {
+            return Ok(None);
         }
-        match user.split_once(':') {
-            Some((name, password)) => Ok(Some((name.to_string(), password.to_string()))),
-            None => Err(ExitError::bad_args(
-                "password is missing: use --user name:password or --password",
-            )),
-        }
+        Ok(Some((name, password)))
     }
 
     /// TLS settings when any of `--cacert`, `--cert`, `--key` or

@@ -66,6 +66,12 @@ enum Command {
     Defrag(commands::defrag::DefragArgs),
     /// Manages etcd node snapshots
     Snapshot(commands::snapshot::SnapshotArgs),
+    /// Enable or disable authentication
+    Auth(commands::auth::AuthArgs),
+    /// User related commands
+    User(commands::user::UserArgs),
+    /// Role related commands
+    Role(commands::role::RoleArgs),
     /// Prints the version of kvctl
     Version,
 }
@@ -85,6 +91,9 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
         Compaction(i64, bool),
         Alarm(commands::alarm::AlarmCommand),
         Member(commands::member::MemberRequest),
+        Auth(commands::auth::AuthCommand),
+        User(commands::user::UserRequest),
+        Role(commands::role::RoleRequest),
     }
     let req = match &cli.command {
         Command::Put(a) => Req::Put(a.validate()?),
@@ -111,6 +120,13 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             Req::Alarm(a.command.clone())
         }
         Command::Member(a) => Req::Member(a.validate()?),
+        Command::Auth(a) => {
+            a.validate()?;
+            Req::Auth(a.command.clone())
+        }
+        // Reads any password before connecting, as etcdctl does.
+        Command::User(a) => Req::User(a.validate()?),
+        Command::Role(a) => Req::Role(a.validate()?),
         Command::Endpoint(EndpointArgs {
             command: EndpointCommand::Hashkv { rev },
         }) => {
@@ -202,6 +218,9 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             }
             Req::Alarm(c) => commands::alarm::run(&client, &c).await?,
             Req::Member(r) => commands::member::run(&client, r).await?,
+            Req::Auth(c) => commands::auth::run(&client, &c).await?,
+            Req::User(r) => commands::user::run(&client, r).await?,
+            Req::Role(r) => commands::role::run(&client, r).await?,
         }
     };
     let p = printer::new_printer(format, popts);

@@ -17,13 +17,13 @@ use tokio::time::Instant;
 
 use kv_proto::authpb::Permission;
 use kv_proto::etcdserverpb::auth_client::AuthClient;
+// The answers are re-exported below.
 use kv_proto::etcdserverpb::{
-    AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
-    AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleGrantPermissionRequest,
-    AuthRoleGrantPermissionResponse, AuthUserAddRequest, AuthUserAddResponse,
-    AuthUserDeleteRequest, AuthUserDeleteResponse, AuthUserGetRequest, AuthUserGetResponse,
-    AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthUserListRequest, AuthUserListResponse,
-    AuthenticateRequest,
+    AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest, AuthRoleDeleteRequest,
+    AuthRoleGetRequest, AuthRoleGrantPermissionRequest, AuthRoleListRequest,
+    AuthRoleRevokePermissionRequest, AuthStatusRequest, AuthUserAddRequest,
+    AuthUserChangePasswordRequest, AuthUserDeleteRequest, AuthUserGetRequest,
+    AuthUserGrantRoleRequest, AuthUserListRequest, AuthUserRevokeRoleRequest, AuthenticateRequest,
 };
 use tonic::metadata::AsciiMetadataValue;
 
@@ -33,7 +33,17 @@ use crate::config::Credentials;
 use crate::error::{Error, Result};
 use crate::retry::{self, Repeatable, request};
 
+/// The Auth service's answers and a role's permission, as returned by the
+/// calls below (for tools that print them, such as kvctl).
+pub use kv_proto::authpb::Permission as RolePermission;
 pub use kv_proto::authpb::permission::Type as PermissionType;
+pub use kv_proto::etcdserverpb::{
+    AuthDisableResponse, AuthEnableResponse, AuthRoleAddResponse, AuthRoleDeleteResponse,
+    AuthRoleGetResponse, AuthRoleGrantPermissionResponse, AuthRoleListResponse,
+    AuthRoleRevokePermissionResponse, AuthStatusResponse, AuthUserAddResponse,
+    AuthUserChangePasswordResponse, AuthUserDeleteResponse, AuthUserGetResponse,
+    AuthUserGrantRoleResponse, AuthUserListResponse, AuthUserRevokeRoleResponse,
+};
 
 /// A stream opened with a token older than this gets a fresh one first:
 /// etcd checks a stream's token when watches are created on it, possibly
@@ -382,6 +392,185 @@ impl Client {
             let mut c = self.auth_client();
             let req = req.clone();
             async move { c.role_grant_permission(request(req, left)).await }
+        })
+        .await
+    }
+}
+
+// The rest of the Auth service, for tools such as kvctl's `auth`, `user`
+// and `role` commands.
+impl Client {
+    /// Whether auth is on, and the auth revision.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+    /// println!("{}", client.auth_status().await?.enabled);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn auth_status(&self) -> Result<AuthStatusResponse> {
+        self.unary(Repeatable::Yes, |left| {
+            let mut c = self.auth_client();
+            async move { c.auth_status(request(AuthStatusRequest {}, left)).await }
+        })
+        .await
+    }
+
+    /// Adds a user without a password: it can only authenticate with a
+    /// client certificate whose CN is its name (etcd 3.5's `--no-password`;
+    /// etcd 3.4 ignores the option and stores an empty password).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+    /// client.user_add_no_password("cn-user").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn user_add_no_password(&self, name: &str) -> Result<AuthUserAddResponse> {
+        let req = AuthUserAddRequest {
+            name: name.to_string(),
+            options: Some(kv_proto::authpb::UserAddOptions { no_password: true }),
+            ..Default::default()
+        };
+        self.unary(Repeatable::No, |left| {
+            let mut c = self.auth_client();
+            let req = req.clone();
+            async move { c.user_add(request(req, left)).await }
+        })
+        .await
+    }
+
+    /// Sets a user's password.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+    /// client.user_change_password("alice", "new-secret").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn user_change_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<AuthUserChangePasswordResponse> {
+        let req = AuthUserChangePasswordRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+            ..Default::default()
+        };
+        self.unary(Repeatable::Yes, |left| {
+            let mut c = self.auth_client();
+            let req = req.clone();
+            async move { c.user_change_password(request(req, left)).await }
+        })
+        .await
+    }
+
+    /// Takes a role away from a user.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+    /// client.user_revoke_role("alice", "readers").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn user_revoke_role(
+        &self,
+        user: &str,
+        role: &str,
+    ) -> Result<AuthUserRevokeRoleResponse> {
+        let req = AuthUserRevokeRoleRequest {
+            name: user.to_string(),
+            role: role.to_string(),
+        };
+        self.unary(Repeatable::No, |left| {
+            let mut c = self.auth_client();
+            let req = req.clone();
+            async move { c.user_revoke_role(request(req, left)).await }
+        })
+        .await
+    }
+
+    /// A role's permissions.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+    /// println!("{:?}", client.role_get("readers").await?.perm);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn role_get(&self, role: &str) -> Result<AuthRoleGetResponse> {
+        let req = AuthRoleGetRequest {
+            role: role.to_string(),
+        };
+        self.unary(Repeatable::Yes, |left| {
+            let mut c = self.auth_client();
+            let req = req.clone();
+            async move { c.role_get(request(req, left)).await }
+        })
+        .await
+    }
+
+    /// Every role name.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+    /// println!("{:?}", client.role_list().await?.roles);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn role_list(&self) -> Result<AuthRoleListResponse> {
+        self.unary(Repeatable::Yes, |left| {
+            let mut c = self.auth_client();
+            async move { c.role_list(request(AuthRoleListRequest {}, left)).await }
+        })
+        .await
+    }
+
+    /// Deletes a role (and takes it from every user).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+    /// client.role_delete("readers").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn role_delete(&self, role: &str) -> Result<AuthRoleDeleteResponse> {
+        let req = AuthRoleDeleteRequest {
+            role: role.to_string(),
+        };
+        self.unary(Repeatable::No, |left| {
+            let mut c = self.auth_client();
+            let req = req.clone();
+            async move { c.role_delete(request(req, left)).await }
+        })
+        .await
+    }
+
+    /// Takes back the permission a role has on exactly `key` (or on
+    /// `[key, range_end)` when `range_end` is given), as granted.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_client::Result<()> {
+    /// client.role_revoke_permission("readers", "app/", Some(b"app0".to_vec())).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn role_revoke_permission(
+        &self,
+        role: &str,
+        key: impl Into<Vec<u8>>,
+        range_end: Option<Vec<u8>>,
+    ) -> Result<AuthRoleRevokePermissionResponse> {
+        let req = AuthRoleRevokePermissionRequest {
+            role: role.to_string(),
+            key: key.into(),
+            range_end: range_end.unwrap_or_default(),
+        };
+        self.unary(Repeatable::No, |left| {
+            let mut c = self.auth_client();
+            let req = req.clone();
+            async move { c.role_revoke_permission(request(req, left)).await }
         })
         .await
     }

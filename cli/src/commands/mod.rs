@@ -3,6 +3,7 @@
 //! [`crate::printer`]).
 
 pub mod alarm;
+pub mod auth;
 pub mod compaction;
 pub mod defrag;
 pub mod del;
@@ -12,10 +13,13 @@ pub mod get;
 pub mod lease;
 pub mod lock;
 pub mod member;
+pub mod password;
 pub mod put;
+pub mod role;
 pub mod service;
 pub mod snapshot;
 pub mod txn;
+pub mod user;
 pub mod version;
 pub mod watch;
 
@@ -77,6 +81,8 @@ pub enum Output {
     HashKv(Vec<endpoint::EpHash>),
     /// `snapshot save` wrote this file.
     SnapshotSaved(String),
+    /// Answer of an `auth`, `user` or `role` command.
+    Auth(auth::AuthOutput),
     /// Answer of `version`.
     Version {
         /// kvctl's version.

@@ -38,7 +38,7 @@ pub fn go_quote(b: &[u8]) -> String {
     out
 }
 
-fn hdr(w: &mut dyn Write, h: Option<&ResponseHeader>) -> std::io::Result<()> {
+pub(super) fn hdr(w: &mut dyn Write, h: Option<&ResponseHeader>) -> std::io::Result<()> {
     let h = h.cloned().unwrap_or_default();
     writeln!(w, "\"ClusterID\" : {}", h.cluster_id)?;
     writeln!(w, "\"MemberID\" : {}", h.member_id)?;
@@ -58,6 +58,14 @@ fn kv(w: &mut dyn Write, pfx: &str, kv: &KeyValue) -> std::io::Result<()> {
 impl Printer for FieldsPrinter {
     fn name(&self) -> &'static str {
         "fields"
+    }
+
+    fn auth(
+        &self,
+        w: &mut dyn Write,
+        out: &crate::commands::auth::AuthOutput,
+    ) -> Result<(), ExitError> {
+        super::auth::fields(w, out)
     }
 
     fn put(&self, w: &mut dyn Write, r: &PutResponse) -> Result<(), ExitError> {

@@ -190,6 +190,14 @@ impl Printer for JsonPrinter {
         "json"
     }
 
+    fn auth(
+        &self,
+        w: &mut dyn Write,
+        out: &crate::commands::auth::AuthOutput,
+    ) -> Result<(), ExitError> {
+        super::auth::json(w, out)
+    }
+
     fn put(&self, w: &mut dyn Write, r: &PutResponse) -> Result<(), ExitError> {
         emit(w, put_json(r))
     }

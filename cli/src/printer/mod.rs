@@ -1,6 +1,7 @@
 //! One printer per output format. Printers only format responses; they
 //! never make RPCs (commands do, see [`crate::commands`]).
 
+pub mod auth;
 pub mod fields;
 pub mod json;
 pub mod json_more;
@@ -159,6 +160,16 @@ pub trait Printer {
 
     /// Prints `endpoint hashkv`.
     fn hash_kv(&self, _w: &mut dyn Write, _hs: &[EpHash]) -> Result<(), ExitError> {
+        Err(unsupported(self.name()))
+    }
+
+    /// Prints an `auth`, `user` or `role` answer (see [`auth::print`] for
+    /// the parts that are the same in every format).
+    fn auth(
+        &self,
+        _w: &mut dyn Write,
+        _out: &crate::commands::auth::AuthOutput,
+    ) -> Result<(), ExitError> {
         Err(unsupported(self.name()))
     }
 
@@ -327,6 +338,7 @@ pub fn print(
         Output::MemberChange(c, id, r) => printer.member_change(w, *c, *id, r),
         Output::AlarmDisarm(a) => printer.alarm_list(w, a),
         Output::HashKv(hs) => printer.hash_kv(w, hs),
+        Output::Auth(a) => auth::print(printer, w, a),
         // The same in every format, as in etcdctl.
         Output::SnapshotSaved(path) => writeln!(w, "Snapshot saved at {path}").map_err(io_err),
         Output::Defrag(list) => {

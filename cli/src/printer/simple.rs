@@ -55,6 +55,14 @@ impl Printer for SimplePrinter {
         "simple"
     }
 
+    fn auth(
+        &self,
+        w: &mut dyn Write,
+        out: &crate::commands::auth::AuthOutput,
+    ) -> Result<(), ExitError> {
+        super::auth::simple(w, out)
+    }
+
     fn put(&self, w: &mut dyn Write, r: &PutResponse) -> Result<(), ExitError> {
         writeln!(w, "OK").map_err(io_err)?;
         if let Some(kv) = r.prev_kv() {
