@@ -15,6 +15,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
@@ -159,30 +160,82 @@ impl RetryPolicy {
         self.jitter
     }
 
-    pub(crate) fn backoff(&self) -> Backoff {
-        Backoff {
-            policy: self.clone(),
-            next: self.initial_backoff,
-        }
+    /// The sequence of waits this policy prescribes between attempts: the
+    /// one policy shared by the client's calls, watch and lease reconnects
+    /// and kv-discovery's background tasks.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = kv_client::RetryPolicy::default()
+    ///     .with_initial_backoff(Duration::from_millis(10))
+    ///     .with_max_backoff(Duration::from_millis(40))
+    ///     .with_jitter(0.0);
+    /// let mut b = p.backoff();
+    /// let waits: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+    /// assert_eq!(waits, [10, 20, 40, 40]);
+    /// ```
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self)
     }
 }
 
 /// The sequence of waits between attempts (also used by the watch and lease
-/// streams to pace their reconnects).
+/// streams to pace their reconnects, and by kv-discovery).
+///
+/// The exponential sequence comes from [`backon`]'s `ExponentialBuilder`
+/// (factor 2, from the initial wait up to the cap, never exhausted). The
+/// jitter is applied on top of it by this type rather than by backon's own
+/// `with_jitter`, which *adds* up to 100% and so could double a wait past the
+/// cap: here a wait is the base *shortened* by a random fraction up to the
+/// policy's jitter, so every wait lies in `[(1 - jitter) * base, base]` and
+/// never exceeds [`RetryPolicy::max_backoff`].
+///
+/// ```
+/// # use std::time::Duration;
+/// let p = kv_client::RetryPolicy::default()
+///     .with_initial_backoff(Duration::from_millis(100))
+///     .with_jitter(0.5);
+/// let d = p.backoff().next_delay();
+/// assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100));
+/// ```
 #[derive(Debug)]
-pub(crate) struct Backoff {
-    policy: RetryPolicy,
-    next: Duration,
+pub struct Backoff {
+    builder: ExponentialBuilder,
+    delays: ExponentialBackoff,
+    max: Duration,
+    jitter: f64,
 }
 
 impl Backoff {
+    fn new(policy: &RetryPolicy) -> Backoff {
+        let builder = ExponentialBuilder::new()
+            .with_factor(2.0)
+            .with_min_delay(policy.initial_backoff)
+            .with_max_delay(policy.max_backoff)
+            .without_max_times();
+        Backoff {
+            builder,
+            delays: builder.build(),
+            max: policy.max_backoff,
+            jitter: policy.jitter,
+        }
+    }
+
     /// The next wait: the current base minus jitter; the base then doubles
     /// up to the cap.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let base = self.next.min(self.policy.max_backoff);
-        self.next = (base * 2).min(self.policy.max_backoff);
-        let cut = if self.policy.jitter > 0.0 {
-            rand::random::<f64>() * self.policy.jitter
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = kv_client::RetryPolicy::default().with_max_backoff(Duration::from_millis(30));
+    /// let mut b = p.backoff();
+    /// assert!((0..10).all(|_| b.next_delay() <= Duration::from_millis(30)));
+    /// ```
+    pub fn next_delay(&mut self) -> Duration {
+        // Never exhausted (no max times). backon starts at the initial
+        // wait even when it exceeds the cap; the policy's cap wins.
+        let base = round_to_micros(self.delays.next().unwrap_or(self.max)).min(self.max);
+        let cut = if self.jitter > 0.0 {
+            rand::random::<f64>() * self.jitter
         } else {
             0.0
         };
@@ -190,9 +243,26 @@ impl Backoff {
     }
 
     /// Starts again from the initial wait (after a success).
-    pub(crate) fn reset(&mut self) {
-        self.next = self.policy.initial_backoff;
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = kv_client::RetryPolicy::default().with_jitter(0.0);
+    /// let mut b = p.backoff();
+    /// let first = b.next_delay();
+    /// b.next_delay();
+    /// b.reset();
+    /// assert_eq!(b.next_delay(), first);
+    /// ```
+    pub fn reset(&mut self) {
+        self.delays = self.builder.build();
     }
+}
+
+/// backon doubles in `f32`, which drifts by nanoseconds (50.000001ms):
+/// rounding to whole microseconds gives back the exact doubles.
+fn round_to_micros(d: Duration) -> Duration {
+    let micros = (d.as_nanos() + 500) / 1000;
+    Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
 }
 
 /// Whether the request surely never reached a server: the connection it
@@ -281,6 +351,34 @@ mod tests {
         assert_eq!(waits, [1, 2, 4, 4, 4]);
         b.reset();
         assert_eq!(b.next_delay().as_millis(), 1);
+    }
+
+    #[test]
+    fn default_sequence_is_exact_and_capped() {
+        // backon computes in f32: the waits must still be the exact doubles.
+        let mut b = RetryPolicy::default().with_jitter(0.0).backoff();
+        let waits: Vec<_> = (0..8).map(|_| b.next_delay()).collect();
+        let want: Vec<_> = [25, 50, 100, 200, 400, 800, 1000, 1000]
+            .map(Duration::from_millis)
+            .to_vec();
+        assert_eq!(waits, want);
+        // An initial wait above the cap is capped (as before backon).
+        let p = fast().with_initial_backoff(Duration::from_millis(9));
+        assert_eq!(p.backoff().next_delay(), Duration::from_millis(4));
+    }
+
+    #[test]
+    fn jittered_waits_stay_within_bounds() {
+        let mut b = RetryPolicy::default().backoff();
+        let mut base = DEFAULT_INITIAL_BACKOFF;
+        for _ in 0..200 {
+            let d = b.next_delay();
+            assert!(
+                d <= base && d >= base.mul_f64(1.0 - DEFAULT_JITTER),
+                "{d:?} vs {base:?}"
+            );
+            base = (base * 2).min(DEFAULT_MAX_BACKOFF);
+        }
     }
 
     #[test]

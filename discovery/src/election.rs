@@ -19,8 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::session::Session;
 use crate::util::{
-    Backoff, Cleanup, delete_if_created_at, first_created, lease_hex, spawn_best_effort,
-    wait_deletes,
+    Cleanup, delete_if_created_at, first_created, lease_hex, spawn_best_effort, wait_deletes,
 };
 use crate::{Error, Result};
 
@@ -226,7 +225,7 @@ fn ident(kv: &KeyValue) -> (Vec<u8>, i64, i64) {
 
 async fn observe_loop(client: Client, prefix: String, tx: mpsc::Sender<Leader>) {
     let mut last = None;
-    let mut backoff = Backoff::new(&client);
+    let mut backoff = crate::util::backoff(&client);
     loop {
         match observe_once(&client, &prefix, &tx, &mut last).await {
             Ok(()) => backoff.reset(),

@@ -48,4 +48,10 @@ pub enum Error {
     /// The registration's background task has stopped.
     #[error("the registration is closed")]
     Closed,
+    /// No TTL check of that name in the registration.
+    #[error("no TTL check named {0:?}")]
+    UnknownCheck(String),
+    /// Two checks of one registration share a name, or a name is empty.
+    #[error("invalid check name {0:?}: must be non-empty and unique")]
+    InvalidCheck(String),
 }

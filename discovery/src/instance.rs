@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{CheckState, Error, Result};
 
 /// An instance's health as its owner reports it.
 ///
@@ -63,12 +63,19 @@ pub struct ServiceInstance {
     /// Free-form labels.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Tags subscribers can filter on (see [`ServiceFilter`](crate::ServiceFilter)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// The version of the software (free-form, may be empty).
     #[serde(default)]
     pub version: String,
-    /// The health the owner reports.
+    /// The health the owner reports (with checks: the worst of them).
     #[serde(default)]
     pub health: Health,
+    /// The states of the health checks the owner runs, by check name
+    /// (empty without checks).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, CheckState>,
 }
 
 impl ServiceInstance {
@@ -87,8 +94,10 @@ impl ServiceInstance {
             id: uuid_v4(),
             addrs: vec![addr.into()],
             metadata: BTreeMap::new(),
+            tags: Vec::new(),
             version: String::new(),
             health: Health::Passing,
+            checks: BTreeMap::new(),
         }
     }
     /// Sets the instance ID.
@@ -105,6 +114,24 @@ impl ServiceInstance {
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
+    }
+    /// Adds a tag (once: a tag already present is not repeated).
+    ///
+    /// ```
+    /// let i = kv_discovery::ServiceInstance::new("web", "10.0.0.1:80").with_tag("v2").with_tag("v2");
+    /// assert_eq!(i.tags, ["v2"]);
+    /// assert!(i.has_tag("v2"));
+    /// ```
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        let tag = tag.into();
+        if !self.has_tag(&tag) {
+            self.tags.push(tag);
+        }
+        self
+    }
+    /// Whether the instance carries `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
     }
     /// Sets the version.
     pub fn with_version(mut self, version: impl Into<String>) -> Self {
@@ -133,18 +160,7 @@ pub(crate) fn check_segment(name: &str) -> Result<()> {
 
 /// A random (version 4, RFC 4122 variant) UUID in its hyphenated form.
 pub(crate) fn uuid_v4() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
 #[cfg(test)]
@@ -164,6 +180,7 @@ mod tests {
         let inst: ServiceInstance = serde_json::from_str(r#"{"service":"s","id":"i"}"#).unwrap();
         assert_eq!(inst.health, Health::Passing);
         assert!(inst.addrs.is_empty());
+        assert!(inst.tags.is_empty());
     }
 
     #[test]

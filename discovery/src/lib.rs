@@ -5,8 +5,15 @@
 //! - [`Registry`] / [`Registration`]: register a service instance on a lease;
 //!   it is re-registered by itself after the lease is lost (a network blip
 //!   longer than the TTL, a revoke) and removed when the process dies.
+//!   It also watches its own key and writes the entry straight back if
+//!   someone deletes it while the lease is alive.
+//! - [`Check`]: health checks the registering process runs itself (HTTP,
+//!   TCP, gRPC health, command, TTL), as Consul's agent does; each state
+//!   change is one write ([`Registry::register_with_checks`]).
 //! - [`Subscription`]: the live set of a service's instances, fed by a
-//!   watch; usable as a [`tower::discover::Discover`] endpoint set.
+//!   watch, optionally filtered on tags, metadata and health
+//!   ([`ServiceFilter`], [`Registry::subscribe_with`]); usable as a
+//!   [`tower::discover::Discover`] endpoint set.
 //! - [`Mutex`] and [`Election`]: etcd's `concurrency` package semantics and
 //!   key layout, so they interoperate with `etcdctl lock` and `etcdctl elect`.
 //!
@@ -35,17 +42,23 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod election;
 pub mod error;
+pub mod filter;
 pub mod instance;
 pub mod mutex;
+mod ownkey;
+mod registration;
 pub mod registry;
 pub mod session;
 pub mod subscription;
 mod util;
 
+pub use check::{Check, CheckKind, CheckState, MAX_CHECK_OUTPUT};
 pub use election::{Election, Leader, Leadership, Observer};
 pub use error::{Error, Result};
+pub use filter::{HealthFilter, ServiceFilter};
 pub use instance::{Health, ServiceInstance};
 pub use mutex::{LockGuard, Mutex};
 pub use registry::{

@@ -4,19 +4,17 @@
 //! `<namespace>/services/<service>/<id>` on its own lease, and a background
 //! task keeps it there: when the lease is lost (not renewed within its TTL
 //! during a partition, revoked, expired), it grants a new lease and writes
-//! the entry again, reporting each step as a [`RegistrationEvent`].
+//! the entry again, reporting each step as a [`RegistrationEvent`]. It also
+//! watches its own key, and writes the entry again on the same lease when
+//! someone deletes it while the lease is alive.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
-
-use kv_client::{Client, DeleteOptions, GetOptions, LeaseLost, PutOptions};
-use tokio::sync::{mpsc, oneshot};
+use kv_client::{Client, DeleteOptions, GetOptions};
 
 use crate::instance::check_segment;
-use crate::session::Session;
 use crate::subscription::Subscription;
-use crate::util::Backoff;
-use crate::{Error, Health, Result, ServiceInstance};
+use crate::{Check, Error, Health, Result, ServiceFilter, ServiceInstance};
+
+pub use crate::registration::{Registration, RegistrationEvent};
 
 /// The default key namespace.
 pub const DEFAULT_NAMESPACE: &str = "kv";
@@ -101,30 +99,46 @@ impl Registry {
         check_segment(&instance.service)?;
         check_segment(&instance.id)?;
         let key = self.instance_key(&instance.service, &instance.id);
-        let session = write_entry(&self.client, &key, &instance, self.ttl).await?;
-        let lease = Arc::new(AtomicI64::new(session.lease_id()));
-        let shared = Arc::new(StdMutex::new(instance));
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-        let _ = ev_tx.try_send(RegistrationEvent::Registered {
-            lease: session.lease_id(),
-        });
-        let task = Task {
-            client: self.client.clone(),
-            key: key.clone(),
-            ttl: self.ttl,
-            instance: shared.clone(),
-            lease: lease.clone(),
-            events: ev_tx,
-        };
-        tokio::spawn(task.run(session, cmd_rx));
-        Ok(Registration {
-            key,
-            instance: shared,
-            lease,
-            cmds: cmd_tx,
-            events: ev_rx,
-        })
+        crate::registration::start(&self.client, key, self.ttl, instance, Vec::new()).await
+    }
+
+    /// Registers `instance` with health checks this process runs (see
+    /// [`Check`]): the entry carries each check's state (starting critical,
+    /// as Consul's) and the worst of them as its health; each state change
+    /// is one write.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_discovery::Result<()> {
+    /// use kv_discovery::{Check, Registry, ServiceInstance};
+    /// let reg = Registry::new(client)
+    ///     .register_with_checks(
+    ///         ServiceInstance::new("db", "127.0.0.1:5432"),
+    ///         [Check::tcp("port", "127.0.0.1:5432")],
+    ///     )
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn register_with_checks(
+        &self,
+        mut instance: ServiceInstance,
+        checks: impl IntoIterator<Item = Check>,
+    ) -> Result<Registration> {
+        check_segment(&instance.service)?;
+        check_segment(&instance.id)?;
+        let checks: Vec<Check> = checks.into_iter().collect();
+        let mut names = std::collections::HashSet::new();
+        for c in &checks {
+            if c.name().is_empty() || !names.insert(c.name()) {
+                return Err(Error::InvalidCheck(c.name().to_string()));
+            }
+        }
+        if !checks.is_empty() {
+            instance.checks = crate::check::initial_states(&checks);
+            instance.health = Health::Critical;
+        }
+        let key = self.instance_key(&instance.service, &instance.id);
+        crate::registration::start(&self.client, key, self.ttl, instance, checks).await
     }
 
     /// The instances of `service` registered now.
@@ -136,6 +150,23 @@ impl Registry {
     /// # }
     /// ```
     pub async fn list(&self, service: &str) -> Result<Vec<ServiceInstance>> {
+        self.list_with(service, &ServiceFilter::new()).await
+    }
+
+    /// The instances of `service` registered now that pass `filter`.
+    ///
+    /// ```no_run
+    /// # async fn demo(r: kv_discovery::Registry) -> kv_discovery::Result<()> {
+    /// use kv_discovery::{HealthFilter, ServiceFilter};
+    /// let healthy = r.list_with("web", &ServiceFilter::new().with_health(HealthFilter::Passing)).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn list_with(
+        &self,
+        service: &str,
+        filter: &ServiceFilter,
+    ) -> Result<Vec<ServiceInstance>> {
         check_segment(service)?;
         let resp = self
             .client
@@ -148,12 +179,13 @@ impl Registry {
             .kvs()
             .iter()
             .filter_map(crate::subscription::decode)
+            .filter(|i| filter.matches(i))
             .collect())
     }
 
     /// Deletes an instance's entry; returns whether it existed. A live
-    /// owner keeps running: it writes the entry again when its lease is
-    /// lost or its health is set; stop the owner to remove it for good.
+    /// owner keeps running and writes the entry straight back (it watches
+    /// its own key): stop the owner to remove an instance for good.
     ///
     /// ```no_run
     /// # async fn demo(r: kv_discovery::Registry) -> kv_discovery::Result<()> {
@@ -182,265 +214,27 @@ impl Registry {
     /// # }
     /// ```
     pub async fn subscribe(&self, service: &str) -> Result<Subscription> {
+        self.subscribe_with(service, ServiceFilter::new()).await
+    }
+
+    /// Subscribes to the instances of `service` that pass `filter` (tags,
+    /// metadata, health): see [`Subscription::start_filtered`].
+    ///
+    /// ```no_run
+    /// # async fn demo(r: kv_discovery::Registry) -> kv_discovery::Result<()> {
+    /// use kv_discovery::{HealthFilter, ServiceFilter};
+    /// let filter = ServiceFilter::new().with_tag("v2").with_health(HealthFilter::PassingOrWarning);
+    /// let sub = r.subscribe_with("web", filter).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn subscribe_with(
+        &self,
+        service: &str,
+        filter: ServiceFilter,
+    ) -> Result<Subscription> {
         check_segment(service)?;
-        Subscription::start(self.client.clone(), self.service_prefix(service)).await
-    }
-}
-
-/// How many registration events are kept for the reader (older ones are
-/// dropped when it does not keep up).
-const EVENT_QUEUE: usize = 64;
-
-/// What happened to a [`Registration`].
-///
-/// ```
-/// use kv_discovery::RegistrationEvent;
-/// let e = RegistrationEvent::Reregistered { lease: 7 };
-/// assert!(matches!(e, RegistrationEvent::Reregistered { .. }));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RegistrationEvent {
-    /// The entry was first written, on this lease.
-    Registered {
-        /// The lease ID.
-        lease: i64,
-    },
-    /// The lease was lost; the entry is (or soon will be) gone until
-    /// re-registered.
-    LeaseLost {
-        /// The lost lease's ID.
-        lease: i64,
-        /// Why.
-        reason: LeaseLost,
-    },
-    /// An attempt to re-register failed; it is retried with backoff.
-    RetryFailed {
-        /// The error.
-        error: Error,
-    },
-    /// The entry was written again on a new lease.
-    Reregistered {
-        /// The new lease ID.
-        lease: i64,
-    },
-    /// The entry was rewritten with a new health.
-    HealthChanged {
-        /// The new health.
-        health: Health,
-    },
-}
-
-enum Cmd {
-    SetHealth(Health, oneshot::Sender<Result<()>>),
-    Close(oneshot::Sender<Result<()>>),
-}
-
-/// A live registration. Dropping it revokes its lease in the background
-/// (best effort); [`close`](Registration::close) does it now.
-///
-/// ```no_run
-/// # async fn demo(client: kv_client::Client) -> kv_discovery::Result<()> {
-/// use kv_discovery::{Health, Registry, RegistrationEvent, ServiceInstance};
-/// let mut reg = Registry::new(client).register(ServiceInstance::new("api", "127.0.0.1:8080")).await?;
-/// reg.set_health(Health::Warning).await?;
-/// while let Some(event) = reg.next_event().await {
-///     if let RegistrationEvent::Reregistered { lease } = event {
-///         println!("back on lease {lease:x}");
-///     }
-/// }
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug)]
-pub struct Registration {
-    key: String,
-    instance: Arc<StdMutex<ServiceInstance>>,
-    lease: Arc<AtomicI64>,
-    cmds: mpsc::UnboundedSender<Cmd>,
-    events: mpsc::Receiver<RegistrationEvent>,
-}
-
-impl std::fmt::Debug for Cmd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Cmd")
-    }
-}
-
-impl Registration {
-    /// The entry's key.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-    /// The instance as last written (or to be written).
-    pub fn instance(&self) -> ServiceInstance {
-        lock(&self.instance).clone()
-    }
-    /// The lease the entry is currently on.
-    pub fn lease_id(&self) -> i64 {
-        self.lease.load(Ordering::SeqCst)
-    }
-
-    /// The next event; `None` once the background task has stopped.
-    pub async fn next_event(&mut self) -> Option<RegistrationEvent> {
-        self.events.recv().await
-    }
-
-    /// Sets the health and rewrites the entry (while re-registering, the
-    /// new health is written with the next registration).
-    pub async fn set_health(&self, health: Health) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.cmds
-            .send(Cmd::SetHealth(health, tx))
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
-    }
-
-    /// Deregisters now: revokes the lease, deleting the entry.
-    pub async fn close(self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.cmds.send(Cmd::Close(tx)).map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
-    }
-}
-
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Grants a session and writes the entry on it.
-async fn write_entry(
-    client: &Client,
-    key: &str,
-    instance: &ServiceInstance,
-    ttl: i64,
-) -> Result<Session> {
-    let json = instance.to_json()?;
-    let session = Session::with_ttl(client, ttl).await?;
-    let put = client
-        .put(key, json, PutOptions::new().with_lease(session.lease_id()))
-        .await;
-    match put {
-        Ok(_) => Ok(session),
-        Err(e) => {
-            let _ = session.close().await;
-            Err(e.into())
-        }
-    }
-}
-
-/// The background task of one registration.
-struct Task {
-    client: Client,
-    key: String,
-    ttl: i64,
-    instance: Arc<StdMutex<ServiceInstance>>,
-    lease: Arc<AtomicI64>,
-    events: mpsc::Sender<RegistrationEvent>,
-}
-
-impl Task {
-    fn emit(&self, event: RegistrationEvent) {
-        tracing::debug!(key = %self.key, ?event, "registration");
-        // A full queue means nobody reads events: dropping is fine.
-        let _ = self.events.try_send(event);
-    }
-
-    async fn run(self, mut session: Session, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
-        loop {
-            tokio::select! {
-                reason = session.lost() => {
-                    let old = session.lease_id();
-                    self.emit(RegistrationEvent::LeaseLost { lease: old, reason });
-                    // The old lease may still exist (we only missed its
-                    // renewals): revoke it so the old entry goes too.
-                    drop(session);
-                    match self.reregister(&mut cmds).await {
-                        Some(s) => session = s,
-                        None => return,
-                    }
-                }
-                cmd = cmds.recv() => match cmd {
-                    None => return, // dropped: the session's drop revokes
-                    Some(Cmd::Close(reply)) => {
-                        let _ = reply.send(session.close().await);
-                        return;
-                    }
-                    Some(Cmd::SetHealth(health, reply)) => {
-                        let _ = reply.send(self.set_health(&session, health).await);
-                    }
-                },
-            }
-        }
-    }
-
-    async fn set_health(&self, session: &Session, health: Health) -> Result<()> {
-        let json = {
-            let mut inst = lock(&self.instance);
-            inst.health = health;
-            inst.to_json()?
-        };
-        let opts = PutOptions::new().with_lease(session.lease_id());
-        self.client.put(self.key.as_str(), json, opts).await?;
-        self.emit(RegistrationEvent::HealthChanged { health });
-        Ok(())
-    }
-
-    /// Re-registers with backoff until it works; `None` if closed meanwhile.
-    /// A command that arrives while re-registering: a health change is
-    /// kept for the next write; false means stop (closed or dropped).
-    fn between_attempts(&self, cmd: Option<Cmd>) -> bool {
-        match cmd {
-            None => false,
-            Some(Cmd::Close(reply)) => {
-                let _ = reply.send(Ok(()));
-                false
-            }
-            Some(Cmd::SetHealth(health, reply)) => {
-                lock(&self.instance).health = health;
-                let _ = reply.send(Ok(()));
-                true
-            }
-        }
-    }
-
-    async fn reregister(&self, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> Option<Session> {
-        let mut backoff = Backoff::new(&self.client);
-        loop {
-            let instance = lock(&self.instance).clone();
-            let attempt = write_entry(&self.client, &self.key, &instance, self.ttl);
-            tokio::pin!(attempt);
-            let result = loop {
-                tokio::select! {
-                    r = &mut attempt => break r,
-                    cmd = cmds.recv() => if !self.between_attempts(cmd) {
-                        return None;
-                    },
-                }
-            };
-            match result {
-                Ok(session) => {
-                    // A health set during the attempt was not written yet.
-                    let wanted = lock(&self.instance).health;
-                    if wanted != instance.health {
-                        let _ = self.set_health(&session, wanted).await;
-                    }
-                    self.lease.store(session.lease_id(), Ordering::SeqCst);
-                    self.emit(RegistrationEvent::Reregistered {
-                        lease: session.lease_id(),
-                    });
-                    return Some(session);
-                }
-                Err(error) => {
-                    self.emit(RegistrationEvent::RetryFailed { error });
-                    let wait = backoff.next_delay();
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        cmd = cmds.recv() => if !self.between_attempts(cmd) {
-                            return None;
-                        },
-                    }
-                }
-            }
-        }
+        Subscription::start_filtered(self.client.clone(), self.service_prefix(service), filter)
+            .await
     }
 }

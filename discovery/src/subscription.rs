@@ -17,8 +17,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tower::discover::Change;
 
-use crate::util::Backoff;
-use crate::{Error, Health, Result, ServiceInstance};
+use crate::{Error, Health, Result, ServiceFilter, ServiceInstance};
 
 /// A change to the set of instances.
 ///
@@ -57,6 +56,8 @@ struct State {
 struct Shared {
     state: StdMutex<State>,
     changed: Notify,
+    /// Entries it rejects count as absent.
+    filter: ServiceFilter,
 }
 
 impl Shared {
@@ -106,9 +107,31 @@ impl Subscription {
     /// # }
     /// ```
     pub async fn start(client: Client, prefix: String) -> Result<Subscription> {
+        Subscription::start_filtered(client, prefix, ServiceFilter::new()).await
+    }
+
+    /// Subscribes to the instances under `prefix` that pass `filter` (see
+    /// [`Registry::subscribe_with`](crate::Registry::subscribe_with)): an
+    /// instance that stops passing is reported `Removed`, one that starts
+    /// passing `Added`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kv_client::Client) -> kv_discovery::Result<()> {
+    /// use kv_discovery::{HealthFilter, ServiceFilter, Subscription};
+    /// let filter = ServiceFilter::new().with_tag("v2").with_health(HealthFilter::Passing);
+    /// let sub = Subscription::start_filtered(client, "kv/services/web/".into(), filter).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn start_filtered(
+        client: Client,
+        prefix: String,
+        filter: ServiceFilter,
+    ) -> Result<Subscription> {
         let shared = Arc::new(Shared {
             state: StdMutex::new(State::default()),
             changed: Notify::new(),
+            filter,
         });
         let watch = snapshot(&client, &prefix, &shared).await?;
         let task = tokio::spawn(follow(client, prefix, shared.clone(), watch));
@@ -291,6 +314,7 @@ async fn snapshot(client: &Client, prefix: &str, shared: &Shared) -> Result<Watc
         .kvs()
         .iter()
         .filter_map(|kv| decode(kv).map(|i| (kv.key.clone(), i)))
+        .filter(|(_, i)| shared.filter.matches(i))
         .collect();
     let mut st = shared.lock();
     let old = std::mem::take(&mut st.set);
@@ -329,7 +353,7 @@ fn wake(st: &mut State) {
 /// Applies watch events until the watch fails, then re-snapshots (with
 /// backoff) and goes on. Runs until the subscription is dropped.
 async fn follow(client: Client, prefix: String, shared: Arc<Shared>, mut watch: WatchStream) {
-    let mut backoff = Backoff::new(&client);
+    let mut backoff = crate::util::backoff(&client);
     loop {
         while let Some(batch) = watch.next().await {
             match batch {
@@ -369,8 +393,8 @@ fn apply(shared: &Shared, revision: i64, events: &[kv_client::Event]) {
         };
         match event.r#type() {
             EventType::Put => {
-                let Some(inst) = decode(kv) else {
-                    // A malformed entry counts as absent.
+                let Some(inst) = decode(kv).filter(|i| shared.filter.matches(i)) else {
+                    // A malformed or filtered-out entry counts as absent.
                     if let Some(old) = st.set.remove(&kv.key) {
                         push(&mut st, ServiceEvent::Removed(old));
                     }

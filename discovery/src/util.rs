@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use kv_client::retry::Backoff;
 use kv_client::{
     Client, DeleteOptions, EventType, GetOptions, KeyValue, ResponseHeader, SortOrder, SortTarget,
     WatchOptions,
@@ -137,32 +138,25 @@ impl Drop for Cleanup {
     }
 }
 
-/// Exponential backoff between retries of background tasks.
-pub(crate) struct Backoff {
-    next: Duration,
-    max: Duration,
-    initial: Duration,
+/// The waits between retries of background tasks: the client's one retry
+/// policy ([`kv_client::RetryPolicy::backoff`], backon's exponential
+/// sequence, jittered), with a 10 ms floor so a policy configured with no
+/// initial wait cannot make a background task spin.
+pub(crate) fn backoff(client: &Client) -> Backoff {
+    backoff_for(client.config().retry())
 }
 
-impl Backoff {
-    pub(crate) fn new(client: &Client) -> Backoff {
-        let retry = client.config().retry();
-        let initial = retry.initial_backoff().max(Duration::from_millis(10));
-        Backoff {
-            next: initial,
-            max: retry.max_backoff().max(initial),
-            initial,
-        }
-    }
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-    pub(crate) fn reset(&mut self) {
-        self.next = self.initial;
-    }
+fn backoff_for(retry: &kv_client::RetryPolicy) -> Backoff {
+    let initial = retry.initial_backoff().max(MIN_BACKOFF);
+    retry
+        .clone()
+        .with_initial_backoff(initial)
+        .with_max_backoff(retry.max_backoff().max(initial))
+        .backoff()
 }
+
+/// The shortest wait between two attempts of a background task.
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
@@ -172,5 +166,16 @@ mod tests {
     fn lease_ids_print_like_go() {
         assert_eq!(lease_hex(0x390da1ff104ecf1a), "390da1ff104ecf1a");
         assert_eq!(lease_hex(-255), "-ff");
+    }
+
+    #[test]
+    fn background_backoff_has_a_floor_and_the_client_cap() {
+        let policy = kv_client::RetryPolicy::default()
+            .with_initial_backoff(Duration::ZERO)
+            .with_max_backoff(Duration::from_millis(40))
+            .with_jitter(0.0);
+        let mut b = backoff_for(&policy);
+        let waits: Vec<_> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(waits, [10, 20, 40, 40]);
     }
 }

@@ -17,7 +17,10 @@ mod server;
 mod election;
 mod failover;
 mod lock;
+mod backends;
+mod checks;
 mod registry;
+mod robust;
 
 use std::time::Duration;
 
