@@ -33,6 +33,9 @@ which etcd >/dev/null || echo "note: etcd not installed; the etcd-side tests are
 # Stubs against the compiled module, then the README's examples (run from
 # outside the source tree so the installed package is what is checked).
 (cd "$ROOT/target" && stubtest kvclient)
+# The stub's docstrings are the compiled module's (help() and editors show
+# the same text), and every public class and method has an example.
+(cd "$ROOT/target" && python "$ROOT/bindings/python/scripts/stub_docs.py" --check)
 EXAMPLES="$ROOT/target/py-readme-examples"
 rm -rf "$EXAMPLES" && mkdir -p "$EXAMPLES"
 python - "$ROOT/bindings/python/README.md" "$EXAMPLES" <<'PYEOF'

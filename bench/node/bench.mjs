@@ -3,7 +3,8 @@
 //
 // Workloads, each run for both clients in turn (alternating order per
 // round, best round kept): sequential put, sequential get, 64 concurrent
-// puts, and watch events/s delivered to JS (a watch replaying N events from
+// puts, get of a 1000-key prefix (key-values built as JS objects), and
+// watch events/s delivered to JS (a watch replaying N events from
 // a start revision, so the writer is not measured). CPU per op is this
 // Node process's user+system CPU (all threads: the addon's Tokio threads
 // and grpc-js alike) divided by the operations; kvd runs in its own process.
@@ -31,6 +32,8 @@ const N_SEQ = quick ? 500 : 3000
 const N_CONC = quick ? 2000 : 20000
 const CONC = 64
 const N_WATCH = quick ? 5000 : 50000
+const RANGE_KEYS = 1000
+const N_RANGE = quick ? 50 : 300
 const ROUNDS = quick ? 1 : 3
 const VALUE = 'v'.repeat(128)
 
@@ -66,6 +69,7 @@ function kvclient(endpoint) {
     name: 'kvclient',
     put: (k, v) => c.put(k, v),
     get: (k) => c.get(k).then((kv) => kv?.value),
+    getPrefix: (p) => c.getPrefix(p).then((r) => r.kvs),
     watchReplay: (prefix, startRevision, n) =>
       new Promise((resolve, reject) => {
         let seen = 0
@@ -89,6 +93,7 @@ function etcd3(endpoint) {
     name: 'etcd3',
     put: (k, v) => c.put(k).value(v).exec(),
     get: (k) => c.get(k).buffer(),
+    getPrefix: (p) => c.getAll().prefix(p).exec().then((r) => r.kvs),
     watchReplay: async (prefix, startRevision, n) => {
       const w = await c.watch().prefix(prefix).startRevision(String(startRevision)).create()
       await new Promise((resolve, reject) => {
@@ -116,6 +121,13 @@ async function runOne(client, round) {
   })
   r.concPut = await measure(N_CONC, () => pool(N_CONC, CONC, (i) => client.put(`${p}conc/${i % 1000}`, VALUE)))
   r.concGet = await measure(N_CONC, () => pool(N_CONC, CONC, (i) => client.get(`${p}conc/${i % 1000}`)))
+  await pool(RANGE_KEYS, CONC, (i) => client.put(`${p}range/${String(i).padStart(4, '0')}`, VALUE))
+  r.range = await measure(N_RANGE, async () => {
+    for (let i = 0; i < N_RANGE; i++) {
+      const kvs = await client.getPrefix(`${p}range/`)
+      if (kvs.length !== RANGE_KEYS) throw new Error(`${client.name}: ${kvs.length} keys`)
+    }
+  })
   // Events to replay: written beforehand with 64 writers.
   const start = (await client.revision()) + 1
   await pool(N_WATCH, CONC, (i) => client.put(`${p}watch/${i % 500}`, VALUE))
@@ -137,6 +149,7 @@ const workloads = [
   ['seqGet', 'sequential get'],
   ['concPut', `put, ${CONC} concurrent`],
   ['concGet', `get, ${CONC} concurrent`],
+  ['range', `get prefix (${RANGE_KEYS} keys)`],
   ['watch', 'watch events delivered'],
 ]
 

@@ -254,7 +254,8 @@ export interface GetOpts {
 /** Answer to a read. */
 export interface GetResult {
   header?: Header
-  kvs: Array<KeyValue>
+  /** The key-values, packed (`lib/kv.js` unpacks them). */
+  kvs: PackedKvs
   /** How many keys matched (more than `kvs` with a limit). */
   count: number
   more: boolean
@@ -363,6 +364,22 @@ export interface PackedBatch {
    * disconnect: the revision it continues from.
    */
   resumedAt?: number
+}
+
+/**
+ * Key-values packed for JS. A napi object per key-value (plus a Buffer
+ * each for key and value) costs more than the rest of a large read, so
+ * the JS layer (`lib/kv.js`) builds the objects from one Float64Array and
+ * one Buffer (`bench/node`: "get prefix").
+ *
+ * `meta` holds `count` groups of 7 numbers: key length, value length,
+ * create revision, mod revision, version, lease ID high and low 32 bits.
+ * `data` holds each key and value, in order.
+ */
+export interface PackedKvs {
+  count: number
+  data: Buffer
+  meta: Float64Array
 }
 
 /**

@@ -1,7 +1,7 @@
 'use strict'
 const native = require('../index.js')
 const { call, callSync, bytes, leaseId, prefixEnd } = require('./util')
-const { range, kv, putResult, deleteResult, getOpts, putOpts, Txn } = require('./kv')
+const { range, unpackKvs, putResult, deleteResult, getOpts, putOpts, Txn } = require('./kv')
 const { Watcher } = require('./watch')
 const { Lease } = require('./lease')
 const { acquireLock, Election } = require('./lock')
@@ -80,7 +80,7 @@ class Client {
   async get(key, options) {
     const n = await this._n()
     const r = await call(n.get(bytes(key), getOpts(options)))
-    return kv(r.kvs[0])
+    return r.kvs.count === 0 ? null : unpackKvs(r.kvs)[0]
   }
 
   /** Every key starting with `prefix`, with the read's revision. */

@@ -31,13 +31,47 @@ function kv(n) {
   return n ? new KeyValue(n) : null
 }
 
+/** Numbers per key-value in a packed read (see src/convert.rs). */
+const KV_STRIDE = 7
+
+/** A lease ID from its high and low 32 bits (decimal string, exact). */
+function leaseString(hi, lo) {
+  if (hi === 0) return String(lo)
+  return ((BigInt(hi) << 32n) | BigInt(lo)).toString()
+}
+
+/**
+ * One key-value at `m[i..i+7]`, its bytes at `data[off..]`; returns
+ * [kv, next offset]. Key and value are views into `data` (no copy).
+ */
+function unpackKv(m, i, data, off) {
+  const kl = m[i]
+  const vl = m[i + 1]
+  const kv = Object.create(KeyValue.prototype)
+  kv.key = data.subarray(off, off + kl)
+  kv.value = data.subarray(off + kl, off + kl + vl)
+  kv.createRevision = m[i + 2]
+  kv.modRevision = m[i + 3]
+  kv.version = m[i + 4]
+  kv.lease = m[i + 5] === 0 && m[i + 6] === 0 ? '0' : leaseString(m[i + 5], m[i + 6])
+  return [kv, off + kl + vl]
+}
+
+/** The key-values of a native PackedKvs, in one pass into a sized array. */
+function unpackKvs({ count, data, meta }) {
+  const out = new Array(count)
+  let off = 0
+  for (let n = 0; n < count; n++) [out[n], off] = unpackKv(meta, n * KV_STRIDE, data, off)
+  return out
+}
+
 function header(h) {
   return h ?? null
 }
 
 function range(r) {
   return {
-    kvs: r.kvs.map(kv),
+    kvs: unpackKvs(r.kvs),
     count: r.count,
     more: r.more,
     revision: r.header?.revision ?? 0,
@@ -150,4 +184,4 @@ class Txn {
   }
 }
 
-module.exports = { KeyValue, kv, range, putResult, deleteResult, getOpts, putOpts, Compare, Op, Txn }
+module.exports = { KeyValue, unpackKv, unpackKvs, kv, range, putResult, deleteResult, getOpts, putOpts, Compare, Op, Txn }

@@ -2,7 +2,7 @@
 // Watches as async iterators and EventEmitters over NativeWatch.next().
 const { EventEmitter } = require('node:events')
 const { call, onAbort } = require('./util')
-const { KeyValue } = require('./kv')
+const { unpackKv } = require('./kv')
 const { AbortError, KvError } = require('./errors')
 
 /** One change: `type` is 'put' or 'delete'; `kv` the key-value after it. */
@@ -25,26 +25,6 @@ class WatchEvent {
 }
 
 const STRIDE = 16
-
-/** A lease ID from its high and low 32 bits (decimal string, exact). */
-function leaseString(hi, lo) {
-  if (hi === 0) return String(lo)
-  return ((BigInt(hi) << 32n) | BigInt(lo)).toString()
-}
-
-/** One key-value at `m[i..i+7]`, its bytes at `data[off..]`; returns [kv, next offset]. */
-function unpackKv(m, i, data, off) {
-  const kl = m[i]
-  const vl = m[i + 1]
-  const kv = Object.create(KeyValue.prototype)
-  kv.key = data.subarray(off, off + kl)
-  kv.value = data.subarray(off + kl, off + kl + vl)
-  kv.createRevision = m[i + 2]
-  kv.modRevision = m[i + 3]
-  kv.version = m[i + 4]
-  kv.lease = m[i + 5] === 0 && m[i + 6] === 0 ? '0' : leaseString(m[i + 5], m[i + 6])
-  return [kv, off + kl + vl]
-}
 
 /** The events of a native PackedBatch (see src/watch.rs). */
 function unpack(batch) {

@@ -2,7 +2,7 @@
 //! headers out. Lease and member IDs are decimal strings in JS because
 //! they use all 64 bits (a JS number keeps 53).
 
-use napi::bindgen_prelude::{Either, ToNapiValue, TypeName};
+use napi::bindgen_prelude::{Either, Float64Array, ToNapiValue, TypeName};
 use napi::{ValueType, sys};
 use napi_derive::napi;
 
@@ -84,6 +84,59 @@ impl From<kv_client::KeyValue> for KeyValue {
             mod_revision: kv.mod_revision,
             version: kv.version,
             lease: kv.lease.to_string(),
+        }
+    }
+}
+
+/// Numbers per key-value in packed form (see [`PackedKvs`]).
+pub(crate) const KV_STRIDE: usize = 7;
+
+/// Appends one key-value to packed form: its [`KV_STRIDE`] numbers to
+/// `meta`, its key and value bytes to `data`.
+pub(crate) fn pack_kv(kv: &kv_client::KeyValue, meta: &mut Vec<f64>, data: &mut Vec<u8>) {
+    let lease = kv.lease as u64;
+    meta.extend_from_slice(&[
+        kv.key.len() as f64,
+        kv.value.len() as f64,
+        kv.create_revision as f64,
+        kv.mod_revision as f64,
+        kv.version as f64,
+        (lease >> 32) as f64,
+        (lease & 0xffff_ffff) as f64,
+    ]);
+    data.extend_from_slice(&kv.key);
+    data.extend_from_slice(&kv.value);
+}
+
+/// Key-values packed for JS. A napi object per key-value (plus a Buffer
+/// each for key and value) costs more than the rest of a large read, so
+/// the JS layer (`lib/kv.js`) builds the objects from one Float64Array and
+/// one Buffer (`bench/node`: "get prefix").
+///
+/// `meta` holds `count` groups of 7 numbers: key length, value length,
+/// create revision, mod revision, version, lease ID high and low 32 bits.
+/// `data` holds each key and value, in order.
+#[napi(object, object_from_js = false)]
+pub struct PackedKvs {
+    pub count: u32,
+    #[napi(ts_type = "Buffer")]
+    pub data: JsBytes,
+    pub meta: Float64Array,
+}
+
+impl PackedKvs {
+    /// Packs `kvs` in one pass into buffers sized up front.
+    pub(crate) fn pack(kvs: &[kv_client::KeyValue]) -> PackedKvs {
+        let bytes = kvs.iter().map(|kv| kv.key.len() + kv.value.len()).sum();
+        let mut data = Vec::with_capacity(bytes);
+        let mut meta = Vec::with_capacity(kvs.len() * KV_STRIDE);
+        for kv in kvs {
+            pack_kv(kv, &mut meta, &mut data);
+        }
+        PackedKvs {
+            count: u32::try_from(kvs.len()).unwrap_or(u32::MAX),
+            data: JsBytes(data),
+            meta: Float64Array::new(meta),
         }
     }
 }

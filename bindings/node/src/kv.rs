@@ -4,7 +4,7 @@ use kv_client::{DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget};
 use napi_derive::napi;
 
 use crate::client::NativeClient;
-use crate::convert::{Bytes, Header, KeyValue, bytes, lease_id};
+use crate::convert::{Bytes, Header, KeyValue, PackedKvs, bytes, lease_id};
 use crate::{errors, guard};
 
 /// Options of a read.
@@ -150,7 +150,8 @@ pub(crate) fn delete_options(o: Option<DeleteOpts>) -> DeleteOptions {
 #[napi(object, object_from_js = false)]
 pub struct GetResult {
     pub header: Option<Header>,
-    pub kvs: Vec<KeyValue>,
+    /// The key-values, packed (`lib/kv.js` unpacks them).
+    pub kvs: PackedKvs,
     /// How many keys matched (more than `kvs` with a limit).
     pub count: i64,
     pub more: bool,
@@ -162,7 +163,7 @@ impl From<kv_client::GetResponse> for GetResult {
             header: r.header().map(Header::from),
             count: r.count(),
             more: r.more(),
-            kvs: r.take_kvs().into_iter().map(KeyValue::from).collect(),
+            kvs: PackedKvs::pack(&r.take_kvs()),
         }
     }
 }

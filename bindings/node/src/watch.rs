@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::NativeClient;
-use crate::convert::{Bytes, JsBytes, bytes};
+use crate::convert::{Bytes, JsBytes, KV_STRIDE, bytes, pack_kv};
 use crate::{errors, guard};
 
 /// Options of a watch.
@@ -87,21 +87,6 @@ pub struct PackedBatch {
     pub resumed_at: Option<i64>,
 }
 
-fn pack_kv(kv: &kv_client::KeyValue, meta: &mut Vec<f64>, data: &mut Vec<u8>) {
-    let lease = kv.lease as u64;
-    meta.extend_from_slice(&[
-        kv.key.len() as f64,
-        kv.value.len() as f64,
-        kv.create_revision as f64,
-        kv.mod_revision as f64,
-        kv.version as f64,
-        (lease >> 32) as f64,
-        (lease & 0xffff_ffff) as f64,
-    ]);
-    data.extend_from_slice(&kv.key);
-    data.extend_from_slice(&kv.value);
-}
-
 fn pack(revision: i64, events: Vec<kv_client::Event>, resumed_at: Option<i64>) -> PackedBatch {
     let mut meta = Vec::with_capacity(events.len() * STRIDE);
     let mut data = Vec::new();
@@ -117,7 +102,7 @@ fn pack(revision: i64, events: Vec<kv_client::Event>, resumed_at: Option<i64>) -
         pack_kv(kv, &mut meta, &mut data);
         match e.prev_kv.as_ref() {
             Some(prev) => pack_kv(prev, &mut meta, &mut data),
-            None => meta.extend_from_slice(&[0.0; 7]),
+            None => meta.extend_from_slice(&[0.0; KV_STRIDE]),
         }
         count += 1;
     }

@@ -72,6 +72,42 @@ for (const kind of kinds()) {
       assert.ok(await client.get(`${p.slice(0, -1)}0`))
     })
 
+    it('reads many key-values at once, each with its own bytes, revisions and lease', async () => {
+      // Range reads reach JS packed (src/convert.rs PackedKvs): check every
+      // field of every key-value against what was written, with empty and
+      // binary values, sizes that differ, and a lease ID above 2^32.
+      const p = unique('many')
+      const lease = await client.lease(60)
+      const want = []
+      for (let i = 0; i < 300; i++) {
+        const key = `${p}${String(i).padStart(3, '0')}`
+        const value = i % 7 === 0 ? Buffer.alloc(0) : Buffer.from(Array.from({ length: i % 50 }, (_, j) => (i + j) % 256))
+        const r = await client.put(key, value, i % 3 === 0 ? { lease: lease.id } : undefined)
+        want.push({ key, value, rev: r.revision, lease: i % 3 === 0 ? lease.id : '0' })
+      }
+      const got = await client.getPrefix(p)
+      assert.equal(got.kvs.length, 300)
+      assert.equal(got.count, 300)
+      got.kvs.forEach((kv, i) => {
+        assert.equal(kv.keyText, want[i].key)
+        assert.ok(Buffer.isBuffer(kv.value) && kv.value.equals(want[i].value), `value ${i}`)
+        assert.equal(kv.createRevision, want[i].rev)
+        assert.equal(kv.modRevision, want[i].rev)
+        assert.equal(kv.version, 1)
+        assert.equal(kv.lease, want[i].lease)
+      })
+      assert.ok(BigInt(lease.id) > 0n)
+      const limited = await client.getPrefix(p, { limit: 10 })
+      assert.deepEqual(limited.kvs.map((kv) => kv.keyText), want.slice(0, 10).map((w) => w.key))
+      assert.equal(limited.more, true)
+      const one = await client.get(want[3].key)
+      assert.equal(one.lease, lease.id)
+      assert.equal(await client.get(`${p}absent`), null)
+      const t = await client.txn().andThen(Op.getPrefix(p, { limit: 5 })).commit()
+      assert.deepEqual(t.responses[0].kvs.map((kv) => kv.text), want.slice(0, 5).map((w) => w.value.toString()))
+      await lease.revoke()
+    })
+
     it('runs transactions with the compare/op builder', async () => {
       const p = unique('txn')
       const first = await client

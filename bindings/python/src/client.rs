@@ -14,10 +14,8 @@ use crate::election::{ElectionInner, PyAsyncElection, PyElection};
 use crate::errors::client_err;
 use crate::lease::{LeaseInner, PyAsyncLease, PyLease};
 use crate::lock::{LockInner, PyAsyncLock, PyLock};
-use crate::registry::{
-    PyAsyncRegistration, PyAsyncSubscription, PyRegistration, PySubscription, RegInner,
-    RegisterArgs, SubInner, instances,
-};
+use crate::registration::{PyAsyncRegistration, PyRegistration, RegInner};
+use crate::registry::{PyAsyncSubscription, PySubscription, RegisterArgs, SubInner, instances};
 use crate::runtime::{awaitable, block, block_py};
 use crate::txn::{
     PyCompare, PyOp, PyTxnResult, build_txn, delete_options, get_options, put_options,
@@ -26,7 +24,8 @@ use crate::types::{Bin, PyDeleteResult, PyGetResult, PyKeyValue, PyMember, PyPut
 use crate::watch::{PyAsyncWatch, PyWatch};
 
 macro_rules! client_class {
-    ($ty:ident, $name:literal, $run:path, $watch:ident, $lease:ident, $lock:ident, $reg:ident, $sub:ident, $election:ident, { $($extra:tt)* }) => {
+    ($ty:ident, $name:literal, $doc:literal, $run:path, $watch:ident, $lease:ident, $lock:ident, $reg:ident, $sub:ident, $election:ident, { $($extra:tt)* }) => {
+        #[doc = $doc]
         #[pyclass(module = "kvclient", name = $name)]
         pub(crate) struct $ty {
             core: Arc<Core>,
@@ -35,12 +34,16 @@ macro_rules! client_class {
         #[pymethods]
         impl $ty {
             /// The endpoints this client balances over.
+            ///
+            /// >>> c.endpoints
             #[getter]
             fn endpoints(&self) -> Vec<String> {
                 self.core.config.endpoints().to_vec()
             }
 
             /// The key-value at `key`, or `None`.
+            ///
+            /// >>> c.get("config/db").text
             #[pyo3(signature = (key, *, revision=None, serializable=false))]
             fn get<'py>(&self, py: Python<'py>, key: Bin, revision: Option<i64>, serializable: bool) -> PyResult<Bound<'py, PyAny>> {
                 let core = self.core.clone();
@@ -52,6 +55,8 @@ macro_rules! client_class {
             }
 
             /// Every key-value under `prefix`.
+            ///
+            /// >>> [kv.key_text for kv in c.get_prefix("config/")]
             #[pyo3(signature = (prefix, *, limit=None, revision=None, keys_only=false, count_only=false, serializable=false, sort_order=None, sort_target=None))]
             #[allow(clippy::too_many_arguments)]
             fn get_prefix<'py>(&self, py: Python<'py>, prefix: Bin, limit: Option<i64>, revision: Option<i64>, keys_only: bool, count_only: bool, serializable: bool, sort_order: Option<&str>, sort_target: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
@@ -67,6 +72,8 @@ macro_rules! client_class {
             }
 
             /// Every key-value in `[key, range_end)` (`range_end=b"\0"`: every key from `key` on).
+            ///
+            /// >>> c.get_range("a", "c", limit=10).count
             #[pyo3(signature = (key, range_end, *, limit=None, revision=None, keys_only=false, count_only=false, serializable=false, sort_order=None, sort_target=None))]
             #[allow(clippy::too_many_arguments)]
             fn get_range<'py>(&self, py: Python<'py>, key: Bin, range_end: Bin, limit: Option<i64>, revision: Option<i64>, keys_only: bool, count_only: bool, serializable: bool, sort_order: Option<&str>, sort_target: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
@@ -82,6 +89,8 @@ macro_rules! client_class {
             }
 
             /// Writes `value` at `key`, optionally on a lease.
+            ///
+            /// >>> c.put("config/db", "postgres://...", lease=lease).revision
             #[pyo3(signature = (key, value, *, lease=None, prev_kv=false))]
             fn put<'py>(&self, py: Python<'py>, key: Bin, value: Bin, lease: Option<LeaseId>, prev_kv: bool) -> PyResult<Bound<'py, PyAny>> {
                 let opts = put_options(lease.map(|l| l.0), prev_kv);
@@ -93,6 +102,8 @@ macro_rules! client_class {
             }
 
             /// Deletes `key`; the result is true when something was deleted.
+            ///
+            /// >>> c.delete("config/db")
             #[pyo3(signature = (key, *, prev_kv=false))]
             fn delete<'py>(&self, py: Python<'py>, key: Bin, prev_kv: bool) -> PyResult<Bound<'py, PyAny>> {
                 let opts = delete_options(false, None, prev_kv);
@@ -104,6 +115,8 @@ macro_rules! client_class {
             }
 
             /// Deletes every key under `prefix`.
+            ///
+            /// >>> c.delete_prefix("config/").deleted
             #[pyo3(signature = (prefix, *, prev_kv=false))]
             fn delete_prefix<'py>(&self, py: Python<'py>, prefix: Bin, prev_kv: bool) -> PyResult<Bound<'py, PyAny>> {
                 let opts = delete_options(true, None, prev_kv);
@@ -115,6 +128,8 @@ macro_rules! client_class {
             }
 
             /// Deletes every key in `[key, range_end)`.
+            ///
+            /// >>> c.delete_range("a", "c").deleted
             #[pyo3(signature = (key, range_end, *, prev_kv=false))]
             fn delete_range<'py>(&self, py: Python<'py>, key: Bin, range_end: Bin, prev_kv: bool) -> PyResult<Bound<'py, PyAny>> {
                 let opts = delete_options(false, Some(range_end), prev_kv);
@@ -126,6 +141,8 @@ macro_rules! client_class {
             }
 
             /// Runs `success` if every compare holds, else `failure`, atomically.
+            ///
+            /// >>> c.transaction([Compare.version("k") == 0], [Op.put("k", "v")], [Op.get("k")]).succeeded
             #[pyo3(signature = (compare, success=Vec::new(), failure=Vec::new()))]
             fn transaction<'py>(&self, py: Python<'py>, compare: Vec<PyRef<'py, PyCompare>>, success: Vec<PyRef<'py, PyOp>>, failure: Vec<PyRef<'py, PyOp>>) -> PyResult<Bound<'py, PyAny>> {
                 let txn = build_txn(compare, success, failure);
@@ -137,6 +154,8 @@ macro_rules! client_class {
             }
 
             /// Compacts the history up to `revision`.
+            ///
+            /// >>> c.compact(c.status().revision)
             #[pyo3(signature = (revision, *, physical=false))]
             fn compact<'py>(&self, py: Python<'py>, revision: i64, physical: bool) -> PyResult<Bound<'py, PyAny>> {
                 let core = self.core.clone();
@@ -147,6 +166,8 @@ macro_rules! client_class {
             }
 
             /// The status of the member that answers.
+            ///
+            /// >>> c.status().leader
             fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 let core = self.core.clone();
                 $run(py, async move {
@@ -165,6 +186,8 @@ macro_rules! client_class {
             }
 
             /// The cluster's members.
+            ///
+            /// >>> [m.name for m in c.members()]
             fn members<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 let core = self.core.clone();
                 $run(py, async move {
@@ -183,6 +206,9 @@ macro_rules! client_class {
             }
 
             /// Watches `key` (or `[key, range_end)`); returns once the server confirmed the watch.
+            ///
+            /// >>> for event in c.watch("config/db", prev_kv=True):
+            /// ...     print(event.type, event.value)
             #[pyo3(signature = (key, *, range_end=None, start_revision=None, prev_kv=false, progress_notify=false, no_put=false, no_delete=false))]
             #[allow(clippy::too_many_arguments)]
             fn watch<'py>(&self, py: Python<'py>, key: Bin, range_end: Option<Bin>, start_revision: Option<i64>, prev_kv: bool, progress_notify: bool, no_put: bool, no_delete: bool) -> PyResult<Bound<'py, PyAny>> {
@@ -192,6 +218,9 @@ macro_rules! client_class {
             }
 
             /// Watches every key under `prefix`.
+            ///
+            /// >>> for event in c.watch_prefix("config/", start_revision=100):
+            /// ...     print(event.key, event.value)
             #[pyo3(signature = (prefix, *, start_revision=None, prev_kv=false, progress_notify=false, no_put=false, no_delete=false))]
             #[allow(clippy::too_many_arguments)]
             fn watch_prefix<'py>(&self, py: Python<'py>, prefix: Bin, start_revision: Option<i64>, prev_kv: bool, progress_notify: bool, no_put: bool, no_delete: bool) -> PyResult<Bound<'py, PyAny>> {
@@ -201,6 +230,9 @@ macro_rules! client_class {
             }
 
             /// Grants a lease of `ttl` seconds.
+            ///
+            /// >>> with c.lease(10) as lease:
+            /// ...     c.put("alive", "1", lease=lease)
             fn lease<'py>(&self, py: Python<'py>, ttl: i64) -> PyResult<Bound<'py, PyAny>> {
                 let core = self.core.clone();
                 $run(py, async move {
@@ -210,6 +242,8 @@ macro_rules! client_class {
             }
 
             /// Revokes lease `lease_id`.
+            ///
+            /// >>> c.revoke_lease(lease.id)
             fn revoke_lease<'py>(&self, py: Python<'py>, lease_id: LeaseId) -> PyResult<Bound<'py, PyAny>> {
                 let core = self.core.clone();
                 $run(py, async move {
@@ -219,6 +253,8 @@ macro_rules! client_class {
             }
 
             /// The IDs of every lease.
+            ///
+            /// >>> c.leases()
             fn leases<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 let core = self.core.clone();
                 $run(py, async move { core.client().await?.leases().await.map_err(client_err) })
@@ -227,6 +263,9 @@ macro_rules! client_class {
             /// A distributed lock named `name` (not acquired yet: call
             /// `acquire()` or use it in a `with` block). `ttl` is the
             /// session lease's: a holder that dies loses the lock after it.
+            ///
+            /// >>> with c.lock("jobs/nightly", ttl=10) as lock:
+            /// ...     print(lock.fencing_token)
             #[pyo3(signature = (name, *, ttl=60))]
             fn lock<'py>(&self, py: Python<'py>, name: String, ttl: i64) -> PyResult<Bound<'py, PyAny>> {
                 let core = self.core.clone();
@@ -234,6 +273,9 @@ macro_rules! client_class {
             }
 
             /// Registers a service instance; heartbeat and re-registration run in the background.
+            ///
+            /// >>> with c.register("web", "10.0.0.5:8080", metadata={"zone": "a"}) as reg:
+            /// ...     serve()
             #[pyo3(signature = (service, addr, *, id=None, metadata=None, version=None, health="passing", ttl=10, namespace="kv"))]
             #[allow(clippy::too_many_arguments)]
             fn register<'py>(&self, py: Python<'py>, service: String, addr: String, id: Option<String>, metadata: Option<BTreeMap<String, String>>, version: Option<String>, health: &str, ttl: i64, namespace: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -243,6 +285,9 @@ macro_rules! client_class {
             }
 
             /// Subscribes to `service`'s live instances.
+            ///
+            /// >>> for event in c.subscribe("web"):
+            /// ...     print(event.type, event.instance.addr)
             #[pyo3(signature = (service, *, namespace="kv"))]
             fn subscribe<'py>(&self, py: Python<'py>, service: String, namespace: &str) -> PyResult<Bound<'py, PyAny>> {
                 let namespace = namespace.to_string();
@@ -251,6 +296,8 @@ macro_rules! client_class {
             }
 
             /// The instances of `service` registered now.
+            ///
+            /// >>> [i.addr for i in c.instances("web")]
             #[pyo3(signature = (service, *, namespace="kv"))]
             fn instances<'py>(&self, py: Python<'py>, service: String, namespace: &str) -> PyResult<Bound<'py, PyAny>> {
                 let namespace = namespace.to_string();
@@ -259,6 +306,9 @@ macro_rules! client_class {
             }
 
             /// An election named `name`; campaigns run on a session lease of `ttl` seconds.
+            ///
+            /// >>> with c.election("db-primary").campaign("10.0.0.5") as leadership:
+            /// ...     lead()
             #[pyo3(signature = (name, *, ttl=60))]
             fn election<'py>(&self, py: Python<'py>, name: String, ttl: i64) -> PyResult<Bound<'py, PyAny>> {
                 let core = self.core.clone();
@@ -266,6 +316,8 @@ macro_rules! client_class {
             }
 
             /// Closes the client: later calls raise `ClosedError`.
+            ///
+            /// >>> c.close()
             fn close(&self) {
                 self.core.closed.store(true, Ordering::SeqCst);
             }
@@ -282,6 +334,7 @@ macro_rules! client_class {
 client_class!(
     PyClient,
     "Client",
+    "A blocking client for kv or any etcd v3 server (method names follow python-etcd3). Every call releases the GIL while it waits; Ctrl-C interrupts it. Method examples use `c` for a `Client`.\n\n>>> with kvclient.Client([\"127.0.0.1:2379\"]) as c:\n...     c.put(\"config/db\", \"postgres://...\")\n...     print(c.get(\"config/db\").text)",
     block_py,
     PyWatch,
     PyLease,
@@ -339,6 +392,7 @@ client_class!(
 client_class!(
     PyAsyncClient,
     "AsyncClient",
+    "The asyncio client: the same methods as `Client`, each returning an awaitable; watches and subscriptions are `async for`, locks, leases and registrations `async with`. The method examples show the blocking form: await each call here.\n\n>>> async with kvclient.AsyncClient([\"127.0.0.1:2379\"]) as client:\n...     await client.put(\"config/db\", \"postgres://...\")\n...     print((await client.get(\"config/db\")).text)",
     awaitable,
     PyAsyncWatch,
     PyAsyncLease,
@@ -380,6 +434,8 @@ client_class!(
             })
         }
         /// Connects (and authenticates) now.
+        ///
+        /// >>> await client.connect()
         fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
             let c = self.core.clone();
             awaitable(py, async move { c.client().await.map(|_| ()) })

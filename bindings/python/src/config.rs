@@ -192,7 +192,12 @@ pub(crate) async fn watch(
     opts: WatchOptions,
 ) -> PyResult<Arc<WatchInner>> {
     let c = core.client().await?;
-    let stream = c.watch(key, opts).await.map_err(client_err)?;
+    // Always on: the iterator skips the empty resume batch and reports it
+    // through `resumed_at`/`resume_count`/`on_resume`.
+    let stream = c
+        .watch(key, opts.with_resume_notify())
+        .await
+        .map_err(client_err)?;
     Ok(WatchInner::new(stream))
 }
 

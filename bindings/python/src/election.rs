@@ -108,6 +108,11 @@ impl LeaderInner {
         };
         l.resign().await.map_err(discovery_err)
     }
+    /// `__exit__`/`__aexit__`: resign, and never swallow the exception.
+    async fn exit(self: Arc<Self>) -> PyResult<bool> {
+        self.resign().await?;
+        Ok(false)
+    }
 }
 
 impl Drop for LeaderInner {
@@ -154,7 +159,7 @@ impl Drop for ObserverInner {
 
 macro_rules! election_class {
     ($ty:ident, $name:literal, $run:path, $leadership:ident, $observer:ident) => {
-        #[doc = "A named election. `campaign(value)` waits until leader and returns the leadership; `leader()` and `observe()` work without campaigning."]
+        #[doc = "A named election. `campaign(value)` waits until leader and returns the leadership; `leader()` and `observe()` work without campaigning.\n\n>>> election = c.election(\"db-primary\", ttl=10)\n>>> with election.campaign(\"10.0.0.5\") as leadership:\n...     leadership.proclaim(\"10.0.0.5:5432\")"]
         #[pyclass(module = "kvclient", name = $name)]
         pub(crate) struct $ty {
             pub(crate) inner: Arc<ElectionInner>,
@@ -163,25 +168,37 @@ macro_rules! election_class {
         #[pymethods]
         impl $ty {
             /// The election name.
+            ///
+            /// >>> election.name
             #[getter]
             fn name(&self) -> &str {
                 &self.inner.name
             }
             /// Campaigns with `value`; returns once leader.
+            ///
+            /// >>> with election.campaign("10.0.0.5") as leadership:
+            /// ...     lead()
             fn campaign<'py>(&self, py: Python<'py>, value: Bin) -> PyResult<Bound<'py, PyAny>> {
                 let inner = self.inner.clone();
                 $run(py, async move { Ok($leadership { inner: inner.campaign(value.0).await? }) })
             }
             /// The current leader's key-value (value = its proposal); raises
             /// `NoLeaderError` when nobody campaigns.
+            ///
+            /// >>> election.leader().text
             fn leader<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 $run(py, self.inner.clone().leader())
             }
             /// Iterates the leader's key-value each time it changes.
+            ///
+            /// >>> for kv in election.observe():
+            /// ...     print("leader is now", kv.text)
             fn observe(&self) -> PyResult<$observer> {
                 Ok($observer { inner: self.inner.observe()? })
             }
             /// Ends this election object's session (resigning if leader).
+            ///
+            /// >>> election.close()
             fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 $run(py, self.inner.clone().close())
             }
@@ -191,7 +208,7 @@ macro_rules! election_class {
 
 macro_rules! leadership_class {
     ($ty:ident, $name:literal, $run:path, { $($extra:tt)* }) => {
-        #[doc = "Leadership won by `campaign`. `resign()` (or the end of a `with` block) lets the next candidate win."]
+        #[doc = "Leadership won by `campaign`. `resign()` (or the end of a `with` block) lets the next candidate win.\n\n>>> leadership = election.campaign(\"10.0.0.5\")\n>>> leadership.resign()"]
         #[pyclass(module = "kvclient", name = $name)]
         pub(crate) struct $ty {
             pub(crate) inner: Arc<LeaderInner>,
@@ -200,24 +217,34 @@ macro_rules! leadership_class {
         #[pymethods]
         impl $ty {
             /// The leader key.
+            ///
+            /// >>> leadership.key
             #[getter]
             fn key(&self) -> &str {
                 &self.inner.key
             }
             /// The leader key's create revision (a fencing token).
+            ///
+            /// >>> leadership.revision
             #[getter]
             fn revision(&self) -> i64 {
                 self.inner.revision
             }
             /// A compare that holds only while still leader.
+            ///
+            /// >>> c.transaction([leadership.is_leader()], [Op.put("primary", "me")])
             fn is_leader(&self) -> PyCompare {
                 PyCompare { inner: self.inner.is_leader.clone() }
             }
             /// Announces a new value; raises `NotLeaderError` if no longer leader.
+            ///
+            /// >>> leadership.proclaim("10.0.0.6")
             fn proclaim<'py>(&self, py: Python<'py>, value: Bin) -> PyResult<Bound<'py, PyAny>> {
                 $run(py, self.inner.clone().proclaim(value.0))
             }
             /// Gives up leadership.
+            ///
+            /// >>> leadership.resign()
             fn resign<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 $run(py, self.inner.clone().resign())
             }
@@ -228,7 +255,7 @@ macro_rules! leadership_class {
 
 macro_rules! observer_class {
     ($ty:ident, $name:literal, { $($extra:tt)* }) => {
-        #[doc = "The election's leader key-value each time it changes (iterate it); `close()` stops it."]
+        #[doc = "The election's leader key-value each time it changes (iterate it); `close()` stops it.\n\n>>> for kv in election.observe():\n...     print(kv.text)"]
         #[pyclass(module = "kvclient", name = $name)]
         pub(crate) struct $ty {
             pub(crate) inner: Arc<ObserverInner>,
@@ -237,6 +264,8 @@ macro_rules! observer_class {
         #[pymethods]
         impl $ty {
             /// Stops observing; iteration ends.
+            ///
+            /// >>> election.close()
             fn close(&self) {
                 self.inner.close();
             }
@@ -260,8 +289,7 @@ leadership_class!(PyLeadership, "Leadership", block_py, {
     }
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        block(py, self.inner.clone().resign())?;
-        Ok(false)
+        block(py, self.inner.clone().exit())
     }
 });
 
@@ -275,11 +303,7 @@ leadership_class!(PyAsyncLeadership, "AsyncLeadership", awaitable, {
         py: Python<'py>,
         _args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.clone();
-        awaitable(py, async move {
-            inner.resign().await?;
-            Ok(false)
-        })
+        awaitable(py, self.inner.clone().exit())
     }
 });
 

@@ -17,103 +17,103 @@ create_exception!(
     kvclient,
     KvError,
     PyException,
-    "Root of every kvclient error."
+    "Root of every kvclient error.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.KvError as e:\n...     print(e.code, e.message)"
 );
 create_exception!(
     kvclient,
     ConnectionFailedError,
     KvError,
-    "No server could be reached, or the cluster has no leader (codes `unavailable`, `transport`, `no_leader`, `not_leader`)."
+    "No server could be reached, or the cluster has no leader (codes `unavailable`, `transport`, `no_leader`, `not_leader`).\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.ConnectionFailedError:\n...     retry_later()"
 );
 create_exception!(
     kvclient,
     DeadlineExceededError,
     KvError,
-    "The request did not finish within its timeout; a write may or may not have been applied."
+    "The request did not finish within its timeout; a write may or may not have been applied.\n\n>>> kvclient.Client([\"127.0.0.1:2379\"], timeout=2.0)"
 );
 create_exception!(
     kvclient,
     CompactedError,
     KvError,
-    "The revision asked for was compacted; `compact_revision` is the oldest one left, when known."
+    "The revision asked for was compacted; `compact_revision` is the oldest one left, when known.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.CompactedError as e:\n...     resync(e.compact_revision)"
 );
 create_exception!(
     kvclient,
     FutureRevisionError,
     KvError,
-    "The revision asked for is newer than the store's."
+    "The revision asked for is newer than the store's.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.FutureRevisionError:\n...     ..."
 );
 create_exception!(
     kvclient,
     LeaseNotFoundError,
     KvError,
-    "The lease does not exist (never granted, revoked or expired)."
+    "The lease does not exist (never granted, revoked or expired).\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.LeaseNotFoundError:\n...     lease = c.lease(10)"
 );
 create_exception!(
     kvclient,
     KeyNotFoundError,
     KvError,
-    "The key does not exist."
+    "The key does not exist.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.KeyNotFoundError:\n...     ..."
 );
 create_exception!(
     kvclient,
     PermissionDeniedError,
     KvError,
-    "The authenticated user may not do this."
+    "The authenticated user may not do this.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.PermissionDeniedError as e:\n...     print(e.message)"
 );
 create_exception!(
     kvclient,
     AuthFailedError,
     KvError,
-    "Wrong user name or password, or an auth token the server refused."
+    "Wrong user name or password, or an auth token the server refused.\n\n>>> kvclient.Client(endpoints, user=\"app\", password=\"wrong\")  # raises AuthFailedError"
 );
 create_exception!(
     kvclient,
     InvalidArgumentError,
     KvError,
-    "The request or the client configuration is malformed or too large."
+    "The request or the client configuration is malformed or too large.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.InvalidArgumentError as e:\n...     print(e.message)"
 );
 create_exception!(
     kvclient,
     NoSpaceError,
     KvError,
-    "The server's storage quota is exhausted."
+    "The server's storage quota is exhausted.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.NoSpaceError:\n...     c.compact(c.status().revision)"
 );
 create_exception!(
     kvclient,
     WatchCanceledError,
     KvError,
-    "The server canceled a watch for a reason other than compaction."
+    "The server canceled a watch for a reason other than compaction.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.WatchCanceledError:\n...     w = c.watch_prefix(\"config/\")"
 );
 create_exception!(
     kvclient,
     LockedError,
     KvError,
-    "`try_lock`/`acquire(timeout=0)` found the lock held by another session."
+    "`try_lock`/`acquire(timeout=0)` found the lock held by another session.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.LockedError:\n...     ..."
 );
 create_exception!(
     kvclient,
     SessionExpiredError,
     KvError,
-    "The lease behind a lock, election or registration was lost."
+    "The lease behind a lock, election or registration was lost.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.SessionExpiredError:\n...     start_over()"
 );
 create_exception!(
     kvclient,
     NotLeaderError,
     KvError,
-    "This candidate is no longer the election's leader."
+    "This candidate is no longer the election's leader.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.NotLeaderError:\n...     step_down()"
 );
 create_exception!(
     kvclient,
     NoLeaderError,
     KvError,
-    "Nobody is campaigning in the election."
+    "Nobody is campaigning in the election.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.NoLeaderError:\n...     ..."
 );
 create_exception!(
     kvclient,
     ClosedError,
     KvError,
-    "The object (watch, registration, ...) was closed."
+    "The object (watch, registration, ...) was closed.\n\n>>> try:\n...     c.get(\"k\")\n... except kvclient.ClosedError:\n...     ..."
 );
 
 /// A lazily built exception of class `T` (no GIL needed).

@@ -100,6 +100,9 @@ impl LeaseInner {
 }
 
 /// A lease's remaining time and keys (`Lease.time_to_live()`).
+///
+/// >>> info = lease.time_to_live(keys=True)
+/// >>> info.ttl, info.keys
 #[pyclass(frozen, module = "kvclient", name = "LeaseInfo")]
 pub(crate) struct PyLeaseInfo {
     /// The lease ID.
@@ -210,7 +213,7 @@ impl Drop for KeeperInner {
 
 macro_rules! keeper_common {
     ($ty:ident, $name:literal, { $($extra:tt)* }) => {
-        #[doc = "Keeps a lease alive in the background (renewing every TTL/3) until `stop()` or the end of a `with` block. Dropping it stops renewal too (the lease then expires)."]
+        #[doc = "Keeps a lease alive in the background (renewing every TTL/3) until `stop()` or the end of a `with` block. Dropping it stops renewal too (the lease then expires).\n\n>>> with c.lease(10).keep_alive() as keeper:\n...     keeper.on_lost(lambda reason: print(\"lost:\", reason))"]
         #[pyclass(module = "kvclient", name = $name)]
         pub(crate) struct $ty {
             pub(crate) inner: Arc<KeeperInner>,
@@ -219,27 +222,37 @@ macro_rules! keeper_common {
         #[pymethods]
         impl $ty {
             /// The lease ID.
+            ///
+            /// >>> lease.id
             #[getter]
             fn id(&self) -> i64 {
                 self.inner.id
             }
             /// The TTL in the last renewal answer, in seconds (0 once stopped).
+            ///
+            /// >>> lease.ttl
             #[getter]
             fn ttl(&self) -> i64 {
                 self.inner.with(|k| k.map_or(0, |k| k.ttl()))
             }
             /// Why the lease was lost (`"not_found"`, `"ttl_elapsed"`, or
             /// `"stopped"`), or `None` while it is kept alive.
+            ///
+            /// >>> keeper.lost is None
             #[getter]
             fn lost(&self) -> Option<&'static str> {
                 self.inner.lost_now()
             }
             /// Calls `callback(reason)` from a background thread when the
             /// lease is lost (not when the keeper is stopped).
+            ///
+            /// >>> keeper.on_lost(lambda reason: print("lease lost:", reason))
             fn on_lost(&self, callback: Py<PyAny>) -> PyResult<()> {
                 self.inner.on_lost(callback)
             }
             /// Stops renewing (the lease is not revoked: it expires after its TTL).
+            ///
+            /// >>> keeper.stop()
             fn stop(&self) {
                 self.inner.stop();
             }
@@ -251,6 +264,8 @@ macro_rules! keeper_common {
 keeper_common!(PyLeaseKeeper, "LeaseKeeper", {
     /// Blocks until the lease is lost and returns the reason, or returns
     /// `None` after `timeout` seconds.
+    ///
+    /// >>> keeper.wait_lost(timeout=5.0)
     #[pyo3(signature = (timeout=None))]
     fn wait_lost(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<&'static str>> {
         let lost = self.inner.lost();
@@ -275,6 +290,8 @@ keeper_common!(PyLeaseKeeper, "LeaseKeeper", {
 
 keeper_common!(PyAsyncLeaseKeeper, "AsyncLeaseKeeper", {
     /// Awaits the loss of the lease and returns the reason.
+    ///
+    /// >>> keeper.wait_lost(timeout=5.0)
     fn wait_lost<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let lost = self.inner.lost();
         awaitable(py, async move { Ok(lost.await) })
@@ -295,7 +312,7 @@ keeper_common!(PyAsyncLeaseKeeper, "AsyncLeaseKeeper", {
 
 macro_rules! lease_class {
     ($ty:ident, $name:literal, $run:path, $keeper:ident, { $($extra:tt)* }) => {
-        #[doc = "A granted lease. Attach keys with `put(..., lease=lease)`. As a `with` block it is kept alive inside and revoked at the end."]
+        #[doc = "A granted lease. Attach keys with `put(..., lease=lease)`. As a `with` block it is kept alive inside and revoked at the end.\n\n>>> with c.lease(10) as lease:\n...     c.put(\"alive\", \"1\", lease=lease)"]
         #[pyclass(module = "kvclient", name = $name)]
         pub(crate) struct $ty {
             pub(crate) inner: Arc<LeaseInner>,
@@ -304,26 +321,36 @@ macro_rules! lease_class {
         #[pymethods]
         impl $ty {
             /// The lease ID.
+            ///
+            /// >>> lease.id
             #[getter]
             fn id(&self) -> i64 {
                 self.inner.id
             }
             /// The TTL the server granted, in seconds.
+            ///
+            /// >>> lease.ttl
             #[getter]
             fn ttl(&self) -> i64 {
                 self.inner.ttl
             }
             /// Revokes the lease now, deleting every key attached to it.
+            ///
+            /// >>> lease.revoke()
             fn revoke<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 $run(py, self.inner.clone().revoke())
             }
             /// The remaining TTL (and, with `keys=True`, the attached keys).
+            ///
+            /// >>> lease.time_to_live(keys=True).keys
             #[pyo3(signature = (*, keys=false))]
             fn time_to_live<'py>(&self, py: Python<'py>, keys: bool) -> PyResult<Bound<'py, PyAny>> {
                 $run(py, self.inner.clone().time_to_live(keys))
             }
             /// Starts keeping the lease alive in the background; returns
             /// once the first renewal was acknowledged.
+            ///
+            /// >>> keeper = lease.keep_alive()
             fn keep_alive<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 let inner = self.inner.clone();
                 $run(py, async move { Ok($keeper { inner: inner.keep_alive().await? }) })

@@ -96,7 +96,7 @@ impl Drop for LockInner {
 
 macro_rules! lock_class {
     ($ty:ident, $name:literal, $run:path, { $($extra:tt)* }) => {
-        #[doc = "A named distributed lock with a fencing token. Not held until `acquire()` or a `with` block."]
+        #[doc = "A named distributed lock with a fencing token. Not held until `acquire()` or a `with` block.\n\n>>> with c.lock(\"jobs/nightly\", ttl=10) as lock:\n...     c.transaction([lock.is_owner()], [Op.put(\"jobs/out\", \"done\")])"]
         #[pyclass(module = "kvclient", name = $name)]
         pub(crate) struct $ty {
             pub(crate) inner: Arc<LockInner>,
@@ -105,37 +105,52 @@ macro_rules! lock_class {
         #[pymethods]
         impl $ty {
             /// The lock name.
+            ///
+            /// >>> lock.name
             #[getter]
             fn name(&self) -> &str {
                 &self.inner.name
             }
             /// Acquires the lock. `timeout=None` waits as long as it takes,
             /// `0` only tries; returns whether the lock is held.
+            ///
+            /// >>> if lock.acquire(timeout=5.0):
+            /// ...     lock.release()
             #[pyo3(signature = (timeout=None))]
             fn acquire<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
                 $run(py, self.inner.clone().acquire(timeout))
             }
             /// Releases the lock; returns whether it was held.
+            ///
+            /// >>> lock.release()
             fn release<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 $run(py, self.inner.clone().release())
             }
             /// Whether this object holds the lock and its session is alive.
+            ///
+            /// >>> lock.is_acquired()
             fn is_acquired(&self) -> bool {
                 self.inner.with_guard(|s, _| s.lost_reason().is_none()).unwrap_or(false)
             }
             /// The fencing token (the lock key's create revision; it grows
             /// from one holder to the next), or `None` when not held.
+            ///
+            /// >>> lock.fencing_token
             #[getter]
             fn fencing_token(&self) -> Option<i64> {
                 self.inner.with_guard(|_, g| g.fencing_token())
             }
             /// The lock key (`<name>/<lease id in hex>`), or `None` when not held.
+            ///
+            /// >>> lock.key
             #[getter]
             fn key(&self) -> Option<String> {
                 self.inner.with_guard(|_, g| g.key().to_string())
             }
             /// A compare that holds only while this lock is held: put it in
             /// the `compare` list of writes that must happen under the lock.
+            ///
+            /// >>> c.transaction([lock.is_owner()], [Op.put("out", "guarded")]).succeeded
             fn is_owner(&self) -> PyResult<PyCompare> {
                 self.inner
                     .with_guard(|_, g| PyCompare { inner: g.is_owner() })

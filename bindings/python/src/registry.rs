@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex as StdMutex};
 
-use kv_discovery::{Health, Registration, Registry, ServiceEvent, ServiceInstance, Subscription};
+use kv_discovery::{Health, Registry, ServiceEvent, ServiceInstance, Subscription};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::errors::{closed, discovery_err, invalid};
-use crate::runtime::{aenter_self, anext, awaitable, block, block_py, drop_in_runtime};
+use crate::errors::{discovery_err, invalid};
+use crate::runtime::{aenter_self, anext, awaitable, block, drop_in_runtime};
 
 pub(crate) fn parse_health(s: &str) -> PyResult<Health> {
     match s {
@@ -24,6 +24,8 @@ pub(crate) fn parse_health(s: &str) -> PyResult<Health> {
 }
 
 /// A registered service instance (JSON-compatible with the Rust toolkit).
+///
+/// >>> [(i.id, i.addr, i.metadata) for i in c.instances("web")]
 #[pyclass(frozen, module = "kvclient", name = "ServiceInstance")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyServiceInstance {
@@ -63,6 +65,8 @@ impl From<ServiceInstance> for PyServiceInstance {
 #[pymethods]
 impl PyServiceInstance {
     /// The first address (`""` if none).
+    ///
+    /// >>> instance.addr
     #[getter]
     fn addr(&self) -> String {
         self.addrs.first().cloned().unwrap_or_default()
@@ -90,133 +94,11 @@ pub(crate) fn registry(client: kv_client::Client, namespace: String, ttl: Option
     }
 }
 
-pub(crate) struct RegInner {
-    key: String,
-    reg: tokio::sync::Mutex<Option<Registration>>,
-    lease: std::sync::atomic::AtomicI64,
-}
-
-impl RegInner {
-    pub(crate) async fn register(
-        client: kv_client::Client,
-        args: RegisterArgs,
-    ) -> PyResult<Arc<RegInner>> {
-        let r = registry(client, args.namespace, Some(args.ttl))
-            .register(args.instance)
-            .await
-            .map_err(discovery_err)?;
-        Ok(Arc::new(RegInner {
-            key: r.key().to_string(),
-            lease: r.lease_id().into(),
-            reg: tokio::sync::Mutex::new(Some(r)),
-        }))
-    }
-
-    async fn set_health(self: Arc<Self>, health: Health) -> PyResult<()> {
-        let reg = self.reg.lock().await;
-        let reg = reg.as_ref().ok_or_else(|| closed("registration"))?;
-        reg.set_health(health).await.map_err(discovery_err)
-    }
-
-    async fn close(self: Arc<Self>) -> PyResult<()> {
-        let Some(reg) = self.reg.lock().await.take() else {
-            return Ok(());
-        };
-        reg.close().await.map_err(discovery_err)
-    }
-
-    fn lease_id(&self) -> i64 {
-        use std::sync::atomic::Ordering::Relaxed;
-        if let Ok(r) = self.reg.try_lock()
-            && let Some(r) = r.as_ref()
-        {
-            self.lease.store(r.lease_id(), Relaxed);
-        }
-        self.lease.load(Relaxed)
-    }
-
-    fn instance(&self) -> Option<PyServiceInstance> {
-        let r = self.reg.try_lock().ok()?;
-        r.as_ref().map(|r| r.instance().into())
-    }
-}
-
-impl Drop for RegInner {
-    fn drop(&mut self) {
-        drop_in_runtime(self.reg.get_mut().take());
-    }
-}
-
-macro_rules! registration_class {
-    ($ty:ident, $name:literal, $run:path, { $($extra:tt)* }) => {
-        #[doc = "A live registration: the entry is kept on a lease, renewed in the background and written again after the lease is lost. `close()` (or the end of a `with` block) deregisters."]
-        #[pyclass(module = "kvclient", name = $name)]
-        pub(crate) struct $ty {
-            pub(crate) inner: Arc<RegInner>,
-        }
-
-        #[pymethods]
-        impl $ty {
-            /// The entry's key.
-            #[getter]
-            fn key(&self) -> &str {
-                &self.inner.key
-            }
-            /// The lease the entry is on now (it changes on re-registration).
-            #[getter]
-            fn lease_id(&self) -> i64 {
-                self.inner.lease_id()
-            }
-            /// The instance as last written, or `None` once closed.
-            #[getter]
-            fn instance(&self) -> Option<PyServiceInstance> {
-                self.inner.instance()
-            }
-            /// Sets the health (`"passing"`, `"warning"`, `"critical"`) and rewrites the entry.
-            fn set_health<'py>(&self, py: Python<'py>, health: &str) -> PyResult<Bound<'py, PyAny>> {
-                let h = parse_health(health)?;
-                $run(py, self.inner.clone().set_health(h))
-            }
-            /// Deregisters now (revokes the lease, deleting the entry).
-            fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-                $run(py, self.inner.clone().close())
-            }
-            $($extra)*
-        }
-    };
-}
-
-registration_class!(PyRegistration, "Registration", block_py, {
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        block(py, self.inner.clone().close())?;
-        Ok(false)
-    }
-});
-
-registration_class!(PyAsyncRegistration, "AsyncRegistration", awaitable, {
-    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        aenter_self(slf)
-    }
-    #[pyo3(signature = (*_args))]
-    fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
-        _args: &Bound<'py, PyTuple>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.clone();
-        awaitable(py, async move {
-            inner.close().await?;
-            Ok(false)
-        })
-    }
-});
-
 /// A change in a subscribed service: `type` is `"added"`, `"updated"` or
 /// `"removed"` (the initial instances come as `"added"`).
+///
+/// >>> for event in c.subscribe("web"):
+/// ...     print(event.type, event.instance.addr)
 #[pyclass(frozen, module = "kvclient", name = "ServiceEvent")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyServiceEvent {
@@ -334,7 +216,7 @@ impl Drop for SubInner {
 
 macro_rules! subscription_class {
     ($ty:ident, $name:literal, { $($extra:tt)* }) => {
-        #[doc = "The live set of a service's instances (`current()`), and its changes when iterated. `close()` stops it."]
+        #[doc = "The live set of a service's instances (`current()`), and its changes when iterated. `close()` stops it.\n\n>>> with c.subscribe(\"web\") as sub:\n...     print(sub.current())\n...     for event in sub:\n...         print(event.type, event.instance.id)"]
         #[pyclass(module = "kvclient", name = $name)]
         pub(crate) struct $ty {
             pub(crate) inner: Arc<SubInner>,
@@ -343,15 +225,21 @@ macro_rules! subscription_class {
         #[pymethods]
         impl $ty {
             /// The instances live now.
+            ///
+            /// >>> [i.addr for i in sub.current()]
             fn current(&self) -> Vec<PyServiceInstance> {
                 self.inner.current().0
             }
             /// The store revision `current()` reflects.
+            ///
+            /// >>> sub.revision
             #[getter]
             fn revision(&self) -> i64 {
                 self.inner.current().1
             }
             /// Stops the subscription; iteration ends.
+            ///
+            /// >>> sub.close()
             fn close(&self) {
                 self.inner.close();
             }

@@ -24,6 +24,8 @@ enum Target {
 /// The left side of a compare: a key's value, version, create or mod
 /// revision, or lease. Compare it with `==`, `!=`, `<` or `>` to get a
 /// `Compare`.
+///
+/// >>> Compare.mod_revision("k") > 5
 #[pyclass(frozen, module = "kvclient", name = "CompareTarget")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyCompareTarget {
@@ -33,6 +35,8 @@ pub(crate) struct PyCompareTarget {
 }
 
 /// One condition of a transaction, e.g. `Compare.version("k") == 0`.
+///
+/// >>> c.transaction([Compare.value("k") == "old"], [Op.put("k", "new")])
 #[pyclass(frozen, module = "kvclient", name = "Compare")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyCompare {
@@ -55,30 +59,40 @@ fn target(target: Target, key: Bin, prefix: bool, range_end: Option<Bin>) -> PyC
 #[pymethods]
 impl PyCompare {
     /// Compares the value of `key` (or of every key in the range/prefix).
+    ///
+    /// >>> Compare.value("k") == "v"
     #[staticmethod]
     #[pyo3(signature = (key, *, prefix=false, range_end=None))]
     fn value(key: Bin, prefix: bool, range_end: Option<Bin>) -> PyCompareTarget {
         target(Target::Value, key, prefix, range_end)
     }
     /// Compares the version of `key` (0 when it does not exist).
+    ///
+    /// >>> Compare.version("k") == 0
     #[staticmethod]
     #[pyo3(signature = (key, *, prefix=false, range_end=None))]
     fn version(key: Bin, prefix: bool, range_end: Option<Bin>) -> PyCompareTarget {
         target(Target::Version, key, prefix, range_end)
     }
     /// Compares the create revision of `key` (0 when it does not exist).
+    ///
+    /// >>> Compare.create_revision("k") < 100
     #[staticmethod]
     #[pyo3(signature = (key, *, prefix=false, range_end=None))]
     fn create_revision(key: Bin, prefix: bool, range_end: Option<Bin>) -> PyCompareTarget {
         target(Target::CreateRevision, key, prefix, range_end)
     }
     /// Compares the mod revision of `key`.
+    ///
+    /// >>> Compare.mod_revision("k") == kv.mod_revision
     #[staticmethod]
     #[pyo3(signature = (key, *, prefix=false, range_end=None))]
     fn mod_revision(key: Bin, prefix: bool, range_end: Option<Bin>) -> PyCompareTarget {
         target(Target::ModRevision, key, prefix, range_end)
     }
     /// Compares the lease ID attached to `key` (0 for none).
+    ///
+    /// >>> Compare.lease("k") == lease.id
     #[staticmethod]
     #[pyo3(signature = (key, *, prefix=false, range_end=None))]
     fn lease(key: Bin, prefix: bool, range_end: Option<Bin>) -> PyCompareTarget {
@@ -125,6 +139,8 @@ impl PyCompareTarget {
 
 /// One operation of a transaction: `Op.get`, `Op.put`, `Op.delete` or a
 /// nested `Op.txn`.
+///
+/// >>> c.transaction([], [Op.put("a", "1"), Op.get("b"), Op.delete("c")])
 #[pyclass(frozen, module = "kvclient", name = "Op")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyOp {
@@ -206,6 +222,8 @@ pub(crate) fn build_txn(
 #[pymethods]
 impl PyOp {
     /// Reads `key` (or a prefix/range) inside the transaction.
+    ///
+    /// >>> Op.get("config/", prefix=True)
     #[staticmethod]
     #[pyo3(signature = (key, *, prefix=false, range_end=None, limit=None, revision=None, keys_only=false, count_only=false))]
     #[allow(clippy::too_many_arguments)]
@@ -226,6 +244,8 @@ impl PyOp {
         }
     }
     /// Writes `key` inside the transaction.
+    ///
+    /// >>> Op.put("k", "v", lease=lease.id)
     #[staticmethod]
     #[pyo3(signature = (key, value, *, lease=None, prev_kv=false))]
     fn put(key: Bin, value: Bin, lease: Option<i64>, prev_kv: bool) -> PyOp {
@@ -234,6 +254,8 @@ impl PyOp {
         }
     }
     /// Deletes `key` (or a prefix/range) inside the transaction.
+    ///
+    /// >>> Op.delete("config/", prefix=True)
     #[staticmethod]
     #[pyo3(signature = (key, *, prefix=false, range_end=None, prev_kv=false))]
     fn delete(key: Bin, prefix: bool, range_end: Option<Bin>, prev_kv: bool) -> PyOp {
@@ -242,6 +264,8 @@ impl PyOp {
         }
     }
     /// A nested transaction.
+    ///
+    /// >>> Op.txn([Compare.version("k") > 0], [Op.delete("k")])
     #[staticmethod]
     #[pyo3(signature = (compare, success=Vec::new(), failure=Vec::new()))]
     fn txn(
@@ -261,6 +285,9 @@ impl PyOp {
 /// The answer to a transaction: whether the compares held, the store
 /// revision, and one result per operation of the branch taken
 /// (`GetResult`, `PutResult`, `DeleteResult` or a nested `TxnResult`).
+///
+/// >>> r = c.transaction([Compare.version("k") == 0], [Op.put("k", "v")])
+/// >>> r.succeeded, r.revision
 #[pyclass(frozen, module = "kvclient", name = "TxnResult")]
 #[derive(Debug)]
 pub(crate) struct PyTxnResult {
@@ -331,6 +358,9 @@ impl PyTxnResult {
 #[pymethods]
 impl PyTxnResult {
     /// One result per operation of the branch taken.
+    ///
+    /// >>> r = c.transaction([], [Op.get("k")])
+    /// >>> r.responses[0].kvs
     #[getter]
     fn responses<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         self.responses.iter().map(|r| op_result_py(py, r)).collect()

@@ -40,6 +40,9 @@ fn text(py: Python<'_>, b: &[u8]) -> PyResult<String> {
 
 /// A stored key-value. `key`/`value` are bytes; `key_text`/`text` decode
 /// them as UTF-8.
+///
+/// >>> kv = c.get("config/db")
+/// >>> kv.value, kv.text, kv.mod_revision
 #[pyclass(frozen, module = "kvclient", name = "KeyValue")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyKeyValue {
@@ -75,21 +78,29 @@ impl From<kv_client::KeyValue> for PyKeyValue {
 #[pymethods]
 impl PyKeyValue {
     /// The key.
+    ///
+    /// >>> kv.key
     #[getter]
     fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.key)
     }
     /// The value.
+    ///
+    /// >>> kv.value
     #[getter]
     fn value<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.value)
     }
     /// The key decoded as UTF-8.
+    ///
+    /// >>> kv.key_text
     #[getter]
     fn key_text(&self, py: Python<'_>) -> PyResult<String> {
         text(py, &self.key)
     }
     /// The value decoded as UTF-8.
+    ///
+    /// >>> kv.text
     #[getter]
     fn text(&self, py: Python<'_>) -> PyResult<String> {
         text(py, &self.value)
@@ -131,6 +142,9 @@ fn kvs(v: &[kv_client::KeyValue]) -> Vec<PyKeyValue> {
 
 /// The answer to a range read: the key-values (iterable), the store
 /// revision, the total count and whether more keys matched than returned.
+///
+/// >>> r = c.get_prefix("config/", limit=10)
+/// >>> r.count, r.more, [kv.key for kv in r]
 #[pyclass(frozen, module = "kvclient", name = "GetResult")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyGetResult {
@@ -189,6 +203,8 @@ impl PyGetResult {
 }
 
 /// The answer to a put.
+///
+/// >>> c.put("k", "v", prev_kv=True).prev_kv
 #[pyclass(frozen, module = "kvclient", name = "PutResult")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyPutResult {
@@ -217,6 +233,8 @@ impl PyPutResult {
 }
 
 /// The answer to a delete.
+///
+/// >>> c.delete_prefix("tmp/").deleted
 #[pyclass(frozen, module = "kvclient", name = "DeleteResult")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyDeleteResult {
@@ -255,6 +273,9 @@ impl PyDeleteResult {
 }
 
 /// One change seen by a watch: `type` is `"put"` or `"delete"`.
+///
+/// >>> for event in c.watch_prefix("config/"):
+/// ...     print(event.type, event.key, event.value)
 #[pyclass(frozen, module = "kvclient", name = "Event")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyEvent {
@@ -290,16 +311,22 @@ impl From<kv_client::Event> for PyEvent {
 #[pymethods]
 impl PyEvent {
     /// The key changed.
+    ///
+    /// >>> kv.key
     #[getter]
     fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.kv.key)
     }
     /// The new value (empty for a delete).
+    ///
+    /// >>> kv.value
     #[getter]
     fn value<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.kv.value)
     }
     /// The revision of the change.
+    ///
+    /// >>> event.revision
     #[getter]
     fn revision(&self) -> i64 {
         self.kv.mod_revision
@@ -315,6 +342,9 @@ impl PyEvent {
 }
 
 /// One member's status (`Client.status()`).
+///
+/// >>> s = c.status()
+/// >>> s.version, s.leader, s.revision
 #[pyclass(frozen, module = "kvclient", name = "Status")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyStatus {
@@ -342,6 +372,8 @@ pub(crate) struct PyStatus {
 }
 
 /// One cluster member (`Client.members()`).
+///
+/// >>> [(m.name, m.client_urls) for m in c.members()]
 #[pyclass(frozen, module = "kvclient", name = "Member")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyMember {

@@ -1,9 +1,12 @@
 //! Watches as Python iterators: `Watch` (blocking `for`) and `AsyncWatch`
 //! (`async for`). Resume after disconnects is the Rust client's: the
 //! iterator never sees a lost or repeated event; a compacted resume point
-//! raises `CompactedError` and ends the watch.
+//! raises `CompactedError` and ends the watch. Each resume is reported
+//! (`resumed_at`, `resume_count`, `on_resume` callbacks) before the events
+//! of the revision it resumed from.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -22,6 +25,12 @@ pub(crate) struct WatchInner {
     buffer: Mutex<VecDeque<PyEvent>>,
     cancel: tokio::sync::watch::Sender<bool>,
     watch_id: i64,
+    /// How many times the watch resumed after a disconnect.
+    resumes: AtomicI64,
+    /// The revision of the last resume (0: none yet).
+    resumed_at: AtomicI64,
+    /// `on_resume` callbacks, called with the revision.
+    on_resume: Mutex<Vec<Py<PyAny>>>,
 }
 
 impl WatchInner {
@@ -31,7 +40,43 @@ impl WatchInner {
             stream: tokio::sync::Mutex::new(Some(stream)),
             buffer: Mutex::new(VecDeque::new()),
             cancel: tokio::sync::watch::channel(false).0,
+            resumes: AtomicI64::new(0),
+            resumed_at: AtomicI64::new(0),
+            on_resume: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Records a resume and runs the callbacks (on the reading thread,
+    /// attached to Python; a raising callback is reported as unraisable).
+    fn resumed(&self, revision: i64) {
+        self.resumed_at.store(revision, Ordering::SeqCst);
+        self.resumes.fetch_add(1, Ordering::SeqCst);
+        let _ = crate::aio::attach_from_runtime(|py| {
+            // Cloned first: a callback may add another one.
+            let callbacks: Vec<Py<PyAny>> = self
+                .on_resume
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|c| c.clone_ref(py))
+                .collect();
+            for cb in callbacks {
+                if let Err(e) = cb.call1(py, (revision,)) {
+                    e.write_unraisable(py, Some(cb.bind(py)));
+                }
+            }
+        });
+    }
+
+    fn add_on_resume(&self, callback: Py<PyAny>) {
+        self.on_resume
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(callback);
+    }
+
+    fn last_resume(&self) -> Option<i64> {
+        Some(self.resumed_at.load(Ordering::SeqCst)).filter(|r| *r != 0)
     }
 
     fn pop(&self) -> Option<PyEvent> {
@@ -70,6 +115,10 @@ impl WatchInner {
                     return Err(client_err(e));
                 }
                 Some(Some(Ok(mut batch))) => {
+                    if let Some(r) = batch.resumed_at() {
+                        self.resumed(r);
+                        continue;
+                    }
                     let mut events = batch.take_events().into_iter().map(PyEvent::from);
                     let Some(first) = events.next() else {
                         continue; // a progress notification
@@ -102,6 +151,10 @@ impl Drop for WatchInner {
 
 /// A watch, iterated with `for event in watch`. `cancel()` (or leaving a
 /// `with` block) stops it; the iteration then ends.
+///
+/// >>> with c.watch_prefix("config/") as w:
+/// ...     for event in w:
+/// ...         print(event.type, event.key)
 #[pyclass(module = "kvclient", name = "Watch")]
 pub(crate) struct PyWatch {
     inner: Arc<WatchInner>,
@@ -116,13 +169,41 @@ impl PyWatch {
 #[pymethods]
 impl PyWatch {
     /// The server's watch ID when the watch was created.
+    ///
+    /// >>> w.watch_id
     #[getter]
     fn watch_id(&self) -> i64 {
         self.inner.watch_id
     }
     /// Stops the watch; iteration ends.
+    ///
+    /// >>> w.cancel()
     fn cancel(&self) {
         self.inner.cancel();
+    }
+    /// The revision the watch last resumed from after a disconnect
+    /// (every event before it was delivered), `None` if it never had to.
+    ///
+    /// >>> w.resumed_at
+    #[getter]
+    fn resumed_at(&self) -> Option<i64> {
+        self.inner.last_resume()
+    }
+    /// How many times the watch resumed after a disconnect.
+    ///
+    /// >>> w.resume_count
+    #[getter]
+    fn resume_count(&self) -> i64 {
+        self.inner.resumes.load(Ordering::SeqCst)
+    }
+    /// Calls `callback(revision)` each time the watch resumes after a
+    /// disconnect, before the events of that revision are returned. It runs
+    /// on the thread reading the watch (for `AsyncWatch`, a background
+    /// thread, so hand over with `loop.call_soon_threadsafe`).
+    ///
+    /// >>> w.on_resume(lambda rev: print("resumed from", rev))
+    fn on_resume(&self, callback: Py<PyAny>) {
+        self.inner.add_on_resume(callback);
     }
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
@@ -145,6 +226,9 @@ impl PyWatch {
 }
 
 /// A watch, iterated with `async for event in watch`.
+///
+/// >>> async for event in await client.watch_prefix("config/"):
+/// ...     print(event.type, event.key)
 #[pyclass(module = "kvclient", name = "AsyncWatch")]
 pub(crate) struct PyAsyncWatch {
     inner: Arc<WatchInner>,
@@ -159,13 +243,41 @@ impl PyAsyncWatch {
 #[pymethods]
 impl PyAsyncWatch {
     /// The server's watch ID when the watch was created.
+    ///
+    /// >>> w.watch_id
     #[getter]
     fn watch_id(&self) -> i64 {
         self.inner.watch_id
     }
     /// Stops the watch; iteration ends.
+    ///
+    /// >>> w.cancel()
     fn cancel(&self) {
         self.inner.cancel();
+    }
+    /// The revision the watch last resumed from after a disconnect
+    /// (every event before it was delivered), `None` if it never had to.
+    ///
+    /// >>> w.resumed_at
+    #[getter]
+    fn resumed_at(&self) -> Option<i64> {
+        self.inner.last_resume()
+    }
+    /// How many times the watch resumed after a disconnect.
+    ///
+    /// >>> w.resume_count
+    #[getter]
+    fn resume_count(&self) -> i64 {
+        self.inner.resumes.load(Ordering::SeqCst)
+    }
+    /// Calls `callback(revision)` each time the watch resumes after a
+    /// disconnect, before the events of that revision are returned. It runs
+    /// on the thread reading the watch (for `AsyncWatch`, a background
+    /// thread, so hand over with `loop.call_soon_threadsafe`).
+    ///
+    /// >>> w.on_resume(lambda rev: print("resumed from", rev))
+    fn on_resume(&self, callback: Py<PyAny>) {
+        self.inner.add_on_resume(callback);
     }
     fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
