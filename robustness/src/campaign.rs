@@ -80,6 +80,8 @@ pub struct Report {
     pub undecided: Vec<String>,
     /// Reasons faults were skipped (deduplicated).
     pub skipped: Vec<String>,
+    /// Faults skipped (not applicable to this server or cluster).
+    pub faults_skipped: usize,
     /// Operations answered and failed, over all rounds.
     pub answered: usize,
     /// Operations that failed or timed out.
@@ -90,10 +92,11 @@ impl Report {
     /// The closing line.
     pub fn summary(&self) -> String {
         format!(
-            "faults survived {} / histories checked {} / violations {}",
+            "faults survived {} / histories checked {} / violations {} / faults skipped {}",
             self.faults_survived,
             self.histories_checked,
-            self.violations.len()
+            self.violations.len(),
+            self.faults_skipped
         )
     }
 }
@@ -191,6 +194,7 @@ async fn run_round(
             }
             Ok(Outcome::Skipped(why)) => {
                 info!(round, "fault skipped: {why}");
+                report.faults_skipped += 1;
                 if !report.skipped.contains(&why) {
                     report.skipped.push(why);
                 }

@@ -30,10 +30,21 @@ pub enum Fault {
     /// A follower killed, large values written, the follower restarted and
     /// required to catch up.
     LargeValuesRestart,
+    /// A WAL write or fsync error (EIO, ENOSPC) on one member, through kvd's
+    /// failpoints: the member must exit non-zero, and restarts.
+    DiskError,
+    /// fsync of the WAL slowed by 20 to 300 ms on one member or all.
+    SlowFsync,
+    /// Latency and jitter on peer traffic to one member or all (a proxy).
+    Delay,
+    /// A follower removed (MemberRemove) and added back as a new member
+    /// with an empty data dir (MemberAdd; as a learner half of the time,
+    /// then promoted).
+    MemberReplace,
 }
 
 /// Every fault kind, in a fixed order (the campaign shuffles it).
-pub const ALL: [Fault; 7] = [
+pub const ALL: [Fault; 11] = [
     Fault::KillFollower,
     Fault::KillLeader,
     Fault::KillAll,
@@ -41,6 +52,10 @@ pub const ALL: [Fault; 7] = [
     Fault::Partition,
     Fault::MoveLeader,
     Fault::LargeValuesRestart,
+    Fault::DiskError,
+    Fault::SlowFsync,
+    Fault::Delay,
+    Fault::MemberReplace,
 ];
 
 /// Settings of the faults.
@@ -52,6 +67,12 @@ pub struct FaultConfig {
     pub large_values: usize,
     /// Size of each large value in bytes.
     pub large_value_size: usize,
+    /// Negative control: the disk fault plants a WAL that drops records on
+    /// every member, then kills them all.
+    pub plant_wal_drop: bool,
+    /// Negative control: the disk fault arms a failpoint that does nothing,
+    /// as a kvd that swallowed WAL errors would behave.
+    pub plant_error_ignored: bool,
 }
 
 /// What became of one injected fault.
@@ -74,12 +95,32 @@ pub enum FaultError {
         "member {member} stayed at revision {at} behind {want} after a restart behind large values"
     )]
     NoCatchUp { member: usize, at: i64, want: i64 },
+    /// A WAL error did not stop the member as it must.
+    #[error("member {member} with failpoint {spec}: {how} (a WAL error must be fatal); log tail:\n{log}")]
+    NotFatal {
+        member: usize,
+        spec: &'static str,
+        how: String,
+        log: String,
+    },
+    /// The cluster did not take a member back.
+    #[error("membership change: {0}")]
+    Membership(String),
+    /// A member exited under a fault that may only slow it down.
+    #[error("member {member} exited under {what}; log tail:\n{log}")]
+    Died {
+        member: usize,
+        what: String,
+        log: String,
+    },
 }
 
 /// Per-round fault state: whether the partition hook works in this binary.
 pub struct Injector {
-    cfg: FaultConfig,
+    pub(crate) cfg: FaultConfig,
     partition: Option<Result<(), String>>,
+    /// Members added so far (names the next one).
+    pub(crate) generation: usize,
 }
 
 impl Injector {
@@ -91,10 +132,14 @@ impl Injector {
             )),
             Flavor::Kvd(_) => None,
         };
-        Injector { cfg, partition }
+        Injector {
+            cfg,
+            partition,
+            generation: 0,
+        }
     }
 
-    fn hold(&self, rng: &mut StdRng) -> Duration {
+    pub(crate) fn hold(&self, rng: &mut StdRng) -> Duration {
         let max = self.cfg.max_hold.as_millis().max(200) as u64;
         Duration::from_millis(rng.random_range(100..=max))
     }
@@ -117,6 +162,8 @@ impl Injector {
             | Fault::LargeValuesRestart
             | Fault::Partition
             | Fault::MoveLeader
+            | Fault::Delay
+            | Fault::MemberReplace
                 if n < 2 =>
             {
                 return Ok(Outcome::Skipped(format!("{fault:?} needs 3 members")));
@@ -217,6 +264,34 @@ impl Injector {
                     self.cfg.large_value_size
                 )
             }
+            Fault::DiskError => {
+                let victim = match (leader, follower) {
+                    (Some(l), _) if n == 1 || rng.random_bool(0.5) => l,
+                    (_, Some(f)) => f,
+                    _ => rng.random_range(0..n),
+                };
+                match self.disk_error(c, victim, rng).await? {
+                    Outcome::Survived(what) => what,
+                    skipped => return Ok(skipped),
+                }
+            }
+            Fault::SlowFsync => match self.slow_fsync(c, leader, rng).await? {
+                Outcome::Survived(what) => what,
+                skipped => return Ok(skipped),
+            },
+            Fault::MemberReplace => {
+                let (Some(l), Some(f)) = (leader, follower) else {
+                    return Ok(Outcome::Skipped("no leader".into()));
+                };
+                match self.replace_member(c, l, f, rng).await? {
+                    Outcome::Survived(what) => what,
+                    skipped => return Ok(skipped),
+                }
+            }
+            Fault::Delay => match self.delay(c, leader, rng).await? {
+                Outcome::Survived(what) => what,
+                skipped => return Ok(skipped),
+            },
         };
         c.wait_all_ready()
             .await

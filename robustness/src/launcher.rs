@@ -13,12 +13,18 @@ use etcd_client::{Client, ConnectOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::proxy::Proxy;
+
 /// How long a member may take to serve again after a (re)start or a fault.
 pub const READY_DEADLINE: Duration = Duration::from_secs(90);
 /// Per-request timeout of the harness's own clients.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// The environment variable of kvd's partition test hook.
 pub const ISOLATE_ENV: &str = "KVD_FAILPOINT_ISOLATE";
+/// The environment variable naming kvd's file of disk failpoints.
+pub const FAILPOINTS_FILE_ENV: &str = "KVD_FAILPOINTS_FILE";
+/// What a kvd built with failpoints logs at start.
+pub const FAILPOINTS_BANNER: &str = "built with test failpoints";
 
 /// Which server the campaign runs against.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,8 +71,14 @@ pub struct Member {
     pub name: String,
     /// Client port on 127.0.0.1.
     pub client_port: u16,
-    /// Peer port on 127.0.0.1.
+    /// Peer port on 127.0.0.1 (the member listens here).
     pub peer_port: u16,
+    /// The port of the harness's proxy in front of `peer_port`: the peer URL
+    /// the member advertises, so the harness can delay traffic to it.
+    pub proxy: Proxy,
+    /// Set when the member joined a running cluster: its
+    /// `--initial-cluster` (with `--initial-cluster-state existing`).
+    pub joining: Option<String>,
     child: Option<Child>,
     stopped: bool,
 }
@@ -119,19 +131,18 @@ impl Cluster {
     async fn spawn_all(flavor: Flavor, n: usize) -> Result<Cluster, LaunchError> {
         let mut members = Vec::with_capacity(n);
         for i in 1..=n {
+            let peer_port = free_port()?;
             members.push(Member {
                 name: format!("n{i}"),
                 client_port: free_port()?,
-                peer_port: free_port()?,
+                peer_port,
+                proxy: Proxy::start(peer_port).await?,
+                joining: None,
                 child: None,
                 stopped: false,
             });
         }
-        let initial = members
-            .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial = initial_cluster(&members);
         let dir = tempfile::Builder::new()
             .prefix(&format!("kv-robustness-{}-", flavor.name()))
             .tempdir()?;
@@ -166,6 +177,7 @@ impl Cluster {
     pub fn spawn(&mut self, i: usize) -> Result<(), LaunchError> {
         self.kill9(i);
         let _ = std::fs::remove_file(self.isolate_path(i));
+        let _ = std::fs::remove_file(self.failpoints_path(i));
         let m = &self.members[i];
         let data = self.dir.path().join(&m.name);
         let log = File::options()
@@ -174,6 +186,11 @@ impl Cluster {
             .open(self.log_path(i))?;
         let c = format!("http://127.0.0.1:{}", m.client_port);
         let p = format!("http://127.0.0.1:{}", m.peer_port);
+        let advertised = format!("http://127.0.0.1:{}", m.proxy.port);
+        let (state, initial) = match &m.joining {
+            Some(initial) => ("existing", initial.as_str()),
+            None => ("new", self.initial.as_str()),
+        };
         let bin = self.flavor.binary().to_path_buf();
         let child = Command::new(&bin)
             .arg(format!("--name={}", m.name))
@@ -181,11 +198,16 @@ impl Cluster {
             .arg(format!("--listen-client-urls={c}"))
             .arg(format!("--advertise-client-urls={c}"))
             .arg(format!("--listen-peer-urls={p}"))
-            .arg(format!("--initial-advertise-peer-urls={p}"))
-            .arg(format!("--initial-cluster={}", self.initial))
+            .arg(format!("--initial-advertise-peer-urls={advertised}"))
+            .arg(format!("--initial-cluster={initial}"))
             .arg("--initial-cluster-token=kv-robustness")
-            .arg("--initial-cluster-state=new")
+            .arg(format!("--initial-cluster-state={state}"))
             .env(ISOLATE_ENV, self.isolate_path(i))
+            .env(FAILPOINTS_FILE_ENV, self.failpoints_path(i))
+            // The campaign reads the member's own log lines (the failpoint
+            // banner, "fatal storage error"): the harness's RUST_LOG, which
+            // names only kv_robustness, must not silence them.
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
@@ -240,11 +262,92 @@ impl Cluster {
         Ok(())
     }
 
+    /// The file of disk failpoints kvd member `i` reads at every WAL write.
+    pub fn failpoints_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.failpoints", self.members[i].name))
+    }
+
+    /// Arms (`Some("wal-fsync=eio")`) or clears the disk failpoints of member `i`.
+    pub fn set_failpoints(&self, i: usize, spec: Option<&str>) -> Result<(), LaunchError> {
+        let path = self.failpoints_path(i);
+        match spec {
+            Some(spec) => std::fs::write(&path, spec)?,
+            None if path.exists() => std::fs::remove_file(&path)?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Whether member `i`'s binary has kvd's failpoints (it says so at start).
+    pub fn has_failpoints(&self, i: usize) -> bool {
+        std::fs::read_to_string(self.log_path(i))
+            .map(|log| log.contains(FAILPOINTS_BANNER))
+            .unwrap_or(false)
+    }
+
+    /// Waits up to `deadline` for member `i`'s process to exit by itself;
+    /// returns how it exited (the member then counts as down).
+    pub async fn wait_exit(
+        &mut self,
+        i: usize,
+        deadline: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + deadline;
+        loop {
+            let child = self.members[i].child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.members[i].child = None;
+                return Some(status);
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Makes slot `i` a new member named `name` with an empty data dir, on
+    /// the same ports (so clients and watchers of this slot find it again),
+    /// to be started as joining the current cluster. Kills the old process.
+    pub fn rename_for_join(&mut self, i: usize, name: String) {
+        self.kill9(i);
+        self.members[i].name = name;
+        self.members[i].joining = Some(initial_cluster(&self.members));
+    }
+
+    /// Member `i`'s advertised peer URL (its proxy).
+    pub fn peer_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].proxy.port)
+    }
+
+    /// Adds `base` plus up to `jitter` of latency to peer traffic to member `i`.
+    pub fn set_delay(&self, i: usize, base: Duration, jitter: Duration) {
+        self.members[i].proxy.set_delay(base, jitter);
+    }
+
     /// Member `i`'s log file.
     pub fn log_path(&self, i: usize) -> PathBuf {
         self.dir
             .path()
             .join(format!("{}.log", self.members[i].name))
+    }
+
+    /// The size of member `i`'s log now (to read what follows with [`Cluster::log_since`]).
+    pub fn log_len(&self, i: usize) -> u64 {
+        std::fs::metadata(self.log_path(i))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// Member `i`'s log from byte `offset` on.
+    pub fn log_since(&self, i: usize, offset: u64) -> String {
+        let bytes = std::fs::read(self.log_path(i)).unwrap_or_default();
+        let from = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
     }
 
     /// The last `n` lines of member `i`'s log.
@@ -326,6 +429,15 @@ impl Cluster {
         }
         None
     }
+}
+
+/// `--initial-cluster` for `members`, at their proxies' ports.
+fn initial_cluster(members: &[Member]) -> String {
+    members
+        .iter()
+        .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.proxy.port))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A client of one endpoint, with the campaign's timeouts; etcd-client does

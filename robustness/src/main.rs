@@ -63,6 +63,16 @@ struct Args {
     /// Negative control: make one answered read report a value no one wrote.
     #[arg(long)]
     plant_phantom_read: bool,
+    /// Negative control: the disk-error fault makes every kvd member drop
+    /// its WAL records while acknowledging them (a planted server bug,
+    /// through kvd's `wal-write=drop` failpoint), then kills them all.
+    #[arg(long)]
+    plant_wal_drop: bool,
+    /// Negative control: the disk-error fault arms a no-op failpoint, as a
+    /// kvd that ignored WAL errors would behave; the campaign must say the
+    /// member did not stop.
+    #[arg(long)]
+    plant_error_ignored: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -121,6 +131,8 @@ async fn main() -> ExitCode {
             max_hold: Duration::from_millis(a.max_hold_ms),
             large_values: a.large_values,
             large_value_size: a.large_value_size,
+            plant_wal_drop: a.plant_wal_drop,
+            plant_error_ignored: a.plant_error_ignored,
         },
         plant: Plant {
             lost_write: a.plant_lost_write,

@@ -1,14 +1,15 @@
 //! The short fault campaign, run by `cargo test`: against a 3-member kvd
 //! cluster, against etcd 3.4 (the harness checked on a reference server) when
-//! `etcd` is installed, and the negative controls that prove the checks fail
-//! when a promise is broken.
+//! `etcd` is installed and against the newest etcd when
+//! `scripts/etcd-latest.sh` has built it, and the negative controls that
+//! prove the checks fail when a promise is broken.
 //!
 //! The tests run one at a time (a shared lock): each starts up to three
 //! server processes, and a 2-core machine must not be oversubscribed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -21,23 +22,63 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// `<workspace>/target/debug/kvd`, built with `cargo build -p kvd` only when
-/// missing (then without the partition hook, which the campaign skips).
+/// A string only a kvd built with the `failpoints` feature contains.
+const FAILPOINTS_MARK: &[u8] = b"KVD_FAILPOINTS_FILE";
+
+/// `<workspace>/target/debug/kvd` with the test failpoints (partition and
+/// disk faults), as `cargo test -p kvd` builds it; built with
+/// `cargo build -p kvd --features failpoints` when missing or without them.
+/// The tests run a private hard link (or copy) of it: other builds relink
+/// target/debug/kvd to artifacts with other features while tests run.
 fn kvd() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    let bin = target.join("debug").join("kvd");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "kvd"])
-            .current_dir(workspace())
-            .status()
-            .expect("run cargo build -p kvd");
-        assert!(status.success(), "cargo build -p kvd failed");
+    static KVD: OnceLock<PathBuf> = OnceLock::new();
+    KVD.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("target"));
+        let bin = target.join("debug").join("kvd");
+        let private = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kv-robustness-kvd");
+        for attempt in 0..2 {
+            let _ = std::fs::remove_file(&private);
+            if bin.exists() && std::fs::hard_link(&bin, &private).is_err() {
+                std::fs::copy(&bin, &private).expect("copy kvd");
+            }
+            if has_failpoints(&private) {
+                return private;
+            }
+            assert_eq!(attempt, 0, "{} has no failpoints", bin.display());
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "kvd", "--features", "failpoints"])
+                .current_dir(workspace())
+                .status()
+                .expect("run cargo build -p kvd");
+            assert!(
+                status.success(),
+                "cargo build -p kvd --features failpoints failed"
+            );
+        }
+        private
+    })
+    .clone()
+}
+
+fn has_failpoints(bin: &Path) -> bool {
+    std::fs::read(bin)
+        .map(|b| {
+            b.windows(FAILPOINTS_MARK.len())
+                .any(|w| w == FAILPOINTS_MARK)
+        })
+        .unwrap_or(false)
+}
+
+/// The newest etcd, built by `scripts/etcd-latest.sh` (or `$ETCD_LATEST_BIN`).
+fn etcd_latest() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("ETCD_LATEST_BIN") {
+        return Some(PathBuf::from(bin));
     }
-    bin
+    let bin = workspace().join(".cache/etcd-v3.7.3/etcd");
+    bin.is_file().then_some(bin)
 }
 
 fn etcd() -> Option<PathBuf> {
@@ -58,8 +99,11 @@ fn campaign(args: &[&str]) -> (bool, String) {
         .env("RUST_LOG", "kv_robustness=info")
         .output()
         .expect("run kv-robustness");
-    let out = String::from_utf8_lossy(&stdout).into_owned();
-    eprintln!("{}\n{out}", String::from_utf8_lossy(&stderr));
+    // The summary and violations are on stdout, each fault's log line on
+    // stderr: both are searched.
+    let log = String::from_utf8_lossy(&stderr);
+    let out = format!("{}\n{log}", String::from_utf8_lossy(&stdout));
+    eprintln!("{out}");
     (status.success(), out)
 }
 
@@ -80,15 +124,18 @@ fn figure(out: &str, label: &str) -> usize {
         .unwrap_or_else(|| panic!("no number after {label:?} in {line:?}"))
 }
 
-fn assert_clean_run(ok: bool, out: &str) {
+/// Fault kinds in the short campaign (each once).
+const KINDS: usize = 11;
+
+/// Checks a clean short run and returns the number of faults skipped.
+fn assert_clean_run(ok: bool, out: &str) -> usize {
     assert!(ok, "the campaign reported a failure:\n{out}");
     assert_eq!(figure(out, "violations"), 0, "{out}");
     assert_eq!(figure(out, "histories checked"), 1, "{out}");
-    // Every fault kind once; only the partition may be skipped (etcd and a
-    // kvd built without the test hook have none), each with its reason.
-    let skipped = out.lines().filter(|l| l.starts_with("skipped:")).count();
-    assert!(skipped <= 1, "faults skipped:\n{out}");
-    assert_eq!(figure(out, "faults survived") + skipped, 7, "{out}");
+    // Every fault kind once, each survived or skipped with its reason.
+    let skipped = figure(out, "faults skipped");
+    assert_eq!(figure(out, "faults survived") + skipped, KINDS, "{out}");
+    skipped
 }
 
 #[test]
@@ -96,10 +143,37 @@ fn short_campaign_against_a_three_member_kvd_cluster() {
     let kvd = kvd();
     let bin = kvd.to_string_lossy();
     let (ok, out) = campaign(&["--short", "--seed", "20261206", "--kvd-bin", &bin]);
-    assert_clean_run(ok, &out);
-    if out.contains("skipped:") {
-        eprintln!("note: {} lacks the partition hook; partition skipped", bin);
+    let skipped = assert_clean_run(ok, &out);
+    // A fault may be skipped only for a passing reason (no leader at the
+    // moment it was drawn); the failpoint faults must have run.
+    assert!(skipped <= 1, "faults skipped:\n{out}");
+    for done in [
+        "exited (exit status: 1) with \"fatal storage error\"",
+        "wal-fsync=sleep(",
+        "partitioned for",
+        "delayed",
+    ] {
+        assert!(
+            out.contains(done) || skipped == 1,
+            "no fault survived with {done:?}:\n{out}"
+        );
     }
+}
+
+#[test]
+fn short_campaign_against_the_newest_etcd_checks_the_harness() {
+    let Some(etcd) = etcd_latest() else {
+        eprintln!("no .cache/etcd-v3.7.3/etcd (run scripts/etcd-latest.sh): skipped");
+        return;
+    };
+    let bin = etcd.to_string_lossy();
+    let (ok, out) = campaign(&["--short", "--seed", "20261206", "--etcd-bin", &bin]);
+    // The partition and the two disk faults need kvd's failpoints.
+    assert!(assert_clean_run(ok, &out) <= 4, "{out}");
+    assert!(
+        out.contains("skipped: etcd has no kvd disk failpoints"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -110,11 +184,58 @@ fn short_campaign_against_etcd_checks_the_harness() {
     };
     let bin = etcd.to_string_lossy();
     let (ok, out) = campaign(&["--short", "--seed", "20261206", "--etcd-bin", &bin]);
-    assert_clean_run(ok, &out);
+    // The partition and the two disk faults need kvd's failpoints.
+    assert!(assert_clean_run(ok, &out) <= 4, "{out}");
     assert!(
         out.contains("skipped: etcd has no KVD_FAILPOINT_ISOLATE hook"),
         "{out}"
     );
+    assert!(
+        out.contains("skipped: etcd has no kvd disk failpoints"),
+        "{out}"
+    );
+}
+
+/// The disk fault can fail: a kvd that acknowledges WAL records it never
+/// wrote (the planted `wal-write=drop` failpoint on every member, then
+/// kill -9 of all) loses acknowledged writes, and a kvd that goes on after
+/// a WAL error (a no-op failpoint in place of the error) is reported as not
+/// stopping; the same seed with the real fault passes.
+#[test]
+fn disk_fault_negative_controls_fail_the_campaign() {
+    let kvd = kvd();
+    let bin = kvd.to_string_lossy();
+    let base = [
+        "--members",
+        "1",
+        "--faults",
+        "1",
+        "--only",
+        "disk-error",
+        "--seed",
+        "7",
+        "--kvd-bin",
+        &bin,
+    ];
+    let (ok, out) = campaign(&base);
+    assert!(ok, "the clean control failed:\n{out}");
+    assert_eq!(figure(&out, "faults survived"), 1, "{out}");
+    assert!(
+        out.contains("with \"fatal storage error\", restarted"),
+        "{out}"
+    );
+    for (flag, expect) in [
+        ("--plant-wal-drop", "acknowledged write lost"),
+        ("--plant-error-ignored", "a WAL error must be fatal"),
+    ] {
+        let (ok, out) = campaign(&[&base[..], &[flag]].concat());
+        assert!(!ok, "{flag}: the campaign passed a broken kvd:\n{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("VIOLATION:") && l.contains(expect)),
+            "{flag}: no violation mentioning {expect:?}:\n{out}"
+        );
+    }
 }
 
 /// Each planted corruption of a recorded history must be reported as a

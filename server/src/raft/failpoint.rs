@@ -3,7 +3,17 @@
 //! traffic, in and out, for as long as that path exists. Cluster tests create
 //! and remove the file to cut a member off and bring it back.
 //!
-//! The hook exists only in builds with the `failpoints` cargo feature. The
+//! Disk failpoints for the WAL writer (`storage/wal.rs`): the variable
+//! `KVD_FAILPOINTS` (fixed at start) and the file named by
+//! `KVD_FAILPOINTS_FILE` (re-read at every WAL write and fsync, so a harness
+//! can arm and disarm them while kvd runs) hold `point=action` pairs
+//! separated by `,` or `;`. Points: `wal-write` (one record appended),
+//! `wal-fsync` (flush + fdatasync). Actions: `eio`, `enospc` (the operation
+//! fails with that errno), `sleep(N)` (N ms before the operation), and, on
+//! `wal-write` only, `drop`: a planted bug for negative controls, the record
+//! is silently not written while the append reports success.
+//!
+//! The hooks exist only in builds with the `failpoints` cargo feature. The
 //! kvd package enables that feature on itself through a dev-dependency, so
 //! `cargo test` builds the kvd binary its integration tests spawn with the
 //! hook, while `cargo build`/`cargo run --release` (no dev-dependencies)
@@ -39,6 +49,111 @@ pub fn isolated() -> bool {
 #[inline(always)]
 pub fn isolated() -> bool {
     false
+}
+
+/// The variable with disk failpoints fixed at start (in `failpoints` builds).
+pub const DISK_ENV: &str = "KVD_FAILPOINTS";
+/// The variable naming a file of disk failpoints read at every WAL operation.
+pub const DISK_FILE_ENV: &str = "KVD_FAILPOINTS_FILE";
+
+/// A point in the WAL writer where a disk fault can be injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalPoint {
+    /// Appending one record to the active segment.
+    Write,
+    /// Flushing and fdatasyncing the active segment.
+    Fsync,
+}
+
+impl WalPoint {
+    /// The point's name in a failpoint spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            WalPoint::Write => "wal-write",
+            WalPoint::Fsync => "wal-fsync",
+        }
+    }
+}
+
+/// Runs the disk failpoint at `point`: sleeps or fails as configured.
+/// `Ok(true)` means "skip the operation and report success" (the planted
+/// `drop` bug); `Ok(false)` means go on as normal.
+#[cfg(feature = "failpoints")]
+pub fn wal(point: WalPoint) -> std::io::Result<bool> {
+    disk::run(point)
+}
+
+/// Runs the disk failpoint at `point`: nothing, in a build without the
+/// `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn wal(_point: WalPoint) -> std::io::Result<bool> {
+    Ok(false)
+}
+
+#[cfg(feature = "failpoints")]
+mod disk {
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use super::WalPoint;
+
+    // Linux errno values; the hooks only run in test builds on Linux.
+    const EIO: i32 = 5;
+    const ENOSPC: i32 = 28;
+
+    struct Armed {
+        fixed: String,
+        file: Option<PathBuf>,
+    }
+
+    static ARMED: OnceLock<Armed> = OnceLock::new();
+
+    pub fn run(point: WalPoint) -> std::io::Result<bool> {
+        let armed = ARMED.get_or_init(|| Armed {
+            fixed: std::env::var(super::DISK_ENV).unwrap_or_default(),
+            file: std::env::var_os(super::DISK_FILE_ENV).map(PathBuf::from),
+        });
+        let from_file = armed
+            .file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let mut skip = false;
+        for spec in [armed.fixed.as_str(), from_file.as_str()] {
+            for pair in spec.split([',', ';', '\n']) {
+                let Some((name, action)) = pair.trim().split_once('=') else {
+                    continue;
+                };
+                if name.trim() != point.name() {
+                    continue;
+                }
+                let action = action.trim();
+                match action {
+                    "eio" => return Err(std::io::Error::from_raw_os_error(EIO)),
+                    "enospc" => return Err(std::io::Error::from_raw_os_error(ENOSPC)),
+                    "drop" if point == WalPoint::Write => skip = true,
+                    _ => {
+                        let ms = action
+                            .strip_prefix("sleep(")
+                            .and_then(|a| a.strip_suffix(')'))
+                            .and_then(|n| n.parse::<u64>().ok());
+                        match ms {
+                            // Bounded so a typo cannot hang a test forever.
+                            Some(ms) => std::thread::sleep(Duration::from_millis(ms.min(60_000))),
+                            None => tracing::warn!(
+                                point = point.name(),
+                                action,
+                                "unknown failpoint action ignored"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(skip)
+    }
 }
 
 /// Whether this build has the failpoints compiled in.

@@ -18,6 +18,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::raft::failpoint::{self, WalPoint};
+
 const HEADER: usize = 8;
 /// The smallest unit a disk writes atomically; a torn write leaves whole
 /// sectors unwritten (zero) in a file that was extended but not filled.
@@ -129,6 +131,9 @@ impl Wal {
         head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
         let path = self.active_path().to_path_buf();
+        if failpoint::wal(WalPoint::Write).map_err(io_err(&path))? {
+            return Ok(());
+        }
         self.out.write_all(&head).map_err(io_err(&path))?;
         self.out.write_all(payload).map_err(io_err(&path))?;
         self.active_len += (HEADER + payload.len()) as u64;
@@ -138,6 +143,7 @@ impl Wal {
     /// Flushes buffered records and fdatasyncs the active segment.
     pub fn sync(&mut self) -> Result<(), WalError> {
         let path = self.active_path().to_path_buf();
+        failpoint::wal(WalPoint::Fsync).map_err(io_err(&path))?;
         self.out.flush().map_err(io_err(&path))?;
         self.out.get_ref().sync_data().map_err(io_err(&path))
     }
