@@ -91,6 +91,39 @@ pub struct Config {
     /// Log level filter (error, warn, info, debug) or a tracing directive.
     #[arg(long, env = "KVD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Auth token type: "simple", or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=..." (etcd's syntax).
+    #[arg(long, env = "KVD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// bcrypt cost of stored password hashes (4 to 31).
+    #[arg(long, env = "KVD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
+    /// Seconds a simple token lives without use.
+    #[arg(long, env = "KVD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// Client TLS certificate (PEM); needed for https:// client URLs.
+    #[arg(long, env = "KVD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Client TLS key (PEM) of --cert-file.
+    #[arg(long, env = "KVD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// CA that signs client certificates; given, clients must present one.
+    #[arg(long, env = "KVD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require client certificates signed by --trusted-ca-file.
+    #[arg(long, env = "KVD_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub client_cert_auth: bool,
+    /// Peer TLS certificate (PEM); needed for https:// peer URLs.
+    #[arg(long, env = "KVD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Peer TLS key (PEM) of --peer-cert-file.
+    #[arg(long, env = "KVD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    /// CA that signs the members' peer certificates.
+    #[arg(long, env = "KVD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Require peer certificates signed by --peer-trusted-ca-file.
+    #[arg(long, env = "KVD_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub peer_client_cert_auth: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,12 +132,19 @@ pub enum ConfigError {
     BadUrl(String),
     #[error("invalid --auto-compaction-retention {0:?}")]
     BadRetention(String),
-    #[error(
-        "{0} {1:?}: https:// is not supported yet (kvd has no TLS and would serve plaintext); use http://"
-    )]
-    TlsUnsupported(&'static str, String),
+    /// etcd's text for an https URL without certificate flags.
+    #[error("TLS key/cert ({flags}) must be provided for {side} url {url} with HTTPS scheme")]
+    TlsNeedsCert {
+        side: &'static str,
+        flags: &'static str,
+        url: String,
+    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("invalid --initial-cluster {0:?}: {1}")]
     BadCluster(String, &'static str),
+    #[error("invalid auth flags: {0}")]
+    BadAuth(String),
     #[error("invalid --initial-cluster-state {0:?}: expected \"new\" or \"existing\"")]
     UnsupportedState(String),
 }
@@ -121,13 +161,13 @@ pub enum Retention {
     Revisions(i64),
 }
 
-/// Parses `http://host:port` (or `host:port`) into a socket address.
-/// `https://` is refused: without TLS it would silently mean plaintext.
+/// Parses `http://host:port`, `https://host:port` (or `host:port`) into a
+/// socket address. Whether https has certificates is [`Config::validate`]'s check.
 pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
-    if is_https(url) {
-        return Err(ConfigError::TlsUnsupported("URL", url.to_string()));
-    }
-    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let rest = match url.get(..8) {
+        Some(p) if p.eq_ignore_ascii_case("https://") => &url[8..],
+        _ => url.strip_prefix("http://").unwrap_or(url),
+    };
     let hostport = rest.trim_end_matches('/');
     hostport
         .to_socket_addrs()
@@ -139,35 +179,18 @@ pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| ConfigError::BadUrl(url.to_string()))
 }
 
-fn is_https(url: &str) -> bool {
+/// Whether `url` has the https scheme (any case).
+pub fn is_https(url: &str) -> bool {
     url.get(..8)
         .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
 }
 
 impl Config {
-    /// Checks the flags that need no I/O: every URL flag is plain http (kvd
-    /// has no TLS yet, so an https URL would be served in plaintext) and the
-    /// auto compaction retention parses.
+    /// Checks the flags that need no I/O: every https URL has its TLS flags
+    /// (see [`crate::tls::check_urls`]) and the auto compaction retention
+    /// parses. The TLS files themselves are read when the listeners start.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url_flags: [(&'static str, &[String]); 4] = [
-            ("--listen-client-urls", &self.listen_client_urls),
-            ("--advertise-client-urls", &self.advertise_client_urls),
-            ("--listen-peer-urls", &self.listen_peer_urls),
-            (
-                "--initial-advertise-peer-urls",
-                &self.initial_advertise_peer_urls,
-            ),
-        ];
-        for (flag, urls) in url_flags {
-            if let Some(u) = urls.iter().find(|u| is_https(u)) {
-                return Err(ConfigError::TlsUnsupported(flag, u.clone()));
-            }
-        }
-        for (_, urls) in self.initial_members()? {
-            if let Some(u) = urls.iter().find(|u| is_https(u)) {
-                return Err(ConfigError::TlsUnsupported("--initial-cluster", u.clone()));
-            }
-        }
+        crate::tls::check_urls(self)?;
         self.retention()?;
         Ok(())
     }
@@ -336,20 +359,40 @@ mod tests {
     }
 
     #[test]
-    fn https_urls_are_refused() {
+    fn https_urls_need_certificates() {
         let c = Config::parse_from(["kvd", "--listen-client-urls", "https://127.0.0.1:2379"]);
         let e = c.validate().unwrap_err().to_string();
-        assert!(
-            e.contains("--listen-client-urls") && e.contains("https"),
-            "{e}"
+        assert_eq!(
+            e,
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url \
+             https://127.0.0.1:2379 with HTTPS scheme"
         );
         let c = Config::parse_from(["kvd", "--initial-cluster", "default=HTTPS://127.0.0.1:2380"]);
         assert!(matches!(
             c.validate(),
-            Err(ConfigError::TlsUnsupported("--initial-cluster", _))
+            Err(ConfigError::TlsNeedsCert { side: "peer", .. })
         ));
-        assert!(parse_url("https://127.0.0.1:1").is_err());
+        let c = Config::parse_from([
+            "kvd",
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--cert-file=c.pem",
+            "--key-file=k.pem",
+        ]);
+        assert!(c.validate().is_ok());
+        assert_eq!(parse_url("https://127.0.0.1:1").unwrap().port(), 1);
         assert!(Config::parse_from(["kvd"]).validate().is_ok());
+    }
+
+    #[test]
+    fn cert_auth_flags_take_etcd_forms() {
+        for args in [
+            &["kvd", "--client-cert-auth"][..],
+            &["kvd", "--client-cert-auth=true"][..],
+        ] {
+            assert!(Config::parse_from(args).client_cert_auth, "{args:?}");
+        }
+        assert!(!Config::parse_from(["kvd", "--client-cert-auth=false"]).client_cert_auth);
+        assert!(!Config::parse_from(["kvd"]).peer_client_cert_auth);
     }
 
     #[test]

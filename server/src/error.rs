@@ -62,6 +62,10 @@ pub enum KvError {
     InvalidArgument(String),
     #[error("internal: {0}")]
     Internal(String),
+    /// An auth failure, with etcd's exact status (permission denied,
+    /// invalid auth token, user not found, ...).
+    #[error("{0}")]
+    Auth(kv_proto::errors::WireError),
 }
 
 pub type KvResult<T> = Result<T, KvError>;
@@ -99,6 +103,7 @@ impl KvError {
             KvError::NotCapable => "not_capable",
             KvError::InvalidArgument(_) => "invalid_argument",
             KvError::Internal(_) => "internal",
+            KvError::Auth(w) => w.stable,
         }
     }
 
@@ -135,7 +140,10 @@ impl KvError {
         match all.into_iter().find(|e| e.code() == code) {
             Some(e) => e,
             None if code == "invalid_argument" => KvError::InvalidArgument(message.to_string()),
-            None => KvError::Internal(message.to_string()),
+            None => match kv_proto::errors::from_stable(code) {
+                Some(w) => KvError::Auth(*w),
+                None => KvError::Internal(message.to_string()),
+            },
         }
     }
 }

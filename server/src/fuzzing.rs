@@ -71,6 +71,8 @@ fn accepted(req: &InternalRequest) -> bool {
             | Request::Alarm(_)
             | Request::MemberAttributes(_),
         ) => true,
+        Some(Request::Auth(_)) => true,
+        Some(Request::Authed(a)) => a.request.as_ref().is_some_and(|r| accepted(r)),
         Some(Request::LeaseCheckpoint(_)) | None => false,
     }
 }

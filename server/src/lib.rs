@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fuzzing;
@@ -23,5 +24,6 @@ pub mod mvcc;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod txn;
 pub mod watch;

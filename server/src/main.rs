@@ -37,6 +37,13 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.validate()?;
+    // TLS files are read and checked here, so a missing, unreadable or
+    // mismatched one stops kvd before it binds anything.
+    let client_files = kvd::tls::client_files(&cfg)?;
+    let peer_files = kvd::tls::peer_files(&cfg)?;
+    let client_tls = kvd::tls::acceptors(&cfg.listen_client_urls, client_files.as_ref())?;
+    let peer_tls = kvd::tls::acceptors(&cfg.listen_peer_urls, peer_files.as_ref())?;
+    kvd::tls::install(kvd::tls::outgoing(&cfg)?);
     let addrs = cfg
         .listen_client_urls
         .iter()
@@ -51,13 +58,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .map(|u| parse_url(u))
         .collect::<Result<Vec<_>, _>>()?;
     for (url, addr) in cfg.listen_peer_urls.iter().zip(&peer_addrs) {
-        if !addr.ip().is_loopback() {
-            // The peer port takes raft messages and forwarded writes; until
-            // peer TLS exists nothing but the cluster id (no secret) guards it.
+        // An https peer URL with a peer CA admits only members with a
+        // certificate signed by it (etcd's rule); anything else is open.
+        let verified = kvd::config::is_https(url) && cfg.peer_trusted_ca_file.is_some();
+        if !addr.ip().is_loopback() && !verified {
+            // The peer port takes raft messages and forwarded writes; without
+            // peer TLS nothing but the cluster id (no secret) guards it.
             tracing::warn!(
                 url = %url,
-                "peer URL listens beyond loopback: peer traffic is unauthenticated plaintext; \
-                 expose the peer port only to the other members (firewall or private network)"
+                "peer URL listens beyond loopback without verified peer TLS: anyone who reaches it \
+                 can talk to the cluster; use https peer URLs with --peer-trusted-ca-file and \
+                 --peer-client-cert-auth, or expose the port only to the other members"
             );
         }
     }
@@ -83,12 +94,16 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         "kvd is ready"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let peers = tokio::spawn(kvd::server::peer::serve(
+    let peers = tokio::spawn(kvd::server::peer::serve_with_tls(
         node.clone(),
-        peer_listeners,
+        peer_listeners.into_iter().zip(peer_tls).collect(),
         stop_rx.clone(),
     ));
-    let server = tokio::spawn(kvd::api::serve(node.clone(), listeners, stop_rx));
+    let server = tokio::spawn(kvd::api::serve_with_tls(
+        node.clone(),
+        listeners.into_iter().zip(client_tls).collect(),
+        stop_rx,
+    ));
     let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),

@@ -176,23 +176,33 @@ fn bad_flags_stop_kvd_with_a_clear_error() {
         );
         assert!(!log.contains("panicked"), "{retention}: {log}");
     }
+    // https without certificates: etcd's message (server/tests/tls.rs has
+    // TLS itself). An https advertised client URL alone is allowed, as in etcd.
     let https = [
-        ("--listen-client-urls", "https://127.0.0.1:1"),
-        ("--advertise-client-urls", "https://127.0.0.1:1"),
-        ("--listen-peer-urls", "https://127.0.0.1:1"),
-        ("--initial-advertise-peer-urls", "https://127.0.0.1:1"),
+        ("--listen-client-urls", "https://127.0.0.1:1", "client"),
+        ("--listen-peer-urls", "https://127.0.0.1:1", "peer"),
+        (
+            "--initial-advertise-peer-urls",
+            "https://127.0.0.1:1",
+            "peer",
+        ),
     ];
-    for (flag, url) in https {
+    for (flag, url, side) in https {
         let (code, log) = kvd_refuses(&[&format!("{flag}={url}")]);
         assert_eq!(code, Some(1), "{flag}: {log}");
         assert!(
-            log.contains(flag) && log.contains("https:// is not supported yet"),
+            log.contains(&format!(
+                "must be provided for {side} url {url} with HTTPS scheme"
+            )),
             "{flag}: {log}"
         );
     }
     let (code, log) = kvd_refuses(&["--initial-cluster=default=https://127.0.0.1:1"]);
     assert_eq!(code, Some(1), "{log}");
-    assert!(log.contains("--initial-cluster"), "{log}");
+    assert!(
+        log.contains("must be provided for peer url https://127.0.0.1:1"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
-//! https endpoints against etcd 3.4 with `--client-cert-auth`, using a
-//! throwaway CA and certificates made with the `openssl` CLI per test. kvd
-//! serves no TLS yet, so these are etcd-only.
+//! https endpoints against kvd and etcd 3.4, both with the same
+//! `--cert-file`/`--key-file`/`--trusted-ca-file`/`--client-cert-auth`
+//! flags, using a throwaway CA and certificates made with the `openssl` CLI
+//! per test.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use kv_client::{Client, ClientConfig, WatchOptions};
 
 use crate::cluster::{Cluster, ServerTls};
 use crate::pki::{make_ca, make_leaf};
-use crate::{Kind, WAIT, fast_config, run, within};
+use crate::{Kind, WAIT, fast_config, on_both, within};
 
 struct Pki {
     _dir: tempfile::TempDir,
@@ -67,69 +68,66 @@ async fn refused(config: ClientConfig) -> bool {
         .is_err()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_mutual_tls() {
-    run(Kind::Etcd, async {
-        let pki = Pki::new();
-        let cluster = Cluster::start(Kind::Etcd, 1, &[], Some(pki.server())).await;
-        let https = cluster.endpoint(0);
-        assert!(https.starts_with("https://"), "{https}");
+on_both!(mutual_tls);
 
-        // CA + client certificate, through with_tls: everything works,
-        // watches included.
-        let config = fast_config(https.clone()).with_tls(
-            pki.read("good-ca.pem"),
-            Some((pki.read("client.pem"), pki.read("client.key"))),
-        );
-        let c = Client::connect(config).await.unwrap();
-        let mut w = c.watch("k", WatchOptions::new()).await.unwrap();
-        let rev = c.put("k", "v", None).await.unwrap().revision();
-        assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value, b"v");
-        let batch = within("a watch event", WAIT, w.next())
+async fn mutual_tls(kind: Kind) {
+    let pki = Pki::new();
+    let cluster = Cluster::start(kind, 1, &[], Some(pki.server())).await;
+    let https = cluster.endpoint(0);
+    assert!(https.starts_with("https://"), "{https}");
+
+    // CA + client certificate, through with_tls: everything works,
+    // watches included.
+    let config = fast_config(https.clone()).with_tls(
+        pki.read("good-ca.pem"),
+        Some((pki.read("client.pem"), pki.read("client.key"))),
+    );
+    let c = Client::connect(config).await.unwrap();
+    let mut w = c.watch("k", WatchOptions::new()).await.unwrap();
+    let rev = c.put("k", "v", None).await.unwrap().revision();
+    assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value, b"v");
+    let batch = within("a watch event", WAIT, w.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.events()[0].kv.as_ref().unwrap().mod_revision, rev);
+
+    // A bare host:port means https once TLS is configured.
+    let bare = https.trim_start_matches("https://").to_string();
+    let c =
+        Client::connect(fast_config(bare).with_tls_config(pki.client_tls("good", Some("client"))))
             .await
-            .unwrap()
             .unwrap();
-        assert_eq!(batch.events()[0].kv.as_ref().unwrap().mod_revision, rev);
+    assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value, b"v");
 
-        // A bare host:port means https once TLS is configured.
-        let bare = https.trim_start_matches("https://").to_string();
-        let c = Client::connect(
-            fast_config(bare).with_tls_config(pki.client_tls("good", Some("client"))),
-        )
+    // Refused: no client certificate, a certificate from an untrusted
+    // CA, a server certificate we do not trust, plain http.
+    let tls = |ca, leaf| fast_config(https.clone()).with_tls_config(pki.client_tls(ca, leaf));
+    assert!(refused(tls("good", None)).await, "no client certificate");
+    assert!(
+        refused(tls("good", Some("stranger"))).await,
+        "untrusted client"
+    );
+    assert!(
+        refused(tls("other", Some("client"))).await,
+        "untrusted server"
+    );
+    // Skipping verification accepts the server we do not trust (the
+    // server still demands our certificate).
+    let skip = pki
+        .client_tls("other", Some("client"))
+        .with_insecure_skip_verify(true);
+    let c = Client::connect(fast_config(https.clone()).with_tls_config(skip))
         .await
         .unwrap();
-        assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value, b"v");
-
-        // Refused: no client certificate, a certificate from an untrusted
-        // CA, a server certificate we do not trust, plain http.
-        let tls = |ca, leaf| fast_config(https.clone()).with_tls_config(pki.client_tls(ca, leaf));
-        assert!(refused(tls("good", None)).await, "no client certificate");
-        assert!(
-            refused(tls("good", Some("stranger"))).await,
-            "untrusted client"
-        );
-        assert!(
-            refused(tls("other", Some("client"))).await,
-            "untrusted server"
-        );
-        // Skipping verification accepts the server we do not trust (the
-        // server still demands our certificate).
-        let skip = pki
-            .client_tls("other", Some("client"))
-            .with_insecure_skip_verify(true);
-        let c = Client::connect(fast_config(https.clone()).with_tls_config(skip))
-            .await
-            .unwrap();
-        assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value, b"v");
-        let skip = pki
-            .client_tls("other", None)
-            .with_insecure_skip_verify(true);
-        assert!(
-            refused(fast_config(https.clone()).with_tls_config(skip)).await,
-            "skip, no cert"
-        );
-        let plain = https.replace("https://", "http://");
-        assert!(refused(fast_config(plain)).await, "plain http");
-    })
-    .await;
+    assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value, b"v");
+    let skip = pki
+        .client_tls("other", None)
+        .with_insecure_skip_verify(true);
+    assert!(
+        refused(fast_config(https.clone()).with_tls_config(skip)).await,
+        "skip, no cert"
+    );
+    let plain = https.replace("https://", "http://");
+    assert!(refused(fast_config(plain)).await, "plain http");
 }

@@ -142,7 +142,7 @@ macro_rules! forward_to_leader {
     ($node:expr, $method:ident, $req:expr) => {
         if $node.must_forward_membership() {
             let mut c = $node.leader_cluster_client().await.map_err(to_status)?;
-            return c.$method($req).await;
+            return c.$method(crate::auth::forward_token($req)).await;
         }
     };
 }

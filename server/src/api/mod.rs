@@ -2,6 +2,7 @@
 //! [`Node`](crate::server::Node) facade, map errors and fill headers; they
 //! never touch storage or raft types.
 
+mod auth;
 pub(crate) mod authority;
 mod election;
 mod kv;
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kv_proto::etcdserverpb::auth_server::AuthServer;
 use kv_proto::etcdserverpb::cluster_server::ClusterServer;
 use kv_proto::etcdserverpb::kv_server::KvServer;
 use kv_proto::etcdserverpb::lease_server::LeaseServer;
@@ -57,9 +59,21 @@ pub async fn serve(
     listeners: Vec<TcpListener>,
     stop: signal::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
+    let plain = listeners.into_iter().map(|l| (l, None)).collect();
+    serve_with_tls(node, plain, stop).await
+}
+
+/// Serves the client API until `stop` turns true: each listener in
+/// plaintext, or with TLS when it comes with an acceptor (see
+/// [`crate::tls::acceptors`]).
+pub async fn serve_with_tls(
+    node: Arc<Node>,
+    listeners: Vec<(TcpListener, Option<crate::tls::TlsAcceptor>)>,
+    stop: signal::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
     let max_recv = node.max_request_bytes() + GRPC_OVERHEAD_BYTES;
     let mut servers = Vec::new();
-    for l in listeners {
+    for (l, tls) in listeners {
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(120)))
@@ -67,6 +81,8 @@ pub async fn serve(
             .layer(tower::util::MapResponseLayer::new(
                 limits::grpc_go_size_status::<tonic::body::Body>,
             ))
+            // Each call's auth token, for the facade's permission checks.
+            .layer(auth::TokenLayer)
             .add_service(
                 KvServer::new(kv::KvService(node.clone()))
                     .max_decoding_message_size(max_recv)
@@ -91,6 +107,10 @@ pub async fn serve(
                     .max_encoding_message_size(usize::MAX),
             )
             .add_service(
+                AuthServer::new(auth::AuthService(node.clone()))
+                    .max_decoding_message_size(max_recv),
+            )
+            .add_service(
                 LockServer::new(lock::LockService(node.clone()))
                     .max_decoding_message_size(max_recv),
             )
@@ -100,6 +120,15 @@ pub async fn serve(
                     .max_encoding_message_size(usize::MAX),
             );
         let shutdown = stopped(stop.clone());
+        if let Some(acceptor) = tls {
+            // TLS outside; AuthorityFix sees the decrypted bytes.
+            let incoming = crate::tls::incoming(l, acceptor, stop.clone())
+                .map(|conn| conn.map(authority::AuthorityFix::new));
+            servers.push(tokio::spawn(
+                router.serve_with_incoming_shutdown(incoming, shutdown),
+            ));
+            continue;
+        }
         // Each connection's client bytes go through AuthorityFix (etcdctl
         // 3.4 sends URLs as :authority, which h2 rejects).
         let incoming = TcpListenerStream::new(l).map(|conn| {

@@ -34,6 +34,7 @@ fn wire_error(e: &KvError) -> Option<WireError> {
         KvError::Stopped => wire::STOPPED,
         KvError::Timeout => wire::TIMEOUT,
         KvError::NotCapable => wire::NOT_CAPABLE,
+        KvError::Auth(w) => *w,
         KvError::InvalidArgument(_) | KvError::Internal(_) | KvError::LeaderTransferTimeout => {
             return None
         }

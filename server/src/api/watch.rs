@@ -34,6 +34,10 @@ impl Watch for WatchService {
     ) -> Result<Response<WatchStream>, Status> {
         let mut inbound = req.into_inner();
         let hub = self.0.hub().clone();
+        // Creates arrive on the stream later, outside this call: each is
+        // checked with the token the stream was opened with (etcd's rule).
+        let token = crate::auth::current_token();
+        let node = self.0.clone();
         let handle = hub.open_stream();
         let id = handle.id;
         let room = Arc::new(Room {
@@ -57,7 +61,12 @@ impl Watch for WatchService {
                     }
                 };
                 match msg.request_union {
-                    Some(RequestUnion::CreateRequest(c)) => hub.create(id, &c),
+                    Some(RequestUnion::CreateRequest(c)) => {
+                        match node.watch_permitted(&token, &c) {
+                            Ok(()) => hub.create(id, &c),
+                            Err(reason) => hub.refuse(id, reason),
+                        }
+                    }
                     Some(RequestUnion::CancelRequest(c)) => hub.cancel(id, c.watch_id),
                     Some(RequestUnion::ProgressRequest(_)) => hub.progress(id),
                     None => {}

@@ -2,6 +2,7 @@
 //! committed raft entries is applied in one redb transaction that also records
 //! the last applied log id and membership, then its events go to watchers.
 
+mod auth;
 mod request;
 mod snapshot;
 
@@ -55,6 +56,8 @@ pub struct Core {
     pub hub: Arc<WatchHub>,
     /// Active alarms: (member id, alarm type).
     pub alarms: Mutex<BTreeSet<(u64, i32)>>,
+    /// Users, roles, permissions and tokens (changed only by the applier).
+    pub auth: Arc<crate::auth::AuthStore>,
 }
 
 impl Core {
@@ -68,6 +71,7 @@ impl Core {
             store,
             lessor: Arc::new(Mutex::new(Lessor::new(election_timeout))),
             alarms: Mutex::new(BTreeSet::new()),
+            auth: Arc::default(),
         })
     }
 
@@ -84,6 +88,9 @@ impl Core {
             crate::txn::LeaseBook::attach(&mut *lessor, lease, &key);
         }
         *self.alarms.lock() = rec.alarms.iter().copied().collect();
+        if let Err(e) = self.auth.restore(&rec.meta) {
+            tracing::error!(error = %e, "auth state unreadable: every request is refused");
+        }
     }
 }
 
@@ -144,6 +151,7 @@ impl StateMachine {
             let mut leases_t = wtx.open_table(LEASES)?;
             let mut alarms_t = wtx.open_table(ALARMS)?;
             let mut members_t = wtx.open_table(MEMBERS)?;
+            let mut meta = wtx.open_table(META)?;
             let mut lessor = core.lessor.lock();
             let mut batch = WriteBatch::new(state, &mut kv);
             for entry in &entries {
@@ -160,6 +168,8 @@ impl StateMachine {
                             members: &mut members_t,
                             alarms: &mut alarms_t,
                             alarms_mem: &core.alarms,
+                            meta: &mut meta,
+                            auth: &core.auth,
                         };
                         request::apply(&mut batch, &mut lessor, &mut tables, &req.bytes)?
                     }
@@ -169,7 +179,6 @@ impl StateMachine {
             let rev = batch.end();
             let events = std::mem::take(&mut batch.events);
             drop(batch);
-            let mut meta = wtx.open_table(META)?;
             // Serializing plain data into a Vec cannot fail.
             let applied_json = serde_json::to_vec(&applied).unwrap_or_default();
             let membership_json = serde_json::to_vec(&membership).unwrap_or_default();

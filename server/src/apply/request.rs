@@ -25,6 +25,8 @@ pub struct Tables<'a, 't> {
     pub members: &'a mut Table<'t, u64, &'static [u8]>,
     pub alarms: &'a mut Table<'t, (u64, i32), ()>,
     pub alarms_mem: &'a Mutex<BTreeSet<(u64, i32)>>,
+    pub meta: &'a mut Table<'t, &'static str, &'static [u8]>,
+    pub auth: &'a crate::auth::AuthStore,
 }
 
 /// Applies one entry: a batch of requests, each with its own revision. The
@@ -123,7 +125,7 @@ fn storage(e: redb::StorageError) -> KvError {
     KvError::Mvcc(MvccError::Storage(e.to_string()))
 }
 
-fn dispatch(
+pub(super) fn dispatch(
     b: &mut WriteBatch,
     lessor: &mut Lessor,
     t: &mut Tables,
@@ -146,6 +148,8 @@ fn dispatch(
         // Checkpoints only matter for long leases across leader changes; TTLs are
         // renewed in full on every leader change instead (see Lessor::refresh_all).
         Some(Request::LeaseCheckpoint(_)) => Ok(Applied::None),
+        Some(Request::Auth(a)) => super::auth::change(t, None, &a),
+        Some(Request::Authed(a)) => super::auth::authed(b, lessor, t, *a),
         None => Err(KvError::InvalidArgument("empty internal request".into())),
     }
 }

@@ -20,7 +20,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, EntryPayload, LogId, RaftNetwork, RaftNetworkFactory, Vote};
 use parking_lot::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::types::{Entry, NodeId, TypeConfig};
 
@@ -91,8 +91,8 @@ impl Network {
                 return Ok(ch.clone());
             }
         }
-        let ch = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("bad peer URL {url:?}: {e}"))?
+        // https peer URLs get the peer TLS settings (crate::tls::install).
+        let ch = crate::tls::peer_endpoint(&url)?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -105,8 +105,9 @@ impl Node {
                 None => return Err(KvError::NoLeader),
             }
         };
-        let ch = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| KvError::Internal(e.to_string()))?
+        // An https client URL gets kvd's client TLS settings (crate::tls).
+        let ch = crate::tls::client_endpoint(&url)
+            .map_err(KvError::Internal)?
             .connect_timeout(Duration::from_secs(2))
             .connect()
             .await
@@ -129,6 +130,7 @@ impl Node {
 
     /// Adds a member (a learner, or a voter) by its peer URLs; returns it.
     pub async fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> KvResult<Member> {
+        self.check_admin()?;
         if peer_urls.is_empty()
             || peer_urls
                 .iter()
@@ -161,6 +163,7 @@ impl Node {
     }
 
     pub async fn member_remove(&self, id: u64) -> KvResult<()> {
+        self.check_admin()?;
         let member = self
             .members_now()?
             .into_iter()
@@ -175,6 +178,7 @@ impl Node {
     }
 
     pub async fn member_promote(&self, id: u64) -> KvResult<()> {
+        self.check_admin()?;
         let member = self
             .members_now()?
             .into_iter()
@@ -206,6 +210,7 @@ impl Node {
     }
 
     pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> KvResult<()> {
+        self.check_admin()?;
         if peer_urls.is_empty()
             || peer_urls
                 .iter()

@@ -170,6 +170,16 @@ impl Node {
                 | Request::Alarm(_)
                 | Request::MemberAttributes(_),
             ) => Ok(()),
+            // Auth changes are checked when applied (root only, etcd's texts).
+            Some(Request::Auth(_)) => Ok(()),
+            Some(Request::Authed(a)) => match a.request.as_ref() {
+                Some(inner) if !matches!(inner.request, Some(Request::Authed(_))) => {
+                    Box::pin(self.check_forwarded(inner)).await
+                }
+                _ => Err(KvError::InvalidArgument(
+                    "not a request a member forwards".to_string(),
+                )),
+            },
             // Checkpoints are the leader's own; an empty request is nothing.
             Some(Request::LeaseCheckpoint(_)) | None => Err(KvError::InvalidArgument(
                 "not a request a member forwards".to_string(),

@@ -83,8 +83,13 @@ pub async fn fetch_cluster_id(members: &[MemberInfo], me: u64) -> Result<u64, St
             let Some(url) = m.peer_urls.first() else {
                 continue;
             };
-            let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
-                continue;
+            // https peer URLs get the peer TLS settings (crate::tls).
+            let ep = match crate::tls::peer_endpoint(url) {
+                Ok(ep) => ep,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot dial a member for the cluster ID");
+                    continue;
+                }
             };
             let ep = ep.connect_timeout(std::time::Duration::from_secs(1));
             if let Ok(ch) = ep.connect().await {
@@ -98,7 +103,13 @@ pub async fn fetch_cluster_id(members: &[MemberInfo], me: u64) -> Result<u64, St
                         .map(|m| m.peer_urls.clone())
                         .unwrap_or_default(),
                 };
-                if let Ok(r) = PeerClient::new(ch).cluster_id(req).await {
+                // Bounded, so a member that accepts the connection but never
+                // answers (or drops it mid-handshake) cannot stall the join.
+                let mut client = PeerClient::new(ch);
+                let call = client.cluster_id(req);
+                if let Ok(Ok(r)) =
+                    tokio::time::timeout(std::time::Duration::from_secs(3), call).await
+                {
                     return Ok(r.into_inner().cluster_id);
                 }
             }

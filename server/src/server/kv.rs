@@ -50,6 +50,12 @@ impl Node {
         if !req.serializable {
             self.read_barrier().await?;
         }
+        // After the barrier: a permission revoked before this read began is
+        // applied here by now.
+        self.core
+            .auth
+            .check(|s, who| crate::auth::check::range(s, who, &req))
+            .map_err(KvError::Auth)?;
         let snap = self.core.store.snapshot();
         let mut resp = txn::range(&snap, &req)?;
         drop(snap);
@@ -88,6 +94,10 @@ impl Node {
             if !txn::is_serializable(&req) {
                 self.read_barrier().await?;
             }
+            self.core
+                .auth
+                .check(|s, who| crate::auth::check::txn(s, who, &req))
+                .map_err(KvError::Auth)?;
             let snap = self.core.store.snapshot();
             let mut resp = txn::read_txn(&snap, &req)?;
             drop(snap);

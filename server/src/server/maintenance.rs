@@ -155,6 +155,7 @@ impl Node {
     }
 
     pub async fn defragment(&self) -> KvResult<DefragmentResponse> {
+        self.check_admin()?;
         let store = self.core.store.clone();
         tokio::task::spawn_blocking(move || store.defragment())
             .await
@@ -165,6 +166,7 @@ impl Node {
     }
 
     pub async fn hash(&self) -> KvResult<HashResponse> {
+        self.check_admin()?;
         let store = self.core.store.clone();
         let hash = tokio::task::spawn_blocking(move || store.hash_all())
             .await
@@ -176,6 +178,7 @@ impl Node {
     }
 
     pub async fn hash_kv(&self, revision: i64) -> KvResult<HashKvResponse> {
+        self.check_admin()?;
         let store = self.core.store.clone();
         let (hash, compact_revision, hash_revision) =
             tokio::task::spawn_blocking(move || store.hash_kv(revision))
@@ -195,6 +198,7 @@ impl Node {
     /// file is closed) and read from there in chunks, so a snapshot costs a
     /// chunk of memory, not the size of the database.
     pub async fn snapshot_file(&self) -> KvResult<SnapshotFile> {
+        self.check_admin()?;
         let store = self.core.store.clone();
         let dir = self.member_dir.clone();
         tokio::task::spawn_blocking(move || export_to_file(&store, &dir))
@@ -235,6 +239,7 @@ impl Node {
     /// to it. The other members' election timers (election.rs) run far
     /// longer than this pause, so they do not compete.
     pub async fn move_leader(&self, target: u64) -> KvResult<()> {
+        self.check_admin()?;
         let me = self.member_id();
         if self.raft.metrics().borrow().current_leader != Some(me) {
             return Err(KvError::NotLeader);

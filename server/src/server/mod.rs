@@ -2,6 +2,7 @@
 //! raft, serves reads after a read-index barrier, fills headers, and runs the
 //! leader's background duties (lease expiry, auto compaction).
 
+mod auth;
 mod background;
 mod cluster;
 pub(crate) mod concurrency;
@@ -38,6 +39,7 @@ use crate::raft::NodeId;
 use crate::txn::Limits;
 use crate::watch::WatchHub;
 
+pub use auth::role_perms;
 pub use ids::MemberInfo;
 pub use maintenance::SnapshotFile;
 
@@ -124,6 +126,9 @@ impl Node {
         core.hub
             .set_fragment_bytes(cfg.max_request_bytes + 512 * 1024);
         core.restore(&recovered);
+        core.auth
+            .configure(&cfg.auth_token, cfg.bcrypt_cost, cfg.auth_token_ttl)
+            .map_err(ConfigError::BadAuth)?;
         let sm = StateMachine::open(core.clone(), &recovered, member_dir.join("snap"))
             .map_err(|e| StartError::Backend(db_path.clone(), e))?;
         let log = LogStore::open(&cfg.wal_dir())?;
@@ -311,6 +316,8 @@ impl Node {
     /// Proposes one request and waits until it is applied: on the leader
     /// directly, from a follower through the leader.
     pub async fn propose(&self, request: Request) -> KvResult<Applied> {
+        // A client's request carries who sent it, for the applier's re-check.
+        let request = self.core.auth.wrap(request).map_err(KvError::Auth)?;
         let req = InternalRequest {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             request: Some(request),

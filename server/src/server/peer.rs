@@ -330,6 +330,18 @@ pub async fn serve(
     listeners: Vec<TcpListener>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
+    let plain = listeners.into_iter().map(|l| (l, None)).collect();
+    serve_with_tls(node, plain, stop).await
+}
+
+/// Serves the peer API until `stop` turns true: each listener in plaintext,
+/// or with TLS when it comes with an acceptor (with --peer-client-cert-auth
+/// or a peer CA, a member without a certificate signed by it cannot connect).
+pub async fn serve_with_tls(
+    node: Arc<Node>,
+    listeners: Vec<(TcpListener, Option<crate::tls::TlsAcceptor>)>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
     let mut servers = Vec::new();
     if crate::raft::failpoint::ENABLED {
         tracing::warn!("built with test failpoints (the `failpoints` feature): not for production");
@@ -347,7 +359,7 @@ pub async fn serve(
         snapshot_limit(node.quota_bytes),
     ));
     let max_recv = max_peer_message(node.max_request_bytes());
-    for l in listeners {
+    for (l, tls) in listeners {
         let svc = tonic::service::interceptor::InterceptedService::new(
             PeerServer::new(PeerService {
                 node: node.clone(),
@@ -359,6 +371,21 @@ pub async fn serve(
             check,
         );
         let shutdown = crate::api::stopped(stop.clone());
+        let mut builder = tonic::transport::Server::builder()
+            // An oversized message is refused as grpc-go refuses it:
+            // ResourceExhausted (tonic says OutOfRange).
+            .layer(tower::util::MapResponseLayer::new(
+                crate::api::limits::grpc_go_size_status::<tonic::body::Body>,
+            ));
+        if let Some(acceptor) = tls {
+            let incoming = crate::tls::incoming(l, acceptor, stop.clone());
+            servers.push(tokio::spawn(
+                builder
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(incoming, shutdown),
+            ));
+            continue;
+        }
         // The builder's tcp_nodelay applies only to listeners tonic binds
         // itself; without it here, Nagle plus the peer's delayed ACK held
         // replies to forwarded writes and AppendEntries for ~40 ms.
@@ -368,12 +395,7 @@ pub async fn serve(
             })
         });
         servers.push(tokio::spawn(
-            tonic::transport::Server::builder()
-                // An oversized message is refused as grpc-go refuses it:
-                // ResourceExhausted (tonic says OutOfRange).
-                .layer(tower::util::MapResponseLayer::new(
-                    crate::api::limits::grpc_go_size_status::<tonic::body::Body>,
-                ))
+            builder
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, shutdown),
         ));

@@ -26,3 +26,14 @@ pub const META_MEMBERSHIP: &str = "membership";
 pub const META_REVISION: &str = "revision";
 /// i64 LE: the revision compacted up to.
 pub const META_COMPACT: &str = "compact";
+
+// Auth state lives in META (so snapshots and restarts carry it with the
+// rest of the store): see `auth::state`.
+/// `[0|1]`: whether auth is enabled.
+pub const META_AUTH_ENABLED: &str = "auth/enabled";
+/// u64 LE: the auth revision.
+pub const META_AUTH_REVISION: &str = "auth/revision";
+/// Prefix; `auth/user/<name>` -> encoded `authpb.User` (bcrypt hash, roles).
+pub const META_AUTH_USER: &str = "auth/user/";
+/// Prefix; `auth/role/<name>` -> encoded `authpb.Role` (permissions).
+pub const META_AUTH_ROLE: &str = "auth/role/";

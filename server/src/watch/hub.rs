@@ -181,6 +181,23 @@ impl WatchHub {
     }
 
     /// Creates a watcher; the `created` response is queued before any event.
+    /// Answers a create refused before it reached the hub (auth: etcd's
+    /// permission check) as etcd does: created and canceled, watch ID -1.
+    pub fn refuse(&self, stream: u64, reason: &str) {
+        let g = self.inner.lock();
+        let header = self.header.at(g.published);
+        if let Some(s) = g.streams.get(&stream) {
+            s.send(WatchResponse {
+                header: Some(header),
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: reason.to_string(),
+                ..Default::default()
+            });
+        }
+    }
+
     pub fn create(&self, stream: u64, req: &WatchCreateRequest) {
         let mut g = self.inner.lock();
         let published = g.published;

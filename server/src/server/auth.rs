@@ -1,0 +1,147 @@
+//! Auth requests: changes go through raft (checked for root when applied,
+//! passwords hashed here first); reads are served locally after a read
+//! barrier, for root only once auth is enabled.
+
+use kv_proto::authpb::{permission::Type, Permission};
+use kv_proto::errors::{self as wire, WireError};
+use kv_proto::etcdserverpb::{AuthUserAddRequest, AuthUserChangePasswordRequest};
+use kv_proto::kvpb::auth_request::Request as AuthOp;
+use kv_proto::kvpb::internal_request::Request;
+use kv_proto::kvpb::{AuthRequest, AuthenticateInternal};
+
+use super::Node;
+use crate::apply::Applied;
+use crate::auth::perm::Access;
+use crate::auth::{check, state::ROOT, AuthState, Who};
+use crate::error::{KvError, KvResult};
+
+fn auth_err(e: WireError) -> KvError {
+    KvError::Auth(e)
+}
+
+impl Node {
+    /// Admin RPCs (members, maintenance, auth reads) need the root role
+    /// once auth is enabled.
+    pub fn check_admin(&self) -> KvResult<()> {
+        self.core.auth.check(check::admin).map_err(auth_err)
+    }
+
+    /// Proposes one auth change and waits for it to be applied.
+    pub async fn auth_change(&self, op: AuthOp) -> KvResult<()> {
+        let req = Request::Auth(AuthRequest { request: Some(op) });
+        match self.propose(req).await? {
+            Applied::None => Ok(()),
+            other => Err(KvError::Internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
+        }
+    }
+
+    /// Runs `f` on the auth state after a read barrier, for root only.
+    pub async fn auth_read<T>(
+        &self,
+        f: impl FnOnce(&AuthState) -> Result<T, WireError>,
+    ) -> KvResult<T> {
+        self.auth_read_or(|_, _| false, f).await
+    }
+
+    /// [`Node::auth_read`], also allowed to whom `also` admits (etcd lets a
+    /// user get itself and the roles it holds).
+    pub async fn auth_read_or<T>(
+        &self,
+        also: impl FnOnce(&AuthState, &Who) -> bool,
+        f: impl FnOnce(&AuthState) -> Result<T, WireError>,
+    ) -> KvResult<T> {
+        self.read_barrier().await?;
+        self.core
+            .auth
+            .check(|s, who| match check::admin(s, who) {
+                Err(_) if also(s, who) => Ok(()),
+                other => other,
+            })
+            .map_err(auth_err)?;
+        f(&self.core.auth.state()).map_err(auth_err)
+    }
+
+    /// Whether a watch on the create's range may start (etcd's
+    /// isWatchPermitted: READ on the range; any auth failure refuses it).
+    pub fn watch_permitted(
+        &self,
+        token: &Option<Option<String>>,
+        c: &kv_proto::etcdserverpb::WatchCreateRequest,
+    ) -> Result<(), &'static str> {
+        crate::auth::with_token_sync(token.clone(), || {
+            self.core
+                .auth
+                .check(|s, who| check::op(s, who, Access::Read, &c.key, &c.range_end))
+        })
+        // etcd sends the gRPC status's Go text (ErrGRPCPermissionDenied.Error()).
+        .map_err(|_| "rpc error: code = PermissionDenied desc = etcdserver: permission denied")
+    }
+
+    /// Checks the password here (bcrypt, on a blocking thread), then
+    /// proposes a fresh simple token so that every member knows it.
+    pub async fn authenticate(&self, name: String, password: String) -> KvResult<String> {
+        let auth = self.core.auth.clone();
+        let user = name.clone();
+        tokio::task::spawn_blocking(move || auth.check_password(&user, &password))
+            .await
+            .map_err(|e| KvError::Internal(e.to_string()))?
+            .map_err(auth_err)?;
+        let token = self.core.auth.generate_token();
+        let op = AuthOp::Authenticate(AuthenticateInternal {
+            name,
+            simple_token: token.clone(),
+        });
+        // A stale token sent along must not stop the client getting a new one.
+        crate::auth::with_token(None, self.auth_change(op)).await?;
+        // From a follower the leader answered once it applied the token;
+        // this member must know it too before the client uses it here.
+        self.read_barrier().await?;
+        Ok(token)
+    }
+
+    async fn hash_new_password(&self, password: String) -> KvResult<String> {
+        let auth = self.core.auth.clone();
+        tokio::task::spawn_blocking(move || auth.hash_password(&password))
+            .await
+            .map_err(|e| KvError::Internal(e.to_string()))?
+            .map_err(KvError::Internal)
+    }
+
+    /// etcd 3.5+: the password is hashed before proposing, with --bcrypt-cost.
+    pub async fn user_add(&self, mut r: AuthUserAddRequest) -> KvResult<()> {
+        if r.name.is_empty() {
+            return Err(auth_err(wire::USER_EMPTY));
+        }
+        let no_password = r.options.is_some_and(|o| o.no_password);
+        r.hashed_password = if no_password {
+            String::new()
+        } else {
+            self.hash_new_password(std::mem::take(&mut r.password))
+                .await?
+        };
+        r.password.clear();
+        self.auth_change(AuthOp::UserAdd(r)).await
+    }
+
+    pub async fn user_change_password(&self, mut r: AuthUserChangePasswordRequest) -> KvResult<()> {
+        r.hashed_password = self
+            .hash_new_password(std::mem::take(&mut r.password))
+            .await?;
+        self.auth_change(AuthOp::UserChangePassword(r)).await
+    }
+}
+
+/// The permissions RoleGet reports: the root role's are implicit (all keys).
+pub fn role_perms(s: &AuthState, role: &str) -> Result<Vec<Permission>, WireError> {
+    let r = s.roles.get(role).ok_or(wire::ROLE_NOT_FOUND)?;
+    if role == ROOT {
+        return Ok(vec![Permission {
+            perm_type: Type::Readwrite as i32,
+            key: vec![],
+            range_end: vec![0],
+        }]);
+    }
+    Ok(r.key_permission.clone())
+}
