@@ -1,6 +1,5 @@
 // Auth (user/password, permissions, token renewal) and TLS (mutual) against
-// the server kinds in KVCLIENT_SECURE_KINDS (default: etcd 3.4, since kvd
-// has no auth or TLS server yet; add kvd there once it has, issue 12). Both
+// the server kinds in KVCLIENT_SECURE_KINDS (default: etcd 3.4 and kvd). Both
 // are configured with etcd's flags and etcdctl. Certificates come from the
 // openssl CLI.
 import { describe, it, before, after } from 'node:test'
@@ -11,7 +10,7 @@ import path from 'node:path'
 import { Client, AuthFailedError, PermissionDeniedError, KvError } from '../lib/index.mjs'
 import { Server, ETCD_BIN, KVD_BIN, fast } from './helpers.mjs'
 
-const SECURE_KINDS = (process.env.KVCLIENT_SECURE_KINDS ?? 'etcd').split(',').filter(Boolean)
+const SECURE_KINDS = (process.env.KVCLIENT_SECURE_KINDS ?? 'etcd,kvd').split(',').filter(Boolean)
 const binOf = { etcd: ETCD_BIN, kvd: KVD_BIN }
 const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
 

@@ -1,7 +1,6 @@
 """Auth (user/password, permissions, token renewal) and TLS (CA, client
 certificates) against the server kinds in KVCLIENT_SECURE_KINDS (default:
-etcd 3.4, since kvd has no auth or TLS server yet; add "kvd" there once it
-has, issue 12). Both kinds are configured with etcd's flags and etcdctl;
+etcd 3.4 and kvd). Both kinds are configured with etcd's flags and etcdctl;
 certificates come from the openssl CLI."""
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from conftest import Server, etcd_bin
 
 pytestmark = pytest.mark.skipif(shutil.which("etcdctl") is None, reason="etcdctl not installed")
 
-SECURE_KINDS = [k for k in os.environ.get("KVCLIENT_SECURE_KINDS", "etcd").split(",") if k]
+SECURE_KINDS = [k for k in os.environ.get("KVCLIENT_SECURE_KINDS", "etcd,kvd").split(",") if k]
 
 
 def secure_server(kind: str, **kwargs: object) -> Server:
