@@ -16,6 +16,8 @@
 //!   [`tower::discover::Discover`] endpoint set.
 //! - [`Mutex`] and [`Election`]: etcd's `concurrency` package semantics and
 //!   key layout, so they interoperate with `etcdctl lock` and `etcdctl elect`.
+//! - [`recipes`]: queues, barriers, a readers-writer lock (etcd's
+//!   `experimental/recipes` key layout) and a counting [`Semaphore`].
 //!
 //! Register in three lines:
 //!
@@ -49,6 +51,7 @@ pub mod filter;
 pub mod instance;
 pub mod mutex;
 mod ownkey;
+pub mod recipes;
 mod registration;
 pub mod registry;
 pub mod session;
@@ -61,6 +64,7 @@ pub use error::{Error, Result};
 pub use filter::{HealthFilter, ServiceFilter};
 pub use instance::{Health, ServiceInstance};
 pub use mutex::{LockGuard, Mutex};
+pub use recipes::{Barrier, DoubleBarrier, PriorityQueue, Queue, RwMutex, Semaphore};
 pub use registry::{
     DEFAULT_NAMESPACE, DEFAULT_REGISTRATION_TTL, Registration, RegistrationEvent, Registry,
 };

@@ -14,11 +14,14 @@ mod proxy;
 #[allow(dead_code)]
 mod server;
 
+mod backends;
+mod checks;
 mod election;
 mod failover;
 mod lock;
-mod backends;
-mod checks;
+mod recipes_go;
+mod recipes_queue;
+mod recipes_sync;
 mod registry;
 mod robust;
 
