@@ -34,7 +34,7 @@ if [ ! -d "$compat/node_modules/etcd3" ]; then
   (cd "$compat" && npm install --silent --no-audit --no-fund --no-package-lock >/dev/null)
 fi
 
-# The newest etcd (server, etcdctl), built from the Go module proxy: the
+# The newest etcd (server, etcdctl, etcdutl), built from the Go module proxy: the
 # fault campaign and kvctl's auth parity test compare against it, and the
 # recipes' Go interop test builds offline from the module cache this fills.
 bash scripts/etcd-latest.sh >/dev/null
