@@ -20,10 +20,12 @@ pub enum OutputFormat {
     Table,
 }
 
-/// Flags accepted before or after any command.
+/// Flags accepted before or after any command. Each can also be set with
+/// `ETCDCTL_<FLAG>` (e.g. `ETCDCTL_DIAL_TIMEOUT=3s`); giving both is an
+/// error (see `env.rs`).
 #[derive(Debug, Clone, Args)]
 pub struct GlobalFlags {
-    /// gRPC endpoints (comma separated); env KVCTL_ENDPOINTS, then ETCDCTL_ENDPOINTS
+    /// gRPC endpoints (comma separated); env ETCDCTL_ENDPOINTS, then KVCTL_ENDPOINTS
     #[arg(long, global = true, env = "KVCTL_ENDPOINTS", value_delimiter = ',')]
     pub endpoints: Option<Vec<String>>,
     /// dial timeout for client connections
@@ -44,43 +46,33 @@ pub struct GlobalFlags {
     #[arg(long, global = true)]
     pub hex: bool,
     /// username[:password] for authentication (prompt if password is not supplied)
-    #[arg(long, global = true, env = "ETCDCTL_USER")]
+    #[arg(long, global = true)]
     pub user: Option<String>,
     /// password for authentication (if this option is used, --user option shouldn't include password)
-    #[arg(long, global = true, env = "ETCDCTL_PASSWORD")]
+    #[arg(long, global = true)]
     pub password: Option<String>,
     /// verify certificates of TLS-enabled secure servers using this CA bundle
-    #[arg(long, global = true, env = "ETCDCTL_CACERT")]
+    #[arg(long, global = true)]
     pub cacert: Option<String>,
     /// identify secure client using this TLS certificate file
-    #[arg(long, global = true, env = "ETCDCTL_CERT")]
+    #[arg(long, global = true)]
     pub cert: Option<String>,
     /// identify secure client using this TLS key file
-    #[arg(long, global = true, env = "ETCDCTL_KEY")]
+    #[arg(long, global = true)]
     pub key: Option<String>,
     /// skip server certificate verification (CAUTION: this option should be enabled only for testing purposes)
-    #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY")]
+    #[arg(long, global = true)]
     pub insecure_skip_tls_verify: bool,
 }
 
 impl GlobalFlags {
-    /// The endpoints: the flag (or KVCTL_ENDPOINTS), else ETCDCTL_ENDPOINTS,
+    /// The endpoints: the flag (or ETCDCTL_ENDPOINTS, or KVCTL_ENDPOINTS),
     /// else 127.0.0.1:2379.
     pub fn endpoint_list(&self) -> Vec<String> {
-        if let Some(e) = &self.endpoints {
-            return e.clone();
+        match &self.endpoints {
+            Some(e) if !e.is_empty() => e.clone(),
+            _ => vec!["127.0.0.1:2379".to_string()],
         }
-        if let Ok(e) = std::env::var("ETCDCTL_ENDPOINTS") {
-            let list: Vec<String> = e
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
-            if !list.is_empty() {
-                return list;
-            }
-        }
-        vec!["127.0.0.1:2379".to_string()]
     }
 
     /// The parsed `-w` value.

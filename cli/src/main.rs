@@ -6,13 +6,15 @@
 //! format; printers never make RPCs), `exit.rs` (exit codes, `Error: ...`).
 
 mod commands;
+mod env;
 mod exit;
 mod global;
+mod prefix;
 mod printer;
 
 use std::io::Write;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use commands::endpoint::{EndpointArgs, EndpointCommand};
 use commands::member::MemberArgs;
@@ -26,13 +28,25 @@ use printer::PrintOptions;
 
 /// A simple command line client for kv and etcd3.
 #[derive(Debug, Parser)]
-#[command(name = "kvctl", version, about)]
+#[command(name = "kvctl", version, about, after_help = ENV_HELP)]
 struct Cli {
     #[command(flatten)]
     global: GlobalFlags,
     #[command(subcommand)]
     command: Command,
 }
+
+/// What `kvctl --help` adds after the flags.
+const ENV_HELP: &str = "\
+Commands may be shortened to any unique prefix, as in etcdctl (`compact`, `mem list`).
+
+Every global flag can also be set with ETCDCTL_<FLAG>: the flag's name upper-cased, '-' as '_'
+(ETCDCTL_ENDPOINTS, ETCDCTL_DIAL_TIMEOUT=3s, ETCDCTL_WRITE_OUT=json, ETCDCTL_HEX=true, ...);
+KVCTL_ENDPOINTS is read when ETCDCTL_ENDPOINTS is unset. Giving a flag both ways is an error.
+
+Unlike etcdctl 3.4: a flag shadowing its variable is reported as `Error: ...` (etcdctl logs a
+timestamped internal line), an unknown ETCDCTL_* variable as `Warning: ...`, and a variable its
+flag cannot take (ETCDCTL_HEX=maybe) is refused with exit 128 (etcdctl silently ignores it).";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -64,6 +78,10 @@ enum Command {
     Watch(commands::watch::WatchArgs),
     /// Defragments the storage of the etcd members with given endpoints
     Defrag(commands::defrag::DefragArgs),
+    /// Transfers leadership to another etcd cluster member.
+    MoveLeader(commands::move_leader::MoveLeaderArgs),
+    /// commands for checking properties of the etcd cluster
+    Check(commands::check::CheckArgs),
     /// Manages etcd node snapshots
     Snapshot(commands::snapshot::SnapshotArgs),
     /// Enable or disable authentication
@@ -96,7 +114,7 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
         Role(commands::role::RoleRequest),
     }
     let req = match &cli.command {
-        Command::Put(a) => Req::Put(a.validate()?),
+        Command::Put(a) => Req::Put(a.validate_with(&mut std::io::stdin().lock())?),
         Command::Get(a) => {
             popts.value_only = a.print_value_only;
             let (k, o) = a.validate()?;
@@ -127,11 +145,15 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
         // Reads any password before connecting, as etcdctl does.
         Command::User(a) => Req::User(a.validate()?),
         Command::Role(a) => Req::Role(a.validate()?),
-        Command::Endpoint(EndpointArgs {
-            command: EndpointCommand::Hashkv { rev },
-        }) => {
+        Command::Endpoint(
+            a @ EndpointArgs {
+                command: EndpointCommand::Hashkv { rev },
+                ..
+            },
+        ) => {
+            let global = a.resolve(&cli.global).await?;
             let mut sink = printing_sink(format, popts);
-            let (hs, failed) = commands::endpoint::run_hashkv(&cli.global, *rev, &mut sink).await?;
+            let (hs, failed) = commands::endpoint::run_hashkv(&global, *rev, &mut sink).await?;
             sink(hs)?;
             return failed.map_or(Ok(()), Err);
         }
@@ -159,16 +181,31 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             }
             return Ok(());
         }
+        Command::Check(commands::check::CheckArgs {
+            command: commands::check::CheckCommand::Perf(a),
+        }) => {
+            let load = a.validate()?;
+            return commands::check::run(&cli.global, a, load).await;
+        }
+        Command::MoveLeader(a) => {
+            let target = a.validate()?;
+            let out = commands::move_leader::run(&cli.global, target).await?;
+            let p = printer::new_printer(format, popts);
+            return emit(p.as_ref(), &out);
+        }
         Command::Snapshot(a) => {
             let path = a.validate(&cli.global)?;
             let out = commands::snapshot::run(&cli.global, path).await?;
             let p = printer::new_printer(format, popts);
             return emit(p.as_ref(), &out);
         }
-        Command::Endpoint(EndpointArgs {
-            command: EndpointCommand::Health,
-        }) => {
-            let hs = commands::endpoint::run(&cli.global).await?;
+        Command::Endpoint(
+            a @ EndpointArgs {
+                command: EndpointCommand::Health,
+                ..
+            },
+        ) => {
+            let hs = commands::endpoint::run(&a.resolve(&cli.global).await?).await?;
             let unhealthy =
                 matches!(&hs, Output::EndpointHealth(l) if l.iter().any(|h| !h.error.is_empty()));
             let p = printer::new_printer(format, popts);
@@ -178,10 +215,13 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             }
             return Ok(());
         }
-        Command::Endpoint(EndpointArgs {
-            command: EndpointCommand::Status,
-        }) => {
-            let st = commands::endpoint::run_status(&cli.global).await?;
+        Command::Endpoint(
+            a @ EndpointArgs {
+                command: EndpointCommand::Status,
+                ..
+            },
+        ) => {
+            let st = commands::endpoint::run_status(&a.resolve(&cli.global).await?).await?;
             let p = printer::new_printer(format, popts);
             return emit(p.as_ref(), &st);
         }
@@ -223,6 +263,19 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             Req::Role(r) => commands::role::run(&client, r).await?,
         }
     };
+    // As etcdctl, these are checked only once the answer is in.
+    if let Command::Get(a) = &cli.command {
+        if a.count_only && format != global::OutputFormat::Fields {
+            return Err(ExitError::bad_args(
+                "--count-only is only for `--write-out=fields`",
+            ));
+        }
+        if a.print_value_only && format != global::OutputFormat::Simple {
+            return Err(ExitError::bad_args(
+                "print-value-only is only for `--write-out=simple`",
+            ));
+        }
+    }
     let p = printer::new_printer(format, popts);
     emit(p.as_ref(), &out)
 }
@@ -245,22 +298,47 @@ fn emit(p: &dyn printer::Printer, out: &Output) -> Result<(), ExitError> {
     lock.flush().map_err(printer::io_err)
 }
 
+/// Prints clap's parse error as etcdctl does (`Error: ...`, exit 1), or
+/// its help/version text.
+fn parse_failed(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ");
+    exit_with_error(&ExitError::new(exit::EXIT_ERROR, first))
+}
+
+/// The command line with command prefixes expanded and the global flags
+/// set from `ETCDCTL_*` variables.
+fn parse() -> Result<Cli, ExitError> {
+    let root = Cli::command();
+    let mut args = prefix::expand(std::env::args_os().collect(), &root)?;
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let matches = root
+        .clone()
+        .try_get_matches_from(&args)
+        .unwrap_or_else(|e| parse_failed(e));
+    for name in env::unrecognized(&root, &vars) {
+        eprintln!("Warning: unrecognized environment variable {name} (ignored)");
+    }
+    let from_env = env::flags_from_env(&root, &matches, &vars)?;
+    let at = args.len().min(1);
+    args.splice(at..at, from_env);
+    Ok(Cli::try_parse_from(args).unwrap_or_else(|e| parse_failed(e)))
+}
+
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                e.exit();
-            }
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("error: ");
-            exit_with_error(&ExitError::new(exit::EXIT_ERROR, first));
-        }
+        Err(e) => exit_with_error(&e),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -17,12 +17,23 @@ pub struct DefragArgs {
 
 /// The endpoints to defragment: the flags', or with `--cluster` every
 /// member's client URLs.
-async fn endpoints(global: &GlobalFlags, cluster: bool) -> Result<Vec<String>, ExitError> {
+pub(crate) async fn endpoints(
+    global: &GlobalFlags,
+    cluster: bool,
+) -> Result<Vec<String>, ExitError> {
     if !cluster {
         return Ok(global.endpoint_list());
     }
     let client = global.client().await?;
-    let members = client.member_list().await?;
+    let members = client.member_list().await.map_err(|e| {
+        ExitError::new(
+            crate::exit::EXIT_ERROR,
+            format!(
+                "failed to fetch endpoints from etcd cluster member list: {}",
+                crate::exit::error_text(&e)
+            ),
+        )
+    })?;
     Ok(members
         .members()
         .iter()

@@ -1,4 +1,5 @@
-//! `endpoint health`: checks each endpoint with a `get health` of its own.
+//! `endpoint health|status|hashkv [--cluster]`: each endpoint in turn (or,
+//! with `--cluster`, each member's client URLs).
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,23 @@ use crate::global::GlobalFlags;
 /// Endpoint related commands
 #[derive(Debug, Clone, Args)]
 pub struct EndpointArgs {
+    /// use all endpoints from the cluster member list
+    #[arg(long, global = true)]
+    pub cluster: bool,
     #[command(subcommand)]
     pub command: EndpointCommand,
+}
+
+impl EndpointArgs {
+    /// The global flags with `--endpoints` replaced by every member's
+    /// client URLs when `--cluster` is given.
+    pub async fn resolve(&self, global: &GlobalFlags) -> Result<GlobalFlags, ExitError> {
+        let mut g = global.clone();
+        if self.cluster {
+            g.endpoints = Some(super::defrag::endpoints(global, true).await?);
+        }
+        Ok(g)
+    }
 }
 
 /// The endpoint subcommands.

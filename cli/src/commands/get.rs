@@ -1,5 +1,6 @@
 //! `get KEY [RANGE_END] [--prefix] [--from-key] [--limit] [--rev]
-//! [--keys-only] [--print-value-only] [--sort-by] [--order]`.
+//! [--keys-only] [--count-only] [--print-value-only] [--sort-by] [--order]
+//! [--consistency=l|s]`.
 
 use clap::Args;
 use kv_client::{Client, GetOptions, SortOrder, SortTarget};
@@ -25,6 +26,12 @@ pub struct GetArgs {
     /// Get only the keys
     #[arg(long)]
     pub keys_only: bool,
+    /// Get only the count (etcdctl 3.5; with `-w fields` only)
+    #[arg(long)]
+    pub count_only: bool,
+    /// Linearizable(l) or Serializable(s)
+    #[arg(long, default_value = "l")]
+    pub consistency: String,
     /// Only write values when using the "simple" output format
     #[arg(long)]
     pub print_value_only: bool,
@@ -42,6 +49,20 @@ impl GetArgs {
     /// Checks the arguments as etcdctl does and builds the request.
     pub fn validate(&self) -> Result<(String, GetOptions), ExitError> {
         check_range_args("get", &self.args, self.prefix, self.from_key)?;
+        if self.count_only && self.keys_only {
+            return Err(ExitError::bad_args(
+                "`--keys-only` and `--count-only` cannot be set at the same time, choose one",
+            ));
+        }
+        let serializable = match self.consistency.as_str() {
+            "s" => true,
+            "l" => false,
+            other => {
+                return Err(ExitError::bad_feature(format!(
+                    "unknown consistency flag {other:?}"
+                )))
+            }
+        };
         let order = match self.order.to_uppercase().as_str() {
             "ASCEND" => SortOrder::Ascend,
             "DESCEND" => SortOrder::Descend,
@@ -84,6 +105,12 @@ impl GetArgs {
         }
         if self.keys_only {
             opts = opts.with_keys_only();
+        }
+        if self.count_only {
+            opts = opts.with_count_only();
+        }
+        if serializable {
+            opts = opts.with_serializable();
         }
         // As clientv3.WithSort: key/ascend is the server's default order.
         let order = if target == SortTarget::Key && order == SortOrder::Ascend {

@@ -4,6 +4,7 @@
 
 pub mod alarm;
 pub mod auth;
+pub mod check;
 pub mod compaction;
 pub mod defrag;
 pub mod del;
@@ -13,6 +14,7 @@ pub mod get;
 pub mod lease;
 pub mod lock;
 pub mod member;
+pub mod move_leader;
 pub mod password;
 pub mod put;
 pub mod role;
@@ -79,6 +81,8 @@ pub enum Output {
     Defrag(Vec<(String, Option<String>)>),
     /// Answer of `endpoint hashkv`, one entry per endpoint.
     HashKv(Vec<endpoint::EpHash>),
+    /// `move-leader` moved leadership from the first member ID to the second.
+    MoveLeader(u64, u64),
     /// `snapshot save` wrote this file.
     SnapshotSaved(String),
     /// Answer of an `auth`, `user` or `role` command.

@@ -125,13 +125,7 @@ pub fn parse_op(line: &str) -> Result<TxnOp, ExitError> {
     Ok(match parsed.op {
         OpCommand::Put(a) => {
             let r = a.validate()?;
-            let mut opts = kv_client::PutOptions::new();
-            if r.lease != 0 {
-                opts = opts.with_lease(r.lease);
-            }
-            if r.prev_kv {
-                opts = opts.with_prev_kv();
-            }
+            let opts = r.options();
             TxnOp::put(r.key, r.value, opts)
         }
         OpCommand::Get(a) => {

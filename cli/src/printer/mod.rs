@@ -339,6 +339,16 @@ pub fn print(
         Output::AlarmDisarm(a) => printer.alarm_list(w, a),
         Output::HashKv(hs) => printer.hash_kv(w, hs),
         Output::Auth(a) => auth::print(printer, w, a),
+        // kv-client does not hand out MoveLeader's response; etcd's has
+        // no fields set (so etcdctl's JSON is `{}`), and only simple and
+        // json print it.
+        Output::MoveLeader(from, to) => match printer.name() {
+            "simple" => {
+                writeln!(w, "Leadership transferred from {from:x} to {to:x}").map_err(io_err)
+            }
+            "json" => writeln!(w, "{{}}").map_err(io_err),
+            name => Err(unsupported(name)),
+        },
         // The same in every format, as in etcdctl.
         Output::SnapshotSaved(path) => writeln!(w, "Snapshot saved at {path}").map_err(io_err),
         Output::Defrag(list) => {
