@@ -9,6 +9,7 @@ use kv_proto::etcdserverpb::auth_server::Auth;
 use kv_proto::etcdserverpb::*;
 use kv_proto::kvpb::auth_request::Request as AuthOp;
 use tokio::task::futures::TaskLocalFuture;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 
 use super::status::to_status;
@@ -49,9 +50,22 @@ where
             .iter()
             .find_map(|k| req.headers().get(*k))
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+            .map(str::to_string)
+            .or_else(|| cert_user(&req));
         crate::auth::with_token(token, self.0.call(req))
     }
+}
+
+/// etcd's rule: with --client-cert-auth, a request without a token acts
+/// as the user named by its verified client certificate's CN.
+fn cert_user<B>(req: &http::Request<B>) -> Option<String> {
+    if !crate::tls::client_cert_auth() {
+        return None;
+    }
+    let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?;
+    let certs = info.peer_certs()?;
+    let cn = crate::tls::common_name(certs.first()?.as_ref())?;
+    Some(crate::auth::cn_identity(&cn))
 }
 
 pub struct AuthService(pub Arc<Node>);

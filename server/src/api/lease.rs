@@ -82,14 +82,19 @@ impl Lease for LeaseService {
         // Deadlines live on the leader: a follower asks it.
         if !self.0.is_leader_now() {
             let ch = self.0.leader_client_channel().await.map_err(to_status)?;
+            // The leader checks the same user's permission on the keys.
             return LeaseClient::new(ch)
-                .lease_time_to_live(req.into_inner())
+                .lease_time_to_live(crate::auth::forward_token(req.into_inner()))
                 .await;
         }
-        self.0
+        let resp = self
+            .0
             .lease_time_to_live(req.get_ref())
-            .map(Response::new)
-            .map_err(to_status)
+            .map_err(to_status)?;
+        if req.get_ref().keys {
+            self.0.check_lease_keys(&resp.keys).map_err(to_status)?;
+        }
+        Ok(Response::new(resp))
     }
 
     async fn lease_leases(

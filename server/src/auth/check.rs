@@ -104,6 +104,28 @@ pub fn lease_keys<'a>(
     Ok(())
 }
 
+/// etcd 3.5+'s LeaseTimeToLive with keys (checkLeaseTimeToLive): a user
+/// is needed, and unless root, read permission on every attached key.
+pub fn lease_ttl_keys<'a>(
+    s: &AuthState,
+    who: &Who,
+    keys: impl Iterator<Item = &'a Vec<u8>>,
+) -> Checked {
+    if !s.enabled {
+        return Ok(());
+    }
+    if who.user.is_empty() {
+        return Err(wire::USER_EMPTY);
+    }
+    if admin(s, who).is_ok() {
+        return Ok(());
+    }
+    for k in keys {
+        op(s, who, Access::Read, k, &[])?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

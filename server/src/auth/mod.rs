@@ -6,12 +6,14 @@
 //! task-local ([`with_token`]), so the facade's signatures stay as they are.
 
 pub mod check;
+pub mod jwt;
 pub mod perm;
 pub mod state;
 pub mod token;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kv_proto::errors::{self as wire, WireError};
@@ -22,6 +24,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tokio::task::futures::TaskLocalFuture;
 
 pub use check::Who;
+use jwt::JwtTokens;
 pub use state::AuthState;
 use token::SimpleTokens;
 
@@ -34,7 +37,22 @@ tokio::task_local! {
     static REQUEST_TOKEN: Option<String>;
 }
 
-/// Runs `f` as a client request carrying `token` (gRPC metadata).
+/// Marks a task-local "token" that is really the CN of the request's
+/// verified client certificate (etcd's AuthInfoFromTLS: with
+/// --client-cert-auth, a request without a token acts as that user). A
+/// real token comes from an HTTP header value, which cannot hold NUL, so
+/// the two never mix; the CN then rides along wherever the token does
+/// (watch creates), and is never forwarded as a token.
+const CN_MARK: char = '\0';
+
+/// The task-local value for a request with no token whose verified client
+/// certificate names `cn` (see [`with_token`]).
+pub fn cn_identity(cn: &str) -> String {
+    format!("{CN_MARK}{cn}")
+}
+
+/// Runs `f` as a client request carrying `token` (gRPC metadata, or
+/// [`cn_identity`]).
 pub fn with_token<F: Future>(token: Option<String>, f: F) -> TaskLocalFuture<Option<String>, F> {
     REQUEST_TOKEN.scope(token, f)
 }
@@ -59,6 +77,7 @@ pub fn with_token_sync<R>(token: Option<Option<String>>, f: impl FnOnce() -> R) 
 pub fn forward_token<T>(msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     let token = REQUEST_TOKEN.try_with(|t| t.clone()).ok().flatten();
+    let token = token.filter(|t| !t.starts_with(CN_MARK));
     if let Some(v) = token.and_then(|t| t.parse().ok()) {
         req.metadata_mut().insert("token", v);
     }
@@ -69,10 +88,20 @@ pub fn forward_token<T>(msg: T) -> tonic::Request<T> {
 /// delete it.
 pub type MetaRow = (String, Option<Vec<u8>>);
 
-/// The auth state of one member plus its simple tokens.
+/// etcd answers an Authenticate on a member holding only the JWT public
+/// key with this error (ErrVerifyOnly, not a gRPC error: code Unknown).
+pub const VERIFY_ONLY: WireError = WireError {
+    code: tonic::Code::Unknown,
+    message: "auth: token signing attempted with verify-only key",
+    stable: "auth_verify_only",
+};
+
+/// The auth state of one member plus its tokens.
 pub struct AuthStore {
     state: RwLock<AuthState>,
     tokens: Mutex<SimpleTokens>,
+    /// Set by `--auth-token jwt,...`: tokens are then JWTs, never simple.
+    jwt: RwLock<Option<Arc<JwtTokens>>>,
     bcrypt_cost: AtomicU32,
     next_token: AtomicU64,
 }
@@ -82,6 +111,7 @@ impl Default for AuthStore {
         AuthStore {
             state: RwLock::new(AuthState::default()),
             tokens: Mutex::new(SimpleTokens::new(token::DEFAULT_TTL)),
+            jwt: RwLock::new(None),
             bcrypt_cost: AtomicU32::new(DEFAULT_BCRYPT_COST),
             next_token: AtomicU64::new(1),
         }
@@ -97,12 +127,18 @@ impl AuthStore {
         bcrypt_cost: u32,
         token_ttl: u64,
     ) -> Result<(), String> {
-        let kind = auth_token.split(',').next().unwrap_or_default();
-        match kind {
-            "simple" => {}
-            "jwt" => return Err("--auth-token jwt is not supported yet; use simple".into()),
+        let mut parts = auth_token.split(',');
+        let kind = parts.next().unwrap_or_default();
+        let jwt = match kind {
+            "simple" => None,
+            "jwt" => {
+                let opts: Vec<&str> = parts.collect();
+                let t = JwtTokens::from_options(&opts)
+                    .map_err(|e| format!("--auth-token {auth_token:?}: {e}"))?;
+                Some(Arc::new(t))
+            }
             other => return Err(format!("unknown token type {other:?} in --auth-token")),
-        }
+        };
         if !(4..=31).contains(&bcrypt_cost) {
             return Err(format!(
                 "--bcrypt-cost {bcrypt_cost}: must be between 4 and 31"
@@ -113,6 +149,7 @@ impl AuthStore {
         }
         self.bcrypt_cost.store(bcrypt_cost, Ordering::Relaxed);
         self.tokens.lock().set_ttl(Duration::from_secs(token_ttl));
+        *self.jwt.write() = jwt;
         Ok(())
     }
 
@@ -159,6 +196,23 @@ impl AuthStore {
                 revision: 0,
             }));
         };
+        if let Some(cn) = token.strip_prefix(CN_MARK) {
+            // etcd: the CN's user at the current auth revision.
+            return Ok(Some(Who {
+                user: cn.to_string(),
+                revision: self.state.read().revision,
+            }));
+        }
+        let jwt = self.jwt.read().clone();
+        if let Some(jwt) = jwt {
+            // A JWT carries the revision it was issued at: a permission
+            // change since makes it "revision of auth store is old".
+            let c = jwt.info(&token).ok_or(wire::INVALID_AUTH_TOKEN)?;
+            return Ok(Some(Who {
+                user: c.username,
+                revision: c.revision,
+            }));
+        }
         let user = self
             .tokens
             .lock()
@@ -203,6 +257,20 @@ impl AuthStore {
     /// A new simple token, unique on this member.
     pub fn generate_token(&self) -> String {
         SimpleTokens::generate(self.next_token.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The token to hand `user` once its Authenticate (carrying `simple`)
+    /// is applied here: `simple` itself, or with --auth-token jwt a JWT at
+    /// this member's auth revision, which is then at least the one the
+    /// Authenticate was applied at (etcd signs at apply).
+    pub fn issue_token(&self, user: &str, simple: String) -> Result<String, WireError> {
+        let jwt = self.jwt.read().clone();
+        match jwt {
+            None => Ok(simple),
+            Some(j) => j
+                .assign(user, self.state.read().revision)
+                .ok_or(VERIFY_ONLY),
+        }
     }
 
     /// Hashes a password with --bcrypt-cost (before proposing: never in the
@@ -266,9 +334,12 @@ impl AuthStore {
                 if !s.users.contains_key(&a.name) {
                     return Err(wire::AUTH_FAILED);
                 }
-                self.tokens
-                    .lock()
-                    .assign(a.simple_token.clone(), a.name.clone());
+                // With JWT the proposed simple token is never valid.
+                if self.jwt.read().is_none() {
+                    self.tokens
+                        .lock()
+                        .assign(a.simple_token.clone(), a.name.clone());
+                }
                 vec![]
             }
             AuthOp::UserAdd(u) => s.user_add(u)?,

@@ -63,6 +63,14 @@ impl Node {
         f(&self.core.auth.state()).map_err(auth_err)
     }
 
+    /// LeaseTimeToLive asking for the keys: may this client see them?
+    pub fn check_lease_keys(&self, keys: &[Vec<u8>]) -> KvResult<()> {
+        self.core
+            .auth
+            .check(|s, who| check::lease_ttl_keys(s, who, keys.iter()))
+            .map_err(auth_err)
+    }
+
     /// Whether a watch on the create's range may start (etcd's
     /// isWatchPermitted: READ on the range; any auth failure refuses it).
     pub fn watch_permitted(
@@ -90,7 +98,7 @@ impl Node {
             .map_err(auth_err)?;
         let token = self.core.auth.generate_token();
         let op = AuthOp::Authenticate(AuthenticateInternal {
-            name,
+            name: name.clone(),
             simple_token: token.clone(),
         });
         // A stale token sent along must not stop the client getting a new one.
@@ -98,7 +106,8 @@ impl Node {
         // From a follower the leader answered once it applied the token;
         // this member must know it too before the client uses it here.
         self.read_barrier().await?;
-        Ok(token)
+        // With --auth-token jwt the client gets a JWT instead.
+        self.core.auth.issue_token(&name, token).map_err(auth_err)
     }
 
     async fn hash_new_password(&self, password: String) -> KvResult<String> {

@@ -1,5 +1,7 @@
 //! From kvd's flags to TLS settings, with etcd's start-up checks.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::config::{is_https, Config, ConfigError};
 
 use super::{Outgoing, TlsError, TlsFiles, CLIENT_FLAGS, PEER_FLAGS};
@@ -54,6 +56,7 @@ pub fn check_urls(cfg: &Config) -> Result<(), ConfigError> {
 /// The client side's files (--cert-file, --key-file, --trusted-ca-file,
 /// --client-cert-auth), or None.
 pub fn client_files(cfg: &Config) -> Result<Option<TlsFiles>, TlsError> {
+    CLIENT_CERT_AUTH.store(cfg.client_cert_auth, Ordering::Relaxed);
     TlsFiles::from_flags(
         CLIENT_FLAGS,
         cfg.cert_file.as_deref(),
@@ -61,6 +64,16 @@ pub fn client_files(cfg: &Config) -> Result<Option<TlsFiles>, TlsError> {
         cfg.trusted_ca_file.as_deref(),
         cfg.client_cert_auth,
     )
+}
+
+/// --client-cert-auth, recorded by [`client_files`] (called once at start)
+/// for the auth layer, which sits below the listeners.
+static CLIENT_CERT_AUTH: AtomicBool = AtomicBool::new(false);
+
+/// Whether --client-cert-auth is on: a verified client certificate's CN is
+/// then the user of a request without a token (etcd's rule).
+pub fn client_cert_auth() -> bool {
+    CLIENT_CERT_AUTH.load(Ordering::Relaxed)
 }
 
 /// The peer side's files, or None.

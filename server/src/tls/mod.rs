@@ -34,7 +34,7 @@ use rustls::{RootCertStore, ServerConfig};
 
 pub use accept::incoming;
 pub use cn::common_name;
-pub use flags::{acceptors, check_urls, client_files, outgoing, peer_files};
+pub use flags::{acceptors, check_urls, client_cert_auth, client_files, outgoing, peer_files};
 pub use outgoing::{client_endpoint, install, peer_endpoint, Outgoing};
 pub use tokio_rustls::TlsAcceptor;
 
