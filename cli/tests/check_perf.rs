@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -38,15 +38,12 @@ fn check_perf_errors_match_etcdctl() {
 #[test]
 fn check_perf_runs_and_judges_against_kvd() {
     let kvd = start(&kvd_bin());
-    let child = Command::new(KVCTL)
-        .args(["--endpoints", &kvd.endpoint])
-        .args(["check", "perf", "--prefix=/perf/", "--auto-compact"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_bounded(child, std::time::Duration::from_secs(180));
+    let out = output_bounded(
+        Command::new(KVCTL)
+            .args(["--endpoints", &kvd.endpoint])
+            .args(["check", "perf", "--prefix=/perf/", "--auto-compact"]),
+        std::time::Duration::from_secs(180),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let lines: Vec<&str> = stdout.lines().collect();

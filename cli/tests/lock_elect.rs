@@ -375,17 +375,14 @@ fn contend(c: usize, endpoints: &str, dir: &Path, flags: &Flags) -> Vec<String> 
             Instant::now() < deadline,
             "contender {c} not done within {KILL_CONTEND_LIMIT:?}; failures: {failures:?}"
         );
-        let child = Command::new(KVCTL)
-            .arg(format!("--endpoints={endpoints}"))
-            .args(["lock", "--ttl=5", "kills", "--", "sh", "-c", KILL_SCRIPT])
-            .env("D", dir)
-            .env("C", c.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = wait_bounded(child, STEP_TIMEOUT);
+        let out = output_bounded(
+            Command::new(KVCTL)
+                .arg(format!("--endpoints={endpoints}"))
+                .args(["lock", "--ttl=5", "kills", "--", "sh", "-c", KILL_SCRIPT])
+                .env("D", dir)
+                .env("C", c.to_string()),
+            STEP_TIMEOUT,
+        );
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
             out.status.code().is_some(),

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -117,14 +117,7 @@ fn side(bin: &str, server: &Server, step: &Step) -> Run {
         cmd.env(k, fill(v));
     }
     let args: Vec<String> = args.iter().map(|a| fill(a)).collect();
-    let child = cmd
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_bounded(child, STEP_TIMEOUT);
+    let out = output_bounded(cmd.args(&args), STEP_TIMEOUT);
     let masked = |b: &[u8]| {
         mask_member(&mask(&String::from_utf8_lossy(b)), server).replace("etcdctl", "kvctl")
     };

@@ -170,6 +170,21 @@ async fn authenticate(balancer: &Balancer, name: &str, password: &str) -> Result
     Ok(resp.token)
 }
 
+/// One unary Auth call under the client's retry policy: `$req` is cloned
+/// for each attempt, which gets the attempt's remaining time as deadline.
+macro_rules! auth_call {
+    ($client:expr, $repeatable:expr, $method:ident, $req:expr) => {{
+        let req = $req;
+        $client
+            .unary($repeatable, |left| {
+                let mut c = $client.auth_client();
+                let req = req.clone();
+                async move { c.$method(request(req, left)).await }
+            })
+            .await
+    }};
+}
+
 impl Client {
     /// Checks a user name and password and returns a fresh token (the
     /// client's own token, from [`ClientConfig::with_user`](crate::ClientConfig::with_user),
@@ -217,11 +232,7 @@ impl Client {
     /// # }
     /// ```
     pub async fn auth_enable(&self) -> Result<AuthEnableResponse> {
-        self.unary(Repeatable::Yes, |left| {
-            let mut c = self.auth_client();
-            async move { c.auth_enable(request(AuthEnableRequest {}, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::Yes, auth_enable, AuthEnableRequest {})
     }
 
     /// Turns auth off (needs the `root` role).
@@ -233,11 +244,7 @@ impl Client {
     /// # }
     /// ```
     pub async fn auth_disable(&self) -> Result<AuthDisableResponse> {
-        self.unary(Repeatable::Yes, |left| {
-            let mut c = self.auth_client();
-            async move { c.auth_disable(request(AuthDisableRequest {}, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::Yes, auth_disable, AuthDisableRequest {})
     }
 
     /// Adds a user with a password.
@@ -254,12 +261,7 @@ impl Client {
             password: password.to_string(),
             ..Default::default()
         };
-        self.unary(Repeatable::No, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.user_add(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::No, user_add, req)
     }
 
     /// A user's roles.
@@ -274,12 +276,7 @@ impl Client {
         let req = AuthUserGetRequest {
             name: name.to_string(),
         };
-        self.unary(Repeatable::Yes, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.user_get(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::Yes, user_get, req)
     }
 
     /// Every user name.
@@ -291,11 +288,7 @@ impl Client {
     /// # }
     /// ```
     pub async fn user_list(&self) -> Result<AuthUserListResponse> {
-        self.unary(Repeatable::Yes, |left| {
-            let mut c = self.auth_client();
-            async move { c.user_list(request(AuthUserListRequest {}, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::Yes, user_list, AuthUserListRequest {})
     }
 
     /// Deletes a user.
@@ -310,12 +303,7 @@ impl Client {
         let req = AuthUserDeleteRequest {
             name: name.to_string(),
         };
-        self.unary(Repeatable::No, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.user_delete(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::No, user_delete, req)
     }
 
     /// Gives a user a role.
@@ -335,12 +323,7 @@ impl Client {
             user: user.to_string(),
             role: role.to_string(),
         };
-        self.unary(Repeatable::No, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.user_grant_role(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::No, user_grant_role, req)
     }
 
     /// Adds a role.
@@ -355,12 +338,7 @@ impl Client {
         let req = AuthRoleAddRequest {
             name: name.to_string(),
         };
-        self.unary(Repeatable::No, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.role_add(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::No, role_add, req)
     }
 
     /// Lets a role read and/or write a key, or a range `[key, range_end)`
@@ -388,12 +366,7 @@ impl Client {
                 range_end: range_end.unwrap_or_default(),
             }),
         };
-        self.unary(Repeatable::No, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.role_grant_permission(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::No, role_grant_permission, req)
     }
 }
 
@@ -409,11 +382,7 @@ impl Client {
     /// # }
     /// ```
     pub async fn auth_status(&self) -> Result<AuthStatusResponse> {
-        self.unary(Repeatable::Yes, |left| {
-            let mut c = self.auth_client();
-            async move { c.auth_status(request(AuthStatusRequest {}, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::Yes, auth_status, AuthStatusRequest {})
     }
 
     /// Adds a user without a password: it can only authenticate with a
@@ -432,12 +401,7 @@ impl Client {
             options: Some(kv_proto::authpb::UserAddOptions { no_password: true }),
             ..Default::default()
         };
-        self.unary(Repeatable::No, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.user_add(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::No, user_add, req)
     }
 
     /// Sets a user's password.
@@ -458,12 +422,7 @@ impl Client {
             password: password.to_string(),
             ..Default::default()
         };
-        self.unary(Repeatable::Yes, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.user_change_password(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::Yes, user_change_password, req)
     }
 
     /// Takes a role away from a user.
@@ -483,12 +442,7 @@ impl Client {
             name: user.to_string(),
             role: role.to_string(),
         };
-        self.unary(Repeatable::No, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.user_revoke_role(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::No, user_revoke_role, req)
     }
 
     /// A role's permissions.
@@ -503,12 +457,7 @@ impl Client {
         let req = AuthRoleGetRequest {
             role: role.to_string(),
         };
-        self.unary(Repeatable::Yes, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.role_get(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::Yes, role_get, req)
     }
 
     /// Every role name.
@@ -520,11 +469,7 @@ impl Client {
     /// # }
     /// ```
     pub async fn role_list(&self) -> Result<AuthRoleListResponse> {
-        self.unary(Repeatable::Yes, |left| {
-            let mut c = self.auth_client();
-            async move { c.role_list(request(AuthRoleListRequest {}, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::Yes, role_list, AuthRoleListRequest {})
     }
 
     /// Deletes a role (and takes it from every user).
@@ -539,12 +484,7 @@ impl Client {
         let req = AuthRoleDeleteRequest {
             role: role.to_string(),
         };
-        self.unary(Repeatable::No, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.role_delete(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::No, role_delete, req)
     }
 
     /// Takes back the permission a role has on exactly `key` (or on
@@ -567,11 +507,6 @@ impl Client {
             key: key.into(),
             range_end: range_end.unwrap_or_default(),
         };
-        self.unary(Repeatable::No, |left| {
-            let mut c = self.auth_client();
-            let req = req.clone();
-            async move { c.role_revoke_permission(request(req, left)).await }
-        })
-        .await
+        auth_call!(self, Repeatable::No, role_revoke_permission, req)
     }
 }

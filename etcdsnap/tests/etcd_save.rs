@@ -58,17 +58,7 @@ fn reads_what_etcd_latest_saved() {
         "etcd 3.5+ writes confState"
     );
     let st = snap.status().unwrap();
-    let out = Command::new(&etcdutl)
-        .args(["snapshot", "status", "-w", "json"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = snapshot_status_json(Command::new(&etcdutl), path);
     assert_eq!(v["hash"].as_u64(), Some(u64::from(st.hash)));
     assert_eq!(v["revision"].as_i64(), Some(st.revision));
     assert_eq!(v["totalKey"].as_u64(), Some(st.live_keys));

@@ -242,30 +242,40 @@ fn etcd34_restores_and_serves() {
     let file = dir.path().join("kv.snap");
     write_snapshot(&file);
     let (etcd_bin, etcdctl) = etcd34();
-    let data = dir.path().join("data");
+    let mut restore = Command::new(&etcdctl);
+    restore.env("ETCDCTL_API", "3");
+    restore_and_serve(restore, dir.path(), &file, &etcd_bin, &etcdctl);
+}
+
+/// Restores `file` into a fresh single-member data dir under `dir` with
+/// `restore` (etcdutl, or etcdctl 3.4 with `ETCDCTL_API=3`), starts `etcd_bin`
+/// on it and checks that it serves the history.
+fn restore_and_serve(
+    mut restore: Command,
+    dir: &Path,
+    file: &Path,
+    etcd_bin: &Path,
+    etcdctl: &Path,
+) {
+    let data = dir.join("data");
     let peer = peer_url();
-    let out = Command::new(&etcdctl)
-        .env("ETCDCTL_API", "3")
-        .args(["snapshot", "restore"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--name",
-            "r1",
-            "--initial-cluster",
-            &format!("r1={peer}"),
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        restore
+            .args(["snapshot", "restore"])
+            .arg(file)
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--name",
+                "r1",
+                "--initial-cluster",
+                &format!("r1={peer}"),
+                "--initial-advertise-peer-urls",
+                &peer,
+            ]),
+        "restore",
     );
-    let etcd = Etcd::start(&etcd_bin, &etcdctl, &data, "r1", &peer);
+    let etcd = Etcd::start(etcd_bin, etcdctl, &data, "r1", &peer);
     check_served(&etcd);
 }
 
@@ -278,47 +288,20 @@ fn etcd_latest_restores_and_serves() {
     let file = dir.path().join("kv.snap");
     write_snapshot(&file);
     let st = Snapshot::open(&file).unwrap().status().unwrap();
-    let out = Command::new(&etcdutl)
-        .args(["snapshot", "status", "-w", "json"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "etcdutl status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = snapshot_status_json(Command::new(&etcdutl), &file);
     assert_eq!(v["hash"].as_u64(), Some(u64::from(st.hash)));
     assert_eq!(v["revision"].as_i64(), Some(st.revision));
     // etcdutl 3.6+ counts live keys, not records.
     assert_eq!(v["totalKey"].as_u64(), Some(st.live_keys));
     assert_eq!(v["totalSize"].as_u64(), Some(st.total_size));
 
-    let data = dir.path().join("data");
-    let peer = peer_url();
-    let out = Command::new(&etcdutl)
-        .args(["snapshot", "restore"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--name",
-            "r1",
-            "--initial-cluster",
-            &format!("r1={peer}"),
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "etcdutl restore: {}",
-        String::from_utf8_lossy(&out.stderr)
+    restore_and_serve(
+        Command::new(&etcdutl),
+        dir.path(),
+        &file,
+        &etcd_bin,
+        &etcdctl,
     );
-    let etcd = Etcd::start(&etcd_bin, &etcdctl, &data, "r1", &peer);
-    check_served(&etcd);
 }
 
 #[test]

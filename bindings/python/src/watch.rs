@@ -149,152 +149,115 @@ impl Drop for WatchInner {
     }
 }
 
-/// A watch, iterated with `for event in watch`. `cancel()` (or leaving a
-/// `with` block) stops it; the iteration then ends.
-///
-/// >>> with c.watch_prefix("config/") as w:
-/// ...     for event in w:
-/// ...         print(event.type, event.key)
-#[pyclass(module = "kvclient", name = "Watch")]
-pub(crate) struct PyWatch {
-    inner: Arc<WatchInner>,
-}
-
-impl PyWatch {
-    pub(crate) fn new(inner: Arc<WatchInner>) -> Self {
-        PyWatch { inner }
-    }
-}
-
-#[pymethods]
-impl PyWatch {
-    /// The server's watch ID when the watch was created.
-    ///
-    /// >>> w.watch_id
-    #[getter]
-    fn watch_id(&self) -> i64 {
-        self.inner.watch_id
-    }
-    /// Stops the watch; iteration ends.
-    ///
-    /// >>> w.cancel()
-    fn cancel(&self) {
-        self.inner.cancel();
-    }
-    /// The revision the watch last resumed from after a disconnect
-    /// (every event before it was delivered), `None` if it never had to.
-    ///
-    /// >>> w.resumed_at
-    #[getter]
-    fn resumed_at(&self) -> Option<i64> {
-        self.inner.last_resume()
-    }
-    /// How many times the watch resumed after a disconnect.
-    ///
-    /// >>> w.resume_count
-    #[getter]
-    fn resume_count(&self) -> i64 {
-        self.inner.resumes.load(Ordering::SeqCst)
-    }
-    /// Calls `callback(revision)` each time the watch resumes after a
-    /// disconnect, before the events of that revision are returned. It runs
-    /// on the thread reading the watch (for `AsyncWatch`, a background
-    /// thread, so hand over with `loop.call_soon_threadsafe`).
-    ///
-    /// >>> w.on_resume(lambda rev: print("resumed from", rev))
-    fn on_resume(&self, callback: Py<PyAny>) {
-        self.inner.add_on_resume(callback);
-    }
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyEvent>> {
-        if let Some(e) = self.inner.pop() {
-            return Ok(Some(e));
+/// A watch class: the methods both kinds share, plus `$extra` (iteration
+/// and context manager, blocking or asyncio). pyo3 takes one `#[pymethods]`
+/// block per class, hence a macro rather than a shared impl.
+macro_rules! watch_class {
+    ($ty:ident, $name:literal, $doc:literal, { $($extra:tt)* }) => {
+        #[doc = $doc]
+        #[pyclass(module = "kvclient", name = $name)]
+        pub(crate) struct $ty {
+            inner: Arc<WatchInner>,
         }
-        let inner = self.inner.clone();
-        block(py, inner.next())
-    }
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.inner.cancel();
-        false
-    }
+
+        impl $ty {
+            pub(crate) fn new(inner: Arc<WatchInner>) -> Self {
+                $ty { inner }
+            }
+        }
+
+        #[pymethods]
+        impl $ty {
+            /// The server's watch ID when the watch was created.
+            ///
+            /// >>> w.watch_id
+            #[getter]
+            fn watch_id(&self) -> i64 {
+                self.inner.watch_id
+            }
+            /// Stops the watch; iteration ends.
+            ///
+            /// >>> w.cancel()
+            fn cancel(&self) {
+                self.inner.cancel();
+            }
+            /// The revision the watch last resumed from after a disconnect
+            /// (every event before it was delivered), `None` if it never had to.
+            ///
+            /// >>> w.resumed_at
+            #[getter]
+            fn resumed_at(&self) -> Option<i64> {
+                self.inner.last_resume()
+            }
+            /// How many times the watch resumed after a disconnect.
+            ///
+            /// >>> w.resume_count
+            #[getter]
+            fn resume_count(&self) -> i64 {
+                self.inner.resumes.load(Ordering::SeqCst)
+            }
+            /// Calls `callback(revision)` each time the watch resumes after a
+            /// disconnect, before the events of that revision are returned. It runs
+            /// on the thread reading the watch (for `AsyncWatch`, a background
+            /// thread, so hand over with `loop.call_soon_threadsafe`).
+            ///
+            /// >>> w.on_resume(lambda rev: print("resumed from", rev))
+            fn on_resume(&self, callback: Py<PyAny>) {
+                self.inner.add_on_resume(callback);
+            }
+            $($extra)*
+        }
+    };
 }
 
-/// A watch, iterated with `async for event in watch`.
-///
-/// >>> async for event in await client.watch_prefix("config/"):
-/// ...     print(event.type, event.key)
-#[pyclass(module = "kvclient", name = "AsyncWatch")]
-pub(crate) struct PyAsyncWatch {
-    inner: Arc<WatchInner>,
-}
+watch_class!(
+    PyWatch,
+    "Watch",
+    "A watch, iterated with `for event in watch`. `cancel()` (or leaving a\n`with` block) stops it; the iteration then ends.\n\n>>> with c.watch_prefix(\"config/\") as w:\n...     for event in w:\n...         print(event.type, event.key)",
+    {
+        fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+        fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyEvent>> {
+            if let Some(e) = self.inner.pop() {
+                return Ok(Some(e));
+            }
+            let inner = self.inner.clone();
+            block(py, inner.next())
+        }
+        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+        #[pyo3(signature = (*_args))]
+        fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+            self.inner.cancel();
+            false
+        }
+    }
+);
 
-impl PyAsyncWatch {
-    pub(crate) fn new(inner: Arc<WatchInner>) -> Self {
-        PyAsyncWatch { inner }
+watch_class!(
+    PyAsyncWatch,
+    "AsyncWatch",
+    "A watch, iterated with `async for event in watch`.\n\n>>> async for event in await client.watch_prefix(\"config/\"):\n...     print(event.type, event.key)",
+    {
+        fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+        fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            anext(py, self.inner.clone().next())
+        }
+        fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+            aenter_self(slf)
+        }
+        #[pyo3(signature = (*_args))]
+        fn __aexit__<'py>(
+            &self,
+            py: Python<'py>,
+            _args: &Bound<'py, pyo3::types::PyTuple>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            self.inner.cancel();
+            awaitable(py, async move { Ok(false) })
+        }
     }
-}
-
-#[pymethods]
-impl PyAsyncWatch {
-    /// The server's watch ID when the watch was created.
-    ///
-    /// >>> w.watch_id
-    #[getter]
-    fn watch_id(&self) -> i64 {
-        self.inner.watch_id
-    }
-    /// Stops the watch; iteration ends.
-    ///
-    /// >>> w.cancel()
-    fn cancel(&self) {
-        self.inner.cancel();
-    }
-    /// The revision the watch last resumed from after a disconnect
-    /// (every event before it was delivered), `None` if it never had to.
-    ///
-    /// >>> w.resumed_at
-    #[getter]
-    fn resumed_at(&self) -> Option<i64> {
-        self.inner.last_resume()
-    }
-    /// How many times the watch resumed after a disconnect.
-    ///
-    /// >>> w.resume_count
-    #[getter]
-    fn resume_count(&self) -> i64 {
-        self.inner.resumes.load(Ordering::SeqCst)
-    }
-    /// Calls `callback(revision)` each time the watch resumes after a
-    /// disconnect, before the events of that revision are returned. It runs
-    /// on the thread reading the watch (for `AsyncWatch`, a background
-    /// thread, so hand over with `loop.call_soon_threadsafe`).
-    ///
-    /// >>> w.on_resume(lambda rev: print("resumed from", rev))
-    fn on_resume(&self, callback: Py<PyAny>) {
-        self.inner.add_on_resume(callback);
-    }
-    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        anext(py, self.inner.clone().next())
-    }
-    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        aenter_self(slf)
-    }
-    #[pyo3(signature = (*_args))]
-    fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
-        _args: &Bound<'py, pyo3::types::PyTuple>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.inner.cancel();
-        awaitable(py, async move { Ok(false) })
-    }
-}
+);

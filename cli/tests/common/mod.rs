@@ -284,6 +284,18 @@ pub fn wait_bounded(mut child: Child, limit: Duration) -> std::process::Output {
     }
 }
 
+/// Runs `cmd` with no stdin and its output captured, killing it after
+/// `limit` (see [`wait_bounded`]).
+pub fn output_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bounded(child, limit)
+}
+
 /// As [`run`], with `stdin` fed to the command (none: /dev/null).
 pub fn run_with_stdin(
     bin: &str,

@@ -1,10 +1,11 @@
 //! A readers-writer lock (etcd's `recipe.RWMutex`).
 
-use kv_client::{Client, Compare, CompareOp, EventType, GetOptions, SortOrder, SortTarget};
+use kv_client::{Client, Compare, EventType, GetOptions, SortOrder, SortTarget};
 
-use super::{RecipeError, Result, delete_if_created_at, put_unique, wait_event};
+use super::semaphore::HeldKey;
+use super::{RecipeError, Result, put_unique, wait_event};
 use crate::session::Session;
-use crate::util::{Cleanup, spawn_best_effort};
+use crate::util::Cleanup;
 
 /// A readers-writer lock on a [`Session`]: any number of readers, or one
 /// writer. Same keys as Go's `recipe.NewRWMutex(session, name)`: a reader
@@ -84,24 +85,9 @@ impl RwMutex {
                 _ = &mut lost => return Err(RecipeError::SessionExpired),
             }
         }
-        // Our key may have gone with an expired session while we waited.
-        if self
-            .client()
-            .get(key.as_str(), None)
-            .await?
-            .kvs()
-            .is_empty()
-        {
-            cleanup.disarm();
-            return Err(RecipeError::SessionExpired);
-        }
-        cleanup.disarm();
-        Ok(RwMutexGuard {
-            client: self.client().clone(),
-            key,
-            rev,
-            released: false,
-        })
+        let held =
+            HeldKey::confirm(self.client(), &mut cleanup, key, rev, "rwmutex unlock").await?;
+        Ok(RwMutexGuard { held })
     }
 }
 
@@ -109,39 +95,24 @@ impl RwMutex {
 /// it; dropping the guard releases it in the background (best effort).
 #[derive(Debug)]
 pub struct RwMutexGuard {
-    client: Client,
-    key: String,
-    rev: i64,
-    released: bool,
+    held: HeldKey,
 }
 
 impl RwMutexGuard {
     /// The lock key (`<name>/read/...` or `<name>/write/...`).
     pub fn key(&self) -> &str {
-        &self.key
+        self.held.key()
     }
 
     /// A compare that holds only while this guard's key still exists
     /// (its session did not end): put it in the `when` of writes made
     /// under the lock.
     pub fn is_owner(&self) -> Compare {
-        Compare::create_revision(self.key.as_str(), CompareOp::Equal, self.rev)
+        self.held.is_current()
     }
 
     /// Releases the lock (deletes the key).
-    pub async fn unlock(mut self) -> Result<()> {
-        self.released = true;
-        delete_if_created_at(&self.client, &self.key, self.rev).await
-    }
-}
-
-impl Drop for RwMutexGuard {
-    fn drop(&mut self) {
-        if !self.released {
-            let (client, key, rev) = (self.client.clone(), self.key.clone(), self.rev);
-            spawn_best_effort("rwmutex unlock", async move {
-                crate::util::delete_if_created_at(&client, &key, rev).await
-            });
-        }
+    pub async fn unlock(self) -> Result<()> {
+        self.held.release().await
     }
 }

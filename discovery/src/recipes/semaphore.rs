@@ -101,23 +101,9 @@ impl Semaphore {
                 _ = &mut lost => return Err(RecipeError::SessionExpired),
             }
         }
-        if self
-            .client()
-            .get(key.as_str(), None)
-            .await?
-            .kvs()
-            .is_empty()
-        {
-            cleanup.disarm();
-            return Err(RecipeError::SessionExpired);
-        }
-        cleanup.disarm();
-        Ok(Permit {
-            client: self.client().clone(),
-            key,
-            rev,
-            released: false,
-        })
+        let held =
+            HeldKey::confirm(self.client(), &mut cleanup, key, rev, "semaphore release").await?;
+        Ok(Permit { held })
     }
 
     /// Takes a permit if one is free now; else `Ok(None)` (withdrawing).
@@ -132,10 +118,7 @@ impl Semaphore {
             return Ok(None);
         }
         Ok(Some(Permit {
-            client: self.client().clone(),
-            key,
-            rev,
-            released: false,
+            held: HeldKey::new(self.client(), key, rev, "semaphore release"),
         }))
     }
 }
@@ -145,36 +128,90 @@ impl Semaphore {
 /// lease ends.
 #[derive(Debug)]
 pub struct Permit {
-    client: Client,
-    key: String,
-    rev: i64,
-    released: bool,
+    held: HeldKey,
 }
 
 impl Permit {
     /// The permit's key (`<name>/<unix nanos>`).
     pub fn key(&self) -> &str {
-        &self.key
+        self.held.key()
     }
 
     /// A compare that holds only while this permit's key still exists:
     /// guard writes made under the permit with it.
     pub fn is_holder(&self) -> Compare {
-        Compare::create_revision(self.key.as_str(), CompareOp::Equal, self.rev)
+        self.held.is_current()
     }
 
     /// Frees the permit (deletes the key).
-    pub async fn release(mut self) -> Result<()> {
+    pub async fn release(self) -> Result<()> {
+        self.held.release().await
+    }
+}
+
+/// A key held by a permit or an [`RwMutexGuard`](super::RwMutexGuard):
+/// deleted by [`release`](HeldKey::release), or in the background when
+/// dropped unreleased.
+#[derive(Debug)]
+pub(super) struct HeldKey {
+    client: Client,
+    key: String,
+    rev: i64,
+    released: bool,
+    /// Names the background delete in logs.
+    what: &'static str,
+}
+
+impl HeldKey {
+    pub(super) fn new(client: &Client, key: String, rev: i64, what: &'static str) -> HeldKey {
+        HeldKey {
+            client: client.clone(),
+            key,
+            rev,
+            released: false,
+            what,
+        }
+    }
+
+    /// After a wait for `key`'s turn: the key as held, or `SessionExpired`
+    /// when it went with an expired session meanwhile. `cleanup` (armed
+    /// for the wait) is disarmed either way.
+    pub(super) async fn confirm(
+        client: &Client,
+        cleanup: &mut Cleanup,
+        key: String,
+        rev: i64,
+        what: &'static str,
+    ) -> Result<HeldKey> {
+        let gone = client.get(key.as_str(), None).await?.kvs().is_empty();
+        cleanup.disarm();
+        if gone {
+            return Err(RecipeError::SessionExpired);
+        }
+        Ok(HeldKey::new(client, key, rev, what))
+    }
+
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Holds only while the key still exists with the create revision it
+    /// was taken at.
+    pub(super) fn is_current(&self) -> Compare {
+        Compare::create_revision(self.key.as_str(), CompareOp::Equal, self.rev)
+    }
+
+    pub(super) async fn release(mut self) -> Result<()> {
         self.released = true;
         delete_if_created_at(&self.client, &self.key, self.rev).await
     }
 }
 
-impl Drop for Permit {
+impl Drop for HeldKey {
     fn drop(&mut self) {
         if !self.released {
             let (client, key, rev) = (self.client.clone(), self.key.clone(), self.rev);
-            spawn_best_effort("semaphore release", async move {
+            spawn_best_effort(self.what, async move {
                 crate::util::delete_if_created_at(&client, &key, rev).await
             });
         }

@@ -180,20 +180,33 @@ pub fn etcd34() -> (PathBuf, PathBuf) {
     )
 }
 
-/// `etcdctl snapshot status -w json` (3.4) as (hash, revision, totalKey, totalSize).
-pub fn etcdctl_status(etcdctl: &Path, file: &Path) -> (u64, i64, u64, u64) {
-    let out = Command::new(etcdctl)
-        .env("ETCDCTL_API", "3")
-        .args(["snapshot", "status", "-w", "json"])
-        .arg(file)
-        .output()
-        .unwrap();
+/// Runs `cmd` and returns its stdout; fails the test, with `what` and the
+/// command's stderr, when it exits non-zero.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "snapshot status failed: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    out.stdout
+}
+
+/// `snapshot status -w json` of `file` by `cmd` (etcdutl, or etcdctl 3.4 with
+/// `ETCDCTL_API=3`), parsed.
+pub fn snapshot_status_json(mut cmd: Command, file: &Path) -> serde_json::Value {
+    let out = run_ok(
+        cmd.args(["snapshot", "status", "-w", "json"]).arg(file),
+        "snapshot status failed",
+    );
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// `etcdctl snapshot status -w json` (3.4) as (hash, revision, totalKey, totalSize).
+pub fn etcdctl_status(etcdctl: &Path, file: &Path) -> (u64, i64, u64, u64) {
+    let mut cmd = Command::new(etcdctl);
+    cmd.env("ETCDCTL_API", "3");
+    let v = snapshot_status_json(cmd, file);
     (
         v["hash"].as_u64().unwrap(),
         v["revision"].as_i64().unwrap(),
