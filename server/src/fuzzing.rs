@@ -270,7 +270,7 @@ pub fn peer_message(data: &[u8]) {
     };
     match kind % 8 {
         0 => {
-            if let Ok(rpc) = crate::server::peer::decode::<AppendEntriesRequest<TypeConfig>>(&msg) {
+            if let Ok(rpc) = crate::node::peer::decode::<AppendEntriesRequest<TypeConfig>>(&msg) {
                 let _ = bincode_round_trip::<AppendEntriesRequest<TypeConfig>>(body);
                 for e in &rpc.entries {
                     if let EntryPayload::Normal(r) = &e.payload {
@@ -280,11 +280,11 @@ pub fn peer_message(data: &[u8]) {
             }
         }
         1 => {
-            let _ = crate::server::peer::decode::<VoteRequest<NodeId>>(&msg);
+            let _ = crate::node::peer::decode::<VoteRequest<NodeId>>(&msg);
             let _ = bincode_round_trip::<VoteRequest<NodeId>>(body);
         }
         2 => {
-            let _ = crate::server::peer::decode::<InstallSnapshotRequest<TypeConfig>>(&msg);
+            let _ = crate::node::peer::decode::<InstallSnapshotRequest<TypeConfig>>(&msg);
             let _ = bincode_round_trip::<InstallSnapshotRequest<TypeConfig>>(body);
         }
         3 => response::<AppendEntriesResponse<NodeId>, RaftError<NodeId>>(body),

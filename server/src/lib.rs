@@ -1,6 +1,6 @@
 //! kvd: an etcd-v3-compatible key-value store on openraft and redb.
 //!
-//! Data flows one way: [`api`] (gRPC handlers) → [`server`] (the facade that
+//! Data flows one way: [`api`] (gRPC handlers) → [`node`] (the `Node` facade that
 //! proposes and reads) → [`raft`] (consensus) → [`apply`] (the only mutator)
 //! → [`mvcc`] (revisioned store) → [`watch`] (watchers).
 //!
@@ -8,7 +8,7 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! use clap::Parser;
 //! let cfg = kvd::config::Config::parse_from(["kvd", "--data-dir", "/tmp/example.kvd"]);
-//! let node = kvd::server::Node::start(&cfg).await?;
+//! let node = kvd::node::Node::start(&cfg).await?;
 //! # let _ = node; Ok(()) }
 //! ```
 
@@ -21,8 +21,8 @@ pub mod fuzzing;
 pub mod header;
 pub mod lease;
 pub mod mvcc;
+pub mod node;
 pub mod raft;
-pub mod server;
 pub mod storage;
 pub mod tls;
 pub mod txn;

@@ -75,7 +75,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let peer_listeners = kvd::api::bind(&peer_addrs)
         .await
         .with_context(|| format!("binding {:?}", cfg.listen_peer_urls))?;
-    let node = kvd::server::Node::start(&cfg).await.with_context(|| {
+    let node = kvd::node::Node::start(&cfg).await.with_context(|| {
         format!(
             "starting member {:?} in {}",
             cfg.name,
@@ -94,7 +94,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         "kvd is ready"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let peers = tokio::spawn(kvd::server::peer::serve_with_tls(
+    let peers = tokio::spawn(kvd::node::peer::serve_with_tls(
         node.clone(),
         peer_listeners.into_iter().zip(peer_tls).collect(),
         stop_rx.clone(),

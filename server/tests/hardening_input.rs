@@ -234,7 +234,7 @@ async fn oversized_request_gets_grpc_go_resource_exhausted() {
 
 /// Large puts sent at once to a leader that cannot commit (both followers
 /// stopped). kvd's proposal queue holds at most 64 MiB
-/// (server/src/server/propose.rs); what does not fit is refused at once.
+/// (server/src/node/propose.rs); what does not fit is refused at once.
 const FLOOD_PUTS: usize = 60;
 const FLOOD_VALUE_BYTES: usize = 1400 * 1024;
 

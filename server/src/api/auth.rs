@@ -13,7 +13,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 
 use super::status::to_status;
-use crate::server::Node;
+use crate::node::Node;
 
 /// etcd's metadata keys for the token (rpctypes.TokenFieldNameGRPC, then
 /// TokenFieldNameSwagger).
@@ -208,7 +208,7 @@ impl Auth for AuthService {
                         .get(&who.user)
                         .is_some_and(|u| u.roles.contains(&role))
                 },
-                |s| crate::server::role_perms(s, &role),
+                |s| crate::node::role_perms(s, &role),
             )
             .await
             .map_err(to_status)?;

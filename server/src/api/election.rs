@@ -1,5 +1,5 @@
 //! v3electionpb.Election: thin handlers over the node's election recipe
-//! (`server::concurrency`).
+//! (`node::concurrency`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::lock::recipe_status;
-use crate::server::Node;
+use crate::node::Node;
 
 pub struct ElectionService(pub Arc<Node>);
 

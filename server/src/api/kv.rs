@@ -10,7 +10,7 @@ use kv_proto::etcdserverpb::{
 use tonic::{Request, Response, Status};
 
 use super::status::to_status;
-use crate::server::Node;
+use crate::node::Node;
 
 pub struct KvService(pub Arc<Node>);
 

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::to_status;
-use crate::server::Node;
+use crate::node::Node;
 
 pub struct LeaseService(pub Arc<Node>);
 

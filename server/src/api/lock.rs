@@ -1,5 +1,5 @@
 //! v3lockpb.Lock: thin handlers over the node's lock recipe
-//! (`server::concurrency`), plus the status mapping both recipe services use.
+//! (`node::concurrency`), plus the status mapping both recipe services use.
 
 use std::sync::Arc;
 
@@ -8,8 +8,8 @@ use kv_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockRespons
 use tonic::{Request, Response, Status};
 
 use super::status::to_status;
-use crate::server::concurrency::RecipeError;
-use crate::server::Node;
+use crate::node::concurrency::RecipeError;
+use crate::node::Node;
 
 pub struct LockService(pub Arc<Node>);
 

@@ -10,7 +10,7 @@ use kv_proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
 use super::status::to_status;
-use crate::server::Node;
+use crate::node::Node;
 
 /// Bytes per Snapshot message.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
@@ -23,7 +23,7 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 /// Reads the exported snapshot in [`SNAPSHOT_CHUNK`]s and sends them, then
 /// the digest; stops when the client goes away.
 fn send_snapshot(
-    snap: crate::server::SnapshotFile,
+    snap: crate::node::SnapshotFile,
     header: Option<ResponseHeader>,
     tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) {

@@ -1,5 +1,5 @@
 //! gRPC handlers for etcd's v3 services. Handlers validate, call the
-//! [`Node`](crate::server::Node) facade, map errors and fill headers; they
+//! [`Node`](crate::node::Node) facade, map errors and fill headers; they
 //! never touch storage or raft types.
 
 mod auth;
@@ -30,7 +30,7 @@ use tokio::sync::watch as signal;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
-use crate::server::Node;
+use crate::node::Node;
 
 /// etcd accepts this much gRPC framing on top of --max-request-bytes.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;

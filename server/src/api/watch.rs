@@ -17,7 +17,7 @@ use kv_proto::etcdserverpb::{WatchRequest, WatchResponse};
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::server::Node;
+use crate::node::Node;
 use crate::watch::{Receiver, MAX_PENDING_RESPONSES};
 
 pub struct WatchService(pub Arc<Node>);

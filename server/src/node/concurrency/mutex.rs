@@ -10,7 +10,7 @@ use super::{
     by_create, created_at, delete, dir, get, lease_key, missing, op, put, range_at, Cleanup,
     Locked, RecipeError, RecipeResult,
 };
-use crate::server::Node;
+use crate::node::Node;
 
 impl Node {
     /// Acquires the lock `name` for `lease` (0: a fresh 60 s lease), waiting

@@ -14,7 +14,7 @@ use super::{
     by_create, created_at, delete, dir, get, lease_key, missing, op, prefix_end, put, range_at,
     Cleanup, Elected, RecipeError, RecipeResult, Subscription,
 };
-use crate::server::Node;
+use crate::node::Node;
 
 impl Node {
     /// Campaigns in election `name` with `value`; returns once elected.
