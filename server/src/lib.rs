@@ -18,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fuzzing;
+pub mod grpc;
 pub mod header;
 pub mod lease;
 pub mod mvcc;

@@ -7,7 +7,6 @@ pub(crate) mod authority;
 mod election;
 mod kv;
 mod lease;
-pub(crate) mod limits;
 mod lock;
 mod maintenance;
 pub mod status;
@@ -30,6 +29,7 @@ use tokio::sync::watch as signal;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
+use crate::grpc;
 use crate::node::Node;
 
 /// etcd accepts this much gRPC framing on top of --max-request-bytes.
@@ -42,15 +42,6 @@ pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
         out.push(TcpListener::bind(a).await?);
     }
     Ok(out)
-}
-
-/// Resolves once `stop` turns true (or its sender is gone).
-pub async fn stopped(mut stop: signal::Receiver<bool>) {
-    while !*stop.borrow_and_update() {
-        if stop.changed().await.is_err() {
-            break;
-        }
-    }
 }
 
 /// Serves the client API on `listeners` until `stop` turns true.
@@ -79,7 +70,7 @@ pub async fn serve_with_tls(
             .http2_keepalive_interval(Some(Duration::from_secs(120)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .layer(tower::util::MapResponseLayer::new(
-                limits::grpc_go_size_status::<tonic::body::Body>,
+                grpc::grpc_go_size_status::<tonic::body::Body>,
             ))
             // Each call's auth token, for the facade's permission checks.
             .layer(auth::TokenLayer)
@@ -119,7 +110,7 @@ pub async fn serve_with_tls(
                     .max_decoding_message_size(max_recv)
                     .max_encoding_message_size(usize::MAX),
             );
-        let shutdown = stopped(stop.clone());
+        let shutdown = grpc::stopped(stop.clone());
         if let Some(acceptor) = tls {
             // TLS outside; AuthorityFix sees the decrypted bytes.
             let incoming = crate::tls::incoming(l, acceptor, stop.clone())

@@ -55,7 +55,7 @@ impl Watch for WatchService {
                     Err(e) => {
                         // etcd ends the stream with the receive error (an
                         // oversized request: grpc-go's ResourceExhausted).
-                        let e = crate::api::limits::grpc_go_stream_status(&e).unwrap_or(e);
+                        let e = crate::grpc::grpc_go_stream_status(&e).unwrap_or(e);
                         *reader_room.error.lock() = Some(e);
                         break;
                     }

@@ -11,10 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kv_proto::etcdserverpb::{
-    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, TxnResponse,
-};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftLogId, StorageIOError};
 use parking_lot::Mutex;
@@ -26,6 +22,9 @@ use crate::raft::{RaftResponse, TypeConfig};
 use crate::storage::schema::{ALARMS, KV, LEASES, MEMBERS, META, META_APPLIED, META_MEMBERSHIP};
 use crate::watch::WatchHub;
 
+/// The applier's result type lives with the raft types (a raft response
+/// carries it), so raft/ never depends on apply/.
+pub use crate::raft::types::Applied;
 pub use snapshot::SnapshotBuilder;
 
 #[cfg(test)]
@@ -35,19 +34,6 @@ mod conformance;
 /// raft log (fsynced before every ack) is what makes writes durable; restart
 /// replays the log from the last durable point.
 const DURABLE_EVERY: Duration = Duration::from_secs(5);
-
-/// The result of one applied request; headers carry only the revision here.
-#[derive(Debug, Clone)]
-pub enum Applied {
-    None,
-    Put(PutResponse),
-    DeleteRange(DeleteRangeResponse),
-    Txn(TxnResponse),
-    Compaction(CompactionResponse),
-    LeaseGrant(LeaseGrantResponse),
-    LeaseRevoke(LeaseRevokeResponse),
-    Alarm(AlarmResponse),
-}
 
 /// State shared between the applier and the read paths.
 pub struct Core {

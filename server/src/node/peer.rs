@@ -370,12 +370,12 @@ pub async fn serve_with_tls(
             .max_encoding_message_size(MAX_PEER_MESSAGE),
             check,
         );
-        let shutdown = crate::api::stopped(stop.clone());
+        let shutdown = crate::grpc::stopped(stop.clone());
         let mut builder = tonic::transport::Server::builder()
             // An oversized message is refused as grpc-go refuses it:
             // ResourceExhausted (tonic says OutOfRange).
             .layer(tower::util::MapResponseLayer::new(
-                crate::api::limits::grpc_go_size_status::<tonic::body::Body>,
+                crate::grpc::grpc_go_size_status::<tonic::body::Body>,
             ));
         if let Some(acceptor) = tls {
             let incoming = crate::tls::incoming(l, acceptor, stop.clone());

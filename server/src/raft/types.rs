@@ -2,9 +2,12 @@
 
 use std::fmt;
 
+use kv_proto::etcdserverpb::{
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnResponse,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::apply::Applied;
 use crate::error::KvError;
 
 pub type NodeId = u64;
@@ -67,6 +70,19 @@ impl fmt::Display for RaftRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "request({} bytes)", self.bytes.len())
     }
+}
+
+/// The result of one applied request; headers carry only the revision here.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    None,
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
 }
 
 /// The outcome of applying one entry: one result per batched request, in order.

@@ -44,7 +44,7 @@ async fn accept_loop(
     tx: mpsc::Sender<std::io::Result<TlsStream<TcpStream>>>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    let stopped = crate::api::stopped(stop);
+    let stopped = crate::grpc::stopped(stop);
     tokio::pin!(stopped);
     loop {
         let accepted = tokio::select! {

@@ -1,9 +1,23 @@
+//! gRPC plumbing shared by the client API (`api/`) and the peer service
+//! (`node/peer.rs`), so neither imports the other.
+//!
 //! An oversized request is answered as grpc-go (and so etcd) answers it:
 //! ResourceExhausted "grpc: received message larger than max (N vs. M)",
 //! which etcd clients print as is. tonic's own answer is OutOfRange with
 //! different text.
 
 use http::{HeaderValue, Response};
+use tokio::sync::watch as signal;
+
+/// Resolves once `stop` turns true (or its sender is gone): the shutdown
+/// signal of every gRPC server kvd runs.
+pub async fn stopped(mut stop: signal::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+}
 
 const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: found ";
 
