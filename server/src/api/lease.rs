@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::to_status;
-use crate::node::Node;
+use crate::node::{ClientRoute, Node};
 
 pub struct LeaseService(pub Arc<Node>);
 
@@ -80,8 +80,7 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         // Deadlines live on the leader: a follower asks it.
-        if !self.0.is_leader_now() {
-            let ch = self.0.leader_client_channel().await.map_err(to_status)?;
+        if let ClientRoute::Leader(ch) = self.0.client_route().await.map_err(to_status)? {
             // The leader checks the same user's permission on the keys.
             return LeaseClient::new(ch)
                 .lease_time_to_live(crate::auth::forward_token(req.into_inner()))

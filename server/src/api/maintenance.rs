@@ -4,13 +4,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use kv_proto::etcdserverpb::cluster_client::ClusterClient;
 use kv_proto::etcdserverpb::cluster_server::Cluster;
 use kv_proto::etcdserverpb::maintenance_server::Maintenance;
 use kv_proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
 use super::status::to_status;
-use crate::node::Node;
+use crate::node::{ClientRoute, Node};
 
 /// Bytes per Snapshot message.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
@@ -140,9 +141,10 @@ impl Maintenance for MaintenanceService {
 
 macro_rules! forward_to_leader {
     ($node:expr, $method:ident, $req:expr) => {
-        if $node.must_forward_membership() {
-            let mut c = $node.leader_cluster_client().await.map_err(to_status)?;
-            return c.$method(crate::auth::forward_token($req)).await;
+        if let ClientRoute::Leader(ch) = $node.client_route().await.map_err(to_status)? {
+            return ClusterClient::new(ch)
+                .$method(crate::auth::forward_token($req))
+                .await;
         }
     };
 }

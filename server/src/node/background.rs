@@ -43,10 +43,6 @@ pub fn spawn_all(node: &Arc<Node>) {
     }));
 }
 
-fn is_leader(node: &Node) -> bool {
-    node.raft.metrics().borrow().current_leader == Some(node.member_id())
-}
-
 /// Keeps the header term current; on becoming leader, gives every lease a full
 /// TTL so a leader change never expires a live lease.
 async fn track_leadership(node: Arc<Node>) {
@@ -55,7 +51,10 @@ async fn track_leadership(node: Arc<Node>) {
     loop {
         let (term, leader) = {
             let m = rx.borrow_and_update();
-            (m.current_term, m.current_leader == Some(node.member_id()))
+            (
+                m.current_term,
+                super::leadership::leads(&m, node.member_id()),
+            )
         };
         node.header.set_term(term);
         if leader && !was_leader {
@@ -73,7 +72,7 @@ async fn expire_leases(node: Arc<Node>) {
     let mut tick = tokio::time::interval(EXPIRY_TICK);
     loop {
         tick.tick().await;
-        if !is_leader(&node) {
+        if !node.is_leader() {
             continue;
         }
         let expired = {
@@ -124,7 +123,7 @@ async fn auto_compact(node: Arc<Node>) {
         let now = Instant::now();
         let rev = node.core.store.current_rev();
         samples.push_back((now, rev));
-        if !is_leader(&node) {
+        if !node.is_leader() {
             continue;
         }
         let target = match (keep_revs, period) {

@@ -5,30 +5,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use kv_proto::etcdserverpb::cluster_client::ClusterClient;
 use kv_proto::etcdserverpb::Member;
 use kv_proto::kvpb::internal_request::Request;
 use kv_proto::kvpb::MemberAttributes;
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use prost::Message;
-use tonic::transport::Channel;
 
 use super::{ids, Node};
 use crate::error::{KvError, KvResult};
 
 /// How long a membership change may take before the caller gets a timeout.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn change_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> KvError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => KvError::NoLeader,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            KvError::Internal(e.to_string())
-        }
-        RaftError::Fatal(_) => KvError::Stopped,
-    }
-}
 
 impl Node {
     /// Every member in the current raft configuration, with published attributes.
@@ -72,60 +59,12 @@ impl Node {
             .map(|_| ())
     }
 
-    pub fn is_leader_now(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.member_id())
-    }
-
-    /// A Cluster client to the leader's client URL, for requests a follower
-    /// cannot serve.
-    pub async fn leader_cluster_client(&self) -> KvResult<ClusterClient<Channel>> {
-        Ok(ClusterClient::new(self.leader_client_channel().await?))
-    }
-
-    /// A channel to the leader's client URL, for requests only the leader
-    /// can answer (membership changes, lease TTLs).
-    pub async fn leader_client_channel(&self) -> KvResult<Channel> {
-        // Right after start the leader's published client URLs may not be
-        // applied here yet: give them a moment.
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        let url = loop {
-            let leader = self.raft.metrics().borrow().current_leader;
-            let url = leader.and_then(|l| {
-                let members = self.members_now().ok()?;
-                members
-                    .iter()
-                    .find(|m| m.id == l)
-                    .and_then(|m| m.client_ur_ls.first().cloned())
-            });
-            match url {
-                Some(u) => break u,
-                None if std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                None => return Err(KvError::NoLeader),
-            }
-        };
-        // An https client URL gets kvd's client TLS settings (crate::tls).
-        let ch = crate::tls::client_endpoint(&url)
-            .map_err(KvError::Internal)?
-            .connect_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .map_err(|_| KvError::NoLeader)?;
-        Ok(ch)
-    }
-
-    /// Whether this call should be forwarded to the leader.
-    pub fn must_forward_membership(&self) -> bool {
-        !self.is_leader_now()
-    }
-
     async fn change(&self, changes: ChangeMembers<u64, BasicNode>, retain: bool) -> KvResult<()> {
         tokio::time::timeout(CHANGE_TIMEOUT, self.raft.change_membership(changes, retain))
             .await
             .map_err(|_| KvError::Timeout)?
             .map(|_| ())
-            .map_err(change_error)
+            .map_err(super::leadership::write_error)
     }
 
     /// Adds a member (a learner, or a voter) by its peer URLs; returns it.

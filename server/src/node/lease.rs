@@ -10,18 +10,12 @@ use kv_proto::etcdserverpb::{
 use kv_proto::kvpb::internal_request::Request;
 use kv_proto::kvpb::LeaseRenewRequest;
 
+use super::leadership::Route;
 use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
 
 impl Node {
-    fn ensure_leader(&self) -> KvResult<()> {
-        match self.raft.metrics().borrow().current_leader {
-            Some(l) if l == self.member_id() => Ok(()),
-            _ => Err(KvError::NoLeader),
-        }
-    }
-
     pub async fn lease_grant(&self, mut req: LeaseGrantRequest) -> KvResult<LeaseGrantResponse> {
         self.check_space().await?;
         if req.id == 0 {
@@ -57,12 +51,15 @@ impl Node {
     /// Renews a lease at the leader; `Ok(None)` when it does not exist (etcd
     /// answers TTL 0). A follower forwards the keep-alive.
     pub async fn lease_renew(&self, id: i64) -> KvResult<Option<i64>> {
-        match super::read_index::leader_addr(&self.raft) {
-            Some((leader, _)) if leader == self.member_id() => self.lease_renew_as_leader(id),
-            Some((leader, addr)) => {
+        match self.route()? {
+            Route::Local => self.lease_renew_as_leader(id),
+            Route::Leader {
+                id: leader,
+                peer_addr,
+            } => {
                 let mut client = self
                     .network
-                    .client(leader, &addr)
+                    .client(leader, &peer_addr)
                     .map_err(|_| KvError::NoLeader)?;
                 let resp = client
                     .lease_renew(LeaseRenewRequest { id })
@@ -74,12 +71,11 @@ impl Node {
                     None => Ok((resp.ttl > 0).then_some(resp.ttl)),
                 }
             }
-            None => Err(KvError::NoLeader),
         }
     }
 
     pub(crate) fn lease_renew_as_leader(&self, id: i64) -> KvResult<Option<i64>> {
-        self.ensure_leader()?;
+        self.ensure_leader(KvError::NoLeader)?;
         Ok(self.core.lessor.lock().renew(id))
     }
 

@@ -93,6 +93,7 @@ const TRANSFER_TIMEOUTS: u32 = 5;
 
 impl Node {
     pub fn status(&self) -> StatusResponse {
+        let leader = self.leader_id().unwrap_or(0);
         let rx = self.raft.metrics();
         let m = rx.borrow();
         let db_size = self.core.store.db_size();
@@ -100,7 +101,7 @@ impl Node {
             header: self.header(0),
             version: API_VERSION.to_string(),
             db_size,
-            leader: m.current_leader.unwrap_or(0),
+            leader,
             raft_index: m.last_log_index.unwrap_or(0),
             raft_term: m.current_term,
             raft_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
@@ -241,9 +242,7 @@ impl Node {
     pub async fn move_leader(&self, target: u64) -> KvResult<()> {
         self.check_admin()?;
         let me = self.member_id();
-        if self.raft.metrics().borrow().current_leader != Some(me) {
-            return Err(KvError::NotLeader);
-        }
+        self.ensure_leader(KvError::NotLeader)?;
         if target == me {
             return Ok(());
         }

@@ -10,6 +10,7 @@ mod election;
 mod forward;
 mod ids;
 mod kv;
+mod leadership;
 mod lease;
 mod maintenance;
 pub mod peer;
@@ -41,6 +42,8 @@ use crate::watch::WatchHub;
 
 pub use auth::role_perms;
 pub use ids::MemberInfo;
+pub use leadership::ClientRoute;
+use leadership::Route;
 pub use maintenance::SnapshotFile;
 
 /// etcd's maxGapBetweenApplyAndCommitIndex: past this many entries between
@@ -328,21 +331,11 @@ impl Node {
         }
         self.check_apply_lag()?;
         self.settled().await;
-        // During an election, wait a little for the new leader rather than
-        // fail at once (etcd's proposals wait too).
-        if read_index::leader_addr(&self.raft).is_none() {
-            let _ = self
-                .raft
-                .wait(Some(self.election_timeout * 2))
-                .metrics(|m| m.current_leader.is_some(), "a leader")
-                .await;
-        }
-        match read_index::leader_addr(&self.raft) {
-            Some((leader, _)) if leader == self.member_id() => {
-                self.proposer.propose(req, size).await
+        match self.route_waiting().await? {
+            Route::Local => self.proposer.propose(req, size).await,
+            Route::Leader { id, peer_addr } => {
+                self.forwarder.forward((id, peer_addr), req, size).await
             }
-            Some(leader) => self.forwarder.forward(leader, req, size).await,
-            None => Err(KvError::NoLeader),
         }
     }
 
@@ -354,11 +347,9 @@ impl Node {
         }
         self.check_apply_lag()?;
         self.settled().await;
-        match read_index::leader_addr(&self.raft) {
-            Some((leader, _)) if leader == self.member_id() => {
-                self.proposer.propose(req, size).await
-            }
-            _ => Err(KvError::NoLeader),
+        match self.route()? {
+            Route::Local => self.proposer.propose(req, size).await,
+            Route::Leader { .. } => Err(KvError::NoLeader),
         }
     }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kv_proto::kvpb::{InternalBatch, InternalRequest};
-use openraft::error::{ClientWriteError, RaftError};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
@@ -44,16 +43,6 @@ struct Pending {
 pub struct Proposer {
     tx: mpsc::Sender<Pending>,
     bytes: Arc<Semaphore>,
-}
-
-fn map_raft_error(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> KvError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => KvError::NoLeader,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            KvError::Internal(e.to_string())
-        }
-        RaftError::Fatal(_) => KvError::Stopped,
-    }
 }
 
 impl Proposer {
@@ -157,7 +146,7 @@ async fn submit(raft: &Raft, batch: Vec<Pending>) {
             }
         }
         Err(e) => {
-            let e = map_raft_error(e);
+            let e = super::leadership::write_error(e);
             for w in waiters {
                 let _ = w.send(Err(e.clone()));
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use kv_proto::kvpb::ReadIndexRequest;
 use tokio::sync::{mpsc, oneshot};
 
+use super::leadership::{route_of, Route};
 use super::peer::from_peer_error;
 use crate::error::{KvError, KvResult};
 use crate::raft::network::Network;
@@ -21,20 +22,6 @@ type Waiter = oneshot::Sender<KvResult<()>>;
 
 pub struct ReadIndex {
     tx: mpsc::UnboundedSender<Waiter>,
-}
-
-/// The leader's address as this member knows it.
-pub fn leader_addr(raft: &Raft) -> Option<(NodeId, String)> {
-    let rx = raft.metrics();
-    let m = rx.borrow();
-    let leader = m.current_leader?;
-    let addr = m
-        .membership_config
-        .membership()
-        .get_node(&leader)?
-        .addr
-        .clone();
-    Some((leader, addr))
 }
 
 /// The index a read on this leader must wait for: openraft's read index,
@@ -57,17 +44,17 @@ async fn wait_applied(raft: &Raft, index: u64) -> KvResult<()> {
 }
 
 async fn read_point(raft: &Raft, net: &Network, me: NodeId, watermark: u64) -> KvResult<()> {
-    let Some((leader, addr)) = leader_addr(raft) else {
-        return Err(KvError::NoLeader);
+    let (leader, addr) = match route_of(raft, me)? {
+        Route::Leader { id, peer_addr } => (id, peer_addr),
+        Route::Local => {
+            // Without a quorum the leadership check never completes: etcd answers
+            // "request timed out" then, and so do we.
+            let index = tokio::time::timeout(READ_TIMEOUT, leader_read_index(raft, watermark))
+                .await
+                .map_err(|_| KvError::Timeout)??;
+            return wait_applied(raft, index).await;
+        }
     };
-    if leader == me {
-        // Without a quorum the leadership check never completes: etcd answers
-        // "request timed out" then, and so do we.
-        let index = tokio::time::timeout(READ_TIMEOUT, leader_read_index(raft, watermark))
-            .await
-            .map_err(|_| KvError::Timeout)??;
-        return wait_applied(raft, index).await;
-    }
     let mut client = net.client(leader, &addr).map_err(|_| KvError::NoLeader)?;
     let resp = tokio::time::timeout(READ_TIMEOUT, client.read_index(ReadIndexRequest {}))
         .await
