@@ -1,19 +1,17 @@
-//! Writes a follower hands to its leader. Requests that queue while a call is
-//! in flight ride together in one `ProposeBatch` call, so a busy follower
-//! pays one peer round trip per batch rather than per write (etcd's
-//! followers likewise batch proposals into raft messages).
-
-use std::sync::Arc;
+//! Writes a follower hands to its leader. The batcher (propose.rs) routes
+//! a batch here when another member leads: requests that queued while a
+//! call was in flight ride together in one `ProposeBatch` call, so a busy
+//! follower pays one peer round trip per batch rather than per write
+//! (etcd's followers likewise batch proposals into raft messages). On the
+//! leader they enter the same bounded queue as its own clients' requests.
 
 use kv_proto::kvpb::internal_request::Request;
 use kv_proto::kvpb::{InternalBatch, InternalRequest};
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::peer::from_wire;
-use super::propose::PROPOSE_TIMEOUT;
+use super::propose::{Pending, PROPOSE_TIMEOUT};
 use super::Node;
-use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
 use crate::raft::network::Network;
 use crate::raft::NodeId;
@@ -21,91 +19,21 @@ use crate::txn;
 
 /// Most writes in one call (the leader refuses more).
 pub(super) const MAX_BATCH_REQUESTS: usize = 512;
-/// Stop adding writes to a call once it holds this many bytes.
-const MAX_BATCH_BYTES: usize = 2 << 20;
 /// Calls in flight at once; more writes wait and batch up meanwhile.
-const MAX_INFLIGHT: usize = 4;
+pub(super) const MAX_INFLIGHT: usize = 4;
 
-struct Pending {
-    leader: (NodeId, String),
-    req: InternalRequest,
-    size: usize,
-    tx: oneshot::Sender<KvResult<Applied>>,
-}
-
-pub struct Forwarder {
-    tx: mpsc::UnboundedSender<Pending>,
-}
-
-impl Forwarder {
-    pub fn start(net: Network) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
-        tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(MAX_INFLIGHT));
-            // A write for another leader than the batch's waits for the next call.
-            let mut held: Option<Pending> = None;
-            loop {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let first = match held.take() {
-                    Some(p) => p,
-                    None => match rx.recv().await {
-                        Some(p) => p,
-                        None => return,
-                    },
-                };
-                let mut size = first.size;
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH_REQUESTS && size < MAX_BATCH_BYTES {
-                    match rx.try_recv() {
-                        Ok(p) if p.leader == batch[0].leader => {
-                            size += p.size;
-                            batch.push(p);
-                        }
-                        Ok(p) => {
-                            held = Some(p);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let net = net.clone();
-                tokio::spawn(async move {
-                    send(&net, batch).await;
-                    drop(permit);
-                });
-            }
-        });
-        Forwarder { tx }
+/// Hands `batch` to `leader` in one `ProposeBatch` call and answers each
+/// waiter with its result. The byte permits are released when the batch
+/// drops: once the leader has answered (or the call failed).
+pub(super) async fn send(net: &Network, (leader, addr): (NodeId, String), batch: Vec<Pending>) {
+    let mut requests = Vec::with_capacity(batch.len());
+    let mut waiters = Vec::with_capacity(batch.len());
+    let mut _permits = Vec::with_capacity(batch.len());
+    for p in batch {
+        requests.push(p.req);
+        waiters.push(p.tx);
+        _permits.push(p.bytes);
     }
-
-    /// Hands `req` to the leader and waits for its applied result.
-    pub async fn forward(
-        &self,
-        leader: (NodeId, String),
-        req: InternalRequest,
-        size: usize,
-    ) -> KvResult<Applied> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Pending {
-                leader,
-                req,
-                size,
-                tx,
-            })
-            .map_err(|_| KvError::Stopped)?;
-        match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
-            Ok(r) => r.map_err(|_| KvError::Stopped)?,
-            Err(_) => Err(KvError::Timeout),
-        }
-    }
-}
-
-async fn send(net: &Network, batch: Vec<Pending>) {
-    let (leader, addr) = batch[0].leader.clone();
-    let (requests, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.req, p.tx)).unzip();
     let result = match net.client(leader, &addr) {
         Err(_) => Err(KvError::NoLeader),
         Ok(mut client) => {

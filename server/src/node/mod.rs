@@ -91,8 +91,8 @@ pub struct Node {
     /// Last log index when this member restarted as leader (see `start`).
     watermark: u64,
     network: Network,
+    /// The one batcher for this member's proposals, local and forwarded.
     proposer: propose::Proposer,
-    forwarder: forward::Forwarder,
     /// Completion handles of the background tasks, aborted on shutdown.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// `<data-dir>/member`: snapshots from the leader are received under it.
@@ -197,9 +197,8 @@ impl Node {
                 watermark,
             ),
             watermark,
-            forwarder: forward::Forwarder::start(network.clone()),
+            proposer: propose::Proposer::start(raft.clone(), network.clone(), identity.member_id),
             network,
-            proposer: propose::Proposer::start(raft.clone()),
 
             raft,
             core,
@@ -331,12 +330,10 @@ impl Node {
         }
         self.check_apply_lag()?;
         self.settled().await;
-        match self.route_waiting().await? {
-            Route::Local => self.proposer.propose(req, size).await,
-            Route::Leader { id, peer_addr } => {
-                self.forwarder.forward((id, peer_addr), req, size).await
-            }
-        }
+        // Only waits for a leader to exist: the batcher routes the request
+        // (here, or to the leader) as it leaves the queue.
+        self.route_waiting().await?;
+        self.proposer.propose(req, size, true).await
     }
 
     /// A proposal forwarded by a follower: accepted only while leader.
@@ -348,7 +345,7 @@ impl Node {
         self.check_apply_lag()?;
         self.settled().await;
         match self.route()? {
-            Route::Local => self.proposer.propose(req, size).await,
+            Route::Local => self.proposer.propose(req, size, false).await,
             Route::Leader { .. } => Err(KvError::NoLeader),
         }
     }

@@ -1,7 +1,11 @@
-//! Group commit for proposals: requests proposed concurrently ride in one raft
-//! entry. openraft 0.9's core appends one entry at a time and waits for its
-//! flush before taking the next, so without batching here every write would
-//! pay for its own fsync.
+//! The one batcher for proposals, local and forwarded. Every request this
+//! member proposes waits in one bounded queue; concurrent requests leave it
+//! together, routed when they leave (node/leadership.rs): on the leader
+//! they ride in one raft entry (group commit: openraft 0.9's core appends
+//! one entry at a time and waits for its flush before taking the next, so
+//! without batching every write would pay for its own fsync); on a follower
+//! they ride to the leader in one `ProposeBatch` call (forward.rs), whose
+//! requests then enter the leader's queue like its own clients' requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +14,13 @@ use kv_proto::kvpb::{InternalBatch, InternalRequest};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use super::forward;
+use super::leadership::{route_of, Route};
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
+use crate::raft::network::Network;
 use crate::raft::types::Raft;
-use crate::raft::RaftRequest;
+use crate::raft::{NodeId, RaftRequest};
 
 /// Most requests in one entry.
 const MAX_BATCH_REQUESTS: usize = 1024;
@@ -32,12 +39,15 @@ pub const MAX_QUEUED_REQUESTS: usize = 8 * MAX_BATCH_REQUESTS;
 /// Most request bytes waiting for an entry or in flight in one.
 pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
-struct Pending {
-    req: InternalRequest,
-    size: usize,
-    tx: oneshot::Sender<KvResult<Applied>>,
+pub(super) struct Pending {
+    pub(super) req: InternalRequest,
+    pub(super) size: usize,
+    pub(super) tx: oneshot::Sender<KvResult<Applied>>,
     /// This request's share of [`MAX_QUEUED_BYTES`], held until it is applied.
-    bytes: OwnedSemaphorePermit,
+    pub(super) bytes: OwnedSemaphorePermit,
+    /// Whether a follower may hand it to the leader: not a request another
+    /// member forwarded here (it is never forwarded twice).
+    pub(super) may_forward: bool,
 }
 
 pub struct Proposer {
@@ -46,15 +56,29 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    pub fn start(raft: Raft) -> Self {
+    /// Starts the batcher of member `me`.
+    pub fn start(raft: Raft, net: Network, me: NodeId) -> Self {
         let (tx, mut rx) = mpsc::channel::<Pending>(MAX_QUEUED_REQUESTS);
         tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(MAX_INFLIGHT));
+            let local_slots = Arc::new(Semaphore::new(MAX_INFLIGHT));
+            let forward_slots = Arc::new(Semaphore::new(forward::MAX_INFLIGHT));
             loop {
+                let Some(first) = rx.recv().await else { return };
+                let slots = match route_of(&raft, me) {
+                    Ok(Route::Leader { .. }) => &forward_slots,
+                    _ => &local_slots,
+                };
+                // Requests queue (and batch up) while the calls in flight run.
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let Some(first) = rx.recv().await else { return };
+                // Routed as it leaves the queue: the leader may have changed
+                // while it waited.
+                let route = route_of(&raft, me);
+                let max_requests = match route {
+                    Ok(Route::Leader { .. }) => forward::MAX_BATCH_REQUESTS,
+                    _ => MAX_BATCH_REQUESTS,
+                };
                 let mut size = 0;
                 let mut batch = Vec::new();
                 let mut next = Some(first);
@@ -65,18 +89,44 @@ impl Proposer {
                         size += p.size;
                         batch.push(p);
                     }
-                    if batch.len() < MAX_BATCH_REQUESTS && size < MAX_BATCH_BYTES {
+                    if batch.len() < max_requests && size < MAX_BATCH_BYTES {
                         next = rx.try_recv().ok();
                     }
                 }
                 if batch.is_empty() {
                     continue;
                 }
-                let raft = raft.clone();
-                tokio::spawn(async move {
-                    submit(&raft, batch).await;
-                    drop(permit);
-                });
+                match route {
+                    Ok(Route::Local) => {
+                        let raft = raft.clone();
+                        tokio::spawn(async move {
+                            submit(&raft, batch).await;
+                            drop(permit);
+                        });
+                    }
+                    Ok(Route::Leader { id, peer_addr }) => {
+                        // A forwarded request reached a member that no longer
+                        // leads: the follower that sent it learns "no leader".
+                        let (batch, refused): (Vec<_>, Vec<_>) =
+                            batch.into_iter().partition(|p| p.may_forward);
+                        for p in refused {
+                            let _ = p.tx.send(Err(KvError::NoLeader));
+                        }
+                        if batch.is_empty() {
+                            continue;
+                        }
+                        let net = net.clone();
+                        tokio::spawn(async move {
+                            forward::send(&net, (id, peer_addr), batch).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        for p in batch {
+                            let _ = p.tx.send(Err(e.clone()));
+                        }
+                    }
+                }
             }
         });
         Proposer {
@@ -86,10 +136,17 @@ impl Proposer {
     }
 
     /// Proposes one request (already size-checked) and waits for its applied
-    /// result. Without a quorum an entry never commits: after
+    /// result: on the leader through raft, from a follower through the
+    /// leader (unless `may_forward` is false: then only a leader proposes
+    /// it). Without a quorum an entry never commits: after
     /// [`PROPOSE_TIMEOUT`] the caller gets etcd's "request timed out" (the
     /// entry may still commit later, as with etcd).
-    pub async fn propose(&self, req: InternalRequest, size: usize) -> KvResult<Applied> {
+    pub async fn propose(
+        &self,
+        req: InternalRequest,
+        size: usize,
+        may_forward: bool,
+    ) -> KvResult<Applied> {
         let (tx, rx) = oneshot::channel();
         // A request larger than the whole budget still gets in, alone.
         let share = size.clamp(1, MAX_QUEUED_BYTES) as u32;
@@ -103,6 +160,7 @@ impl Proposer {
             size,
             tx,
             bytes,
+            may_forward,
         };
         self.tx.try_send(pending).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => KvError::TooManyRequests,
