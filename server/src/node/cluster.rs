@@ -13,6 +13,7 @@ use prost::Message;
 
 use super::{ids, Node};
 use crate::error::{KvError, KvResult};
+use crate::mvcc::MvccError;
 
 /// How long a membership change may take before the caller gets a timeout.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,13 +21,17 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 impl Node {
     /// Every member in the current raft configuration, with published attributes.
     pub fn members_now(&self) -> KvResult<Vec<Member>> {
-        let attrs: HashMap<u64, MemberAttributes> = self
-            .core
-            .store
-            .member_attributes()?
-            .into_iter()
-            .filter_map(|(id, b)| MemberAttributes::decode(b.as_slice()).ok().map(|a| (id, a)))
-            .collect();
+        // Decoded strictly: a damaged row is an error naming the member,
+        // never a member silently listed without its name and URLs.
+        let mut attrs: HashMap<u64, MemberAttributes> = HashMap::new();
+        for (id, b) in self.core.store.member_attributes()? {
+            let a = MemberAttributes::decode(b.as_slice()).map_err(|e| {
+                MvccError::Storage(format!(
+                    "members table: undecodable attributes of member {id:x}: {e}"
+                ))
+            })?;
+            attrs.insert(id, a);
+        }
         let rx = self.raft.metrics();
         let m = rx.borrow();
         let membership = m.membership_config.membership();
