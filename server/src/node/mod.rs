@@ -16,6 +16,7 @@ mod maintenance;
 pub mod peer;
 mod propose;
 mod read_index;
+mod refusals;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

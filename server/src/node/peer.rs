@@ -28,6 +28,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
+use super::refusals::{Refusal, RefusalLog};
 use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
@@ -69,9 +70,18 @@ pub struct PeerService {
     /// This cluster's ID as the header carries it (lower-case hex).
     cluster_id: String,
     snapshots: Arc<SnapshotReceiver>,
+    /// Refusals get a log line at most once per peer address and interval.
+    refusals: Arc<RefusalLog>,
 }
 
 impl PeerService {
+    /// Whether a refusal of `kind` from `req`'s sender gets a log line now:
+    /// `Some(suppressed since the last line)`, or `None`.
+    fn log_refusal<T>(&self, kind: Refusal, req: &Request<T>) -> Option<u64> {
+        let peer = req.remote_addr().map(|a| a.ip());
+        self.refusals.admit(kind, peer, std::time::Instant::now())
+    }
+
     /// Refuses a request without this cluster's ID (etcd answers a missing
     /// or wrong X-Etcd-Cluster-ID with "cluster ID mismatch").
     fn admit<T>(&self, req: &Request<T>) -> Result<(), Status> {
@@ -83,7 +93,16 @@ impl PeerService {
             return Ok(());
         }
         let theirs = theirs.unwrap_or("none");
-        tracing::warn!(theirs, ours = %self.cluster_id, "refused a peer request from another cluster (cluster ID mismatch)");
+        if let Some(suppressed) = self.log_refusal(Refusal::ClusterId, req) {
+            let peer = req.remote_addr().map(|a| a.to_string());
+            tracing::warn!(
+                peer = %peer.as_deref().unwrap_or("unknown"),
+                theirs,
+                ours = %self.cluster_id,
+                suppressed,
+                "refused a peer request from another cluster (cluster ID mismatch)"
+            );
+        }
         Err(Status::failed_precondition(format!(
             "kvd: cluster ID mismatch (ours {}, request's {theirs}): check --initial-cluster-token",
             self.cluster_id
@@ -122,10 +141,13 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
         .map_err(|e| Status::internal(e.to_string()))
 }
 
+/// An error as it crosses members: its code and detail from the one
+/// table, so the receiver rebuilds the same error (never with a second
+/// prefix) and its client gets exactly the text this member's would.
 pub fn peer_error(e: &KvError) -> PeerError {
     PeerError {
         code: e.code().to_string(),
-        message: e.to_string(),
+        message: e.detail(),
     }
 }
 
@@ -193,13 +215,16 @@ impl Peer for PeerService {
         self.admit(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         let vote = rpc.vote;
+        let refused = || self.log_refusal(Refusal::Snapshot, &req);
         let resp = self
             .snapshots
             .receive(&self.node.raft, rpc)
             .await
             .map_err(|e| match e {
                 ReceiveError::TooLarge { .. } => {
-                    tracing::warn!(error = %e, "refused a snapshot chunk");
+                    if let Some(suppressed) = refused() {
+                        tracing::warn!(error = %e, suppressed, "refused a snapshot chunk");
+                    }
                     Status::out_of_range(e.to_string())
                 }
                 ReceiveError::Io(..) => {
@@ -359,12 +384,14 @@ pub async fn serve_with_tls(
         snapshot_limit(node.quota_bytes),
     ));
     let max_recv = max_peer_message(node.max_request_bytes());
+    let refusals = Arc::new(RefusalLog::default());
     for (l, tls) in listeners {
         let svc = tonic::service::interceptor::InterceptedService::new(
             PeerServer::new(PeerService {
                 node: node.clone(),
                 cluster_id: format!("{:x}", node.header.cluster_id),
                 snapshots: snapshots.clone(),
+                refusals: refusals.clone(),
             })
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(MAX_PEER_MESSAGE),
