@@ -214,7 +214,7 @@ pub fn mvcc_row(data: &[u8]) {
     let n = data.len().min(16);
     key[..n].copy_from_slice(&data[..n]);
     let rev = Revision::from_key(u128::from_be_bytes(key));
-    let _ = crate::mvcc::store::decode_row(rev, &data[n..]);
+    let _ = crate::mvcc::row::decode_row(rev, &data[n..]);
 }
 
 /// One WAL segment: the record framing, then every record decoded as the

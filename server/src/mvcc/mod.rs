@@ -5,14 +5,17 @@
 //! yet compacted. Current values are cached in memory beside the index so reads
 //! at the head revision never touch disk.
 
+mod batch;
 mod index;
 mod recover;
 mod revision;
+pub(crate) mod row;
 pub(crate) mod store;
 
+pub use batch::WriteBatch;
 pub use index::{in_range, Index, KeyHistory};
 pub use revision::Revision;
-pub use store::{ReadView, Recovered, Snapshot, Store, WriteBatch};
+pub use store::{ReadView, Recovered, Snapshot, Store};
 
 /// Errors of the MVCC layer. The wire layer maps them to etcd's statuses.
 #[derive(Debug, Clone, thiserror::Error)]

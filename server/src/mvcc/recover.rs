@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::store::{decode_row, State};
+use super::row::decode_row;
+use super::store::State;
 use super::{MvccError, Revision};
 use crate::lease::MAX_LEASE_TTL;
 use crate::storage::schema::{ALARMS, KV, LEASES, META, META_COMPACT, META_REVISION};

@@ -1,4 +1,6 @@
-//! The MVCC store over redb: read views, write batches, recovery, compaction.
+//! The MVCC store over redb: opening and recovery, read views, the write
+//! transaction of an applied batch (its mutations are in batch.rs, the row
+//! encoding in row.rs), export and import, hashes.
 //!
 //! Lock order: `db` before `state`. `db` is write-locked only by defragment;
 //! `state` is write-locked by the applier for the length of one batch.
@@ -8,16 +10,13 @@ use std::sync::Arc;
 
 use kv_proto::mvccpb::{event::EventType, Event, KeyValue};
 use parking_lot::{RwLock, RwLockReadGuard};
-use prost::Message;
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, Table};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::recover::load;
 pub use super::recover::Recovered;
+use super::row::{decode_row, fetch_put};
 use super::{Index, KeyHistory, MvccError, Revision};
 use crate::storage::schema::{KV, LEASES, META, META_COMPACT, META_REVISION};
-
-const KIND_PUT: u8 = 0;
-const KIND_TOMBSTONE: u8 = 1;
 
 /// The mutable part of the store, guarded by one lock.
 #[derive(Debug, Default)]
@@ -60,25 +59,6 @@ pub trait ReadView {
             }
         }
         Ok(self.fetch(r)?.map(Arc::new))
-    }
-}
-
-pub(crate) fn encode_row(kind: u8, kv: &KeyValue) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(1 + kv.encoded_len());
-    buf.push(kind);
-    // Encoding into a Vec cannot fail.
-    let _ = kv.encode(&mut buf);
-    buf
-}
-
-pub(crate) fn decode_row(rev: Revision, bytes: &[u8]) -> Result<(bool, KeyValue), MvccError> {
-    let corrupt = || MvccError::Corrupt(format!("{}.{}", rev.main, rev.sub));
-    let (kind, body) = bytes.split_first().ok_or_else(corrupt)?;
-    let kv = KeyValue::decode(body).map_err(|_| corrupt())?;
-    match *kind {
-        KIND_PUT => Ok((false, kv)),
-        KIND_TOMBSTONE => Ok((true, kv)),
-        _ => Err(corrupt()),
     }
 }
 
@@ -440,157 +420,5 @@ impl ReadView for Snapshot<'_> {
     fn fetch(&self, rev: Revision) -> Result<Option<KeyValue>, MvccError> {
         let table = self.txn()?.open_table(KV)?;
         fetch_put(&table, rev)
-    }
-}
-
-fn fetch_put(
-    table: &impl ReadableTable<u128, &'static [u8]>,
-    rev: Revision,
-) -> Result<Option<KeyValue>, MvccError> {
-    match table.get(rev.to_key())? {
-        Some(v) => match decode_row(rev, v.value())? {
-            (false, kv) => Ok(Some(kv)),
-            (true, _) => Ok(None),
-        },
-        None => Ok(None),
-    }
-}
-
-/// Mutations of one applied batch; every change of one request shares a main revision.
-pub struct WriteBatch<'a, 't> {
-    state: &'a mut State,
-    kv: &'a mut Table<'t, u128, &'static [u8]>,
-    main: i64,
-    sub: i64,
-    /// Events produced so far, in revision order.
-    pub events: Vec<Event>,
-}
-
-impl<'a, 't> WriteBatch<'a, 't> {
-    pub fn new(state: &'a mut State, kv: &'a mut Table<'t, u128, &'static [u8]>) -> Self {
-        let main = state.rev + 1;
-        WriteBatch {
-            state,
-            kv,
-            main,
-            sub: 0,
-            events: Vec::new(),
-        }
-    }
-
-    /// Starts the next request: its changes get the next main revision.
-    pub fn begin(&mut self) {
-        self.main = self.state.rev + 1;
-        self.sub = 0;
-    }
-
-    /// Ends the request; the store revision moves only if something changed.
-    pub fn end(&mut self) -> i64 {
-        if self.sub > 0 {
-            self.state.rev = self.main;
-        }
-        self.state.rev
-    }
-
-    fn next_rev(&mut self) -> Revision {
-        let r = Revision::new(self.main, self.sub);
-        self.sub += 1;
-        r
-    }
-
-    /// Writes `key`; returns the previous value if the key was alive.
-    pub fn put(
-        &mut self,
-        key: &[u8],
-        value: Vec<u8>,
-        lease: i64,
-    ) -> Result<Option<Arc<KeyValue>>, MvccError> {
-        let rev = self.next_rev();
-        let prev = self.state.index.get(key).and_then(|h| h.latest.clone());
-        let (create_revision, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
-            None => (rev.main, 1),
-        };
-        let kv = Arc::new(KeyValue {
-            key: key.to_vec(),
-            create_revision,
-            mod_revision: rev.main,
-            version,
-            value,
-            lease,
-        });
-        self.kv
-            .insert(rev.to_key(), encode_row(KIND_PUT, &kv).as_slice())?;
-        let h = self.state.index.entry(key);
-        h.revs.push((rev, false));
-        h.latest = Some(kv.clone());
-        self.events.push(Event {
-            r#type: EventType::Put as i32,
-            kv: Some((*kv).clone()),
-            prev_kv: prev.as_deref().cloned(),
-        });
-        Ok(prev)
-    }
-
-    /// Deletes a live `key` (leaving a tombstone); returns its last value.
-    pub fn delete(&mut self, key: &[u8]) -> Result<Option<Arc<KeyValue>>, MvccError> {
-        let Some(prev) = self.state.index.get(key).and_then(|h| h.latest.clone()) else {
-            return Ok(None);
-        };
-        let rev = self.next_rev();
-        let tomb = KeyValue {
-            key: key.to_vec(),
-            mod_revision: rev.main,
-            ..KeyValue::default()
-        };
-        self.kv
-            .insert(rev.to_key(), encode_row(KIND_TOMBSTONE, &tomb).as_slice())?;
-        let h = self.state.index.entry(key);
-        h.revs.push((rev, true));
-        h.latest = None;
-        self.events.push(Event {
-            r#type: EventType::Delete as i32,
-            kv: Some(tomb),
-            prev_kv: Some((*prev).clone()),
-        });
-        Ok(Some(prev))
-    }
-
-    /// Live keys in `[key, end)` at the head of this batch.
-    pub fn live_keys(&self, key: &[u8], end: &[u8]) -> Vec<Vec<u8>> {
-        self.state
-            .index
-            .range(key, end)
-            .filter(|(_, h)| h.latest.is_some())
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
-    /// Compacts history at `main`: older revisions become unreadable and their rows are deleted.
-    pub fn compact(&mut self, main: i64) -> Result<(), MvccError> {
-        for rev in self.state.index.compact(main) {
-            self.kv.remove(rev.to_key())?;
-        }
-        self.state.compact_rev = self.state.compact_rev.max(main);
-        Ok(())
-    }
-}
-
-impl ReadView for WriteBatch<'_, '_> {
-    fn rev(&self) -> i64 {
-        if self.sub > 0 {
-            self.main
-        } else {
-            self.state.rev
-        }
-    }
-    fn compact_rev(&self) -> i64 {
-        self.state.compact_rev
-    }
-    fn index(&self) -> &Index {
-        &self.state.index
-    }
-    fn fetch(&self, rev: Revision) -> Result<Option<KeyValue>, MvccError> {
-        fetch_put(&*self.kv, rev)
     }
 }
