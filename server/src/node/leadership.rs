@@ -43,6 +43,12 @@ pub(super) fn leads(m: &RaftMetrics<NodeId, BasicNode>, me: NodeId) -> bool {
     m.current_leader == Some(me)
 }
 
+/// Whether `me` leads, asking raft itself rather than its metrics (which
+/// may lag right after start).
+pub(super) async fn leads_now(raft: &Raft, me: NodeId) -> bool {
+    raft.current_leader().await == Some(me)
+}
+
 /// The leader as `raft` knows it: its ID and peer address. `None` while
 /// there is none, or while its address is not in the configuration yet.
 pub(super) fn leader_of(raft: &Raft) -> Option<(NodeId, String)> {

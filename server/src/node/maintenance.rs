@@ -12,6 +12,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::leadership::leads;
 use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
@@ -306,7 +307,7 @@ impl Node {
             let won = self
                 .raft
                 .wait(Some((lease * 2).min(left())))
-                .metrics(|m| m.current_leader == Some(target), "transferee elected")
+                .metrics(|m| leads(m, target), "transferee elected")
                 .await;
             if won.is_ok() {
                 return Ok(());

@@ -184,7 +184,7 @@ impl Node {
         // with its commit index only as far as its last durable apply: until
         // it has applied its whole log again, a read could miss writes
         // acknowledged before the crash. Reads on this leader wait for that.
-        let watermark = if raft.current_leader().await == Some(identity.member_id) {
+        let watermark = if leadership::leads_now(&raft, identity.member_id).await {
             raft.metrics().borrow().last_log_index.unwrap_or(0)
         } else {
             0
