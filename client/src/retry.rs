@@ -272,10 +272,14 @@ pub(crate) fn never_sent(status: &Status) -> bool {
 }
 
 /// Whether the status was made locally from a transport failure (statuses
-/// decoded from a server's answer carry no source error).
+/// decoded from a server's answer carry no source error). A connection that
+/// closed under a call comes as Cancelled ("operation was canceled:
+/// connection closed"); tonic's own deadline is Cancelled too, and is no
+/// transport failure.
 fn local_transport_failure(status: &Status) -> bool {
     std::error::Error::source(status).is_some()
-        && !matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
+        && status.code() != Code::DeadlineExceeded
+        && !has_source::<tonic::TimeoutExpired>(status)
 }
 
 /// Whether a failed attempt may be retried.
@@ -413,6 +417,22 @@ mod tests {
         assert_eq!(broken.code(), Code::Unknown);
         assert!(may_retry(Repeatable::Yes, &broken));
         assert!(!may_retry(Repeatable::No, &broken));
+    }
+
+    #[test]
+    fn a_connection_closed_under_a_read_is_retried() {
+        // What tonic makes of hyper's "operation was canceled: connection
+        // closed" when the server dies during a call.
+        let mut closed = Status::cancelled("operation was canceled: connection closed");
+        closed.set_source(std::sync::Arc::new(std::io::Error::other(
+            "connection closed",
+        )));
+        assert!(may_retry(Repeatable::Yes, &closed));
+        assert!(!may_retry(Repeatable::No, &closed));
+        // tonic's own deadline is not a transport failure.
+        let mut expired = Status::cancelled("Timeout expired");
+        expired.set_source(std::sync::Arc::new(tonic::TimeoutExpired(())));
+        assert!(!may_retry(Repeatable::Yes, &expired));
     }
 
     async fn count_calls(repeatable: Repeatable, status: fn() -> Status) -> (u32, Result<()>) {

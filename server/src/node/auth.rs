@@ -72,19 +72,32 @@ impl Node {
     }
 
     /// Whether a watch on the create's range may start (etcd's
-    /// isWatchPermitted: READ on the range; any auth failure refuses it).
+    /// isWatchPermitted: READ on the range). A refusal is the cancel reason
+    /// etcd sends: the gRPC status's Go text, naming an expired token,
+    /// an old auth revision or a missing user as such (clients reopen the
+    /// stream with a fresh token on the first two), else "permission denied".
     pub fn watch_permitted(
         &self,
         token: &Option<Option<String>>,
         c: &kv_proto::etcdserverpb::WatchCreateRequest,
     ) -> Result<(), &'static str> {
+        use kv_proto::errors::{AUTH_OLD_REVISION, INVALID_AUTH_TOKEN, USER_EMPTY};
         crate::auth::with_token_sync(token.clone(), || {
             self.core
                 .auth
                 .check(|s, who| check::op(s, who, Access::Read, &c.key, &c.range_end))
         })
-        // etcd sends the gRPC status's Go text (ErrGRPCPermissionDenied.Error()).
-        .map_err(|_| "rpc error: code = PermissionDenied desc = etcdserver: permission denied")
+        .map_err(|e| {
+            if e == INVALID_AUTH_TOKEN {
+                "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"
+            } else if e == AUTH_OLD_REVISION {
+                "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"
+            } else if e == USER_EMPTY {
+                "rpc error: code = InvalidArgument desc = etcdserver: user name is empty"
+            } else {
+                "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+            }
+        })
     }
 
     /// Checks the password here (bcrypt, on a blocking thread), then
