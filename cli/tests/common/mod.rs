@@ -51,6 +51,22 @@ pub fn kvd_bin() -> PathBuf {
 }
 
 pub fn start(bin: &std::path::Path) -> Server {
+    // A port picked free may be taken by another test's server before ours
+    // binds it; then the endpoint answers, but not from our server. Start
+    // again on new ports until the server answering is ours.
+    for _ in 0..5 {
+        let server = spawn(bin);
+        if wait_ready(&server) {
+            return server;
+        }
+    }
+    panic!(
+        "{}: another server kept answering on our ports",
+        bin.display()
+    );
+}
+
+fn spawn(bin: &std::path::Path) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (p, q) = (free_port(), free_port());
     let client = format!("http://127.0.0.1:{p}");
@@ -69,28 +85,32 @@ pub fn start(bin: &std::path::Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-    let server = Server {
+    Server {
         child,
         endpoint: format!("127.0.0.1:{p}"),
         ports: (p, q),
         _dir: dir,
-    };
-    wait_ready(&server);
-    server
+    }
 }
 
-/// Waits until the server answers a read, with a deadline.
-pub fn wait_ready(s: &Server) {
+/// Waits until the server answers a read, with a deadline: true when the
+/// member answering is the one started on these ports (its peer URL is
+/// ours), false when another process answers there.
+pub fn wait_ready(s: &Server) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if TcpStream::connect(&s.endpoint).is_ok() {
-            let out = Command::new(KVCTL)
-                .args(["--endpoints", &s.endpoint, "--command-timeout", "1s"])
-                .args(["get", "readiness-probe"])
-                .output()
-                .unwrap();
-            if out.status.success() {
-                return;
+            let kvctl = |args: &[&str]| {
+                Command::new(KVCTL)
+                    .args(["--endpoints", &s.endpoint, "--command-timeout", "1s"])
+                    .args(args)
+                    .output()
+                    .unwrap()
+            };
+            if kvctl(&["get", "readiness-probe"]).status.success() {
+                let members = kvctl(&["member", "list"]);
+                let ours = format!("http://127.0.0.1:{}", s.ports.1);
+                return String::from_utf8_lossy(&members.stdout).contains(&ours);
             }
         }
         assert!(Instant::now() < deadline, "{} not ready", s.endpoint);
