@@ -2,7 +2,7 @@
 # Installs what builds and tests need on a fresh Debian machine: protoc (for the
 # etcd-client crate used in tests), Debian's etcd 3.4 server and etcdctl (the
 # reference the compatibility tests compare against), openssl (test
-# certificates). Idempotent.
+# certificates), curl (gateway and health tests). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -11,6 +11,10 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 # The TLS tests make throwaway certificates with the openssl CLI.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The HTTP gateway and health tests drive kvd and etcd with curl.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+# `timeout` stops etcdctl watches in the CN tests.
+command -v timeout >/dev/null 2>&1 || need+=(coreutils)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -26,7 +30,7 @@ fi
 # Clients we did not write, for server/tests/compat.rs: PyPI's and npm's etcd3.
 compat=server/tests/compat
 venv=target/compat-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import etcd3" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import etcd3, prometheus_client" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q -r "$compat/requirements.txt"
 fi

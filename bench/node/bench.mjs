@@ -13,7 +13,12 @@
 //
 // Without --endpoint it starts kvd ($KVD_BIN, else target/release/kvd,
 // else target/debug/kvd) on free ports with a temp data dir and stops it.
+// DATA_DIR_ON=tmpfs (the default) puts that data dir under /dev/shm, so
+// kvd's fsync costs nothing and the clients' own cost shows;
+// DATA_DIR_ON=disk puts it under target/ (a real disk: every write waits
+// for an fsync, a constant every client pays the same).
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
@@ -135,7 +140,21 @@ async function runOne(client, round) {
   return r
 }
 
+/** The directory the data dir goes under, from DATA_DIR_ON. */
+function dataRoot() {
+  const on = process.env.DATA_DIR_ON || 'tmpfs'
+  if (on === 'tmpfs') return '/dev/shm'
+  if (on === 'disk') return process.env.CARGO_TARGET_DIR || path.join(root, 'target')
+  throw new Error(`DATA_DIR_ON must be tmpfs or disk, not ${on}`)
+}
+
+function loadAverage() {
+  return os.loadavg().map((l) => l.toFixed(2)).join(' ')
+}
+
 async function startKvd() {
+  // helpers.mjs makes the server's dir under os.tmpdir(), which reads TMPDIR.
+  process.env.TMPDIR = dataRoot()
   // helpers.mjs reads KVD_BIN when imported: pick the binary first.
   const rel = path.join(root, 'target', 'release', 'kvd')
   if (!process.env.KVD_BIN && fs.existsSync(rel)) process.env.KVD_BIN = rel
@@ -162,14 +181,17 @@ async function main() {
     endpoint = server.endpoint
   }
   const best = { kvclient: {}, etcd3: {} }
+  const loads = [loadAverage()]
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? [kvclient, etcd3] : [etcd3, kvclient]
+      console.error(`round ${round + 1}/${ROUNDS}: ${order.map((m) => m.name).join(', ')}; load average ${loadAverage()}`)
       for (const make of order) {
         const client = make(endpoint)
         await client.put('bench/warmup', 'x')
         const r = await runOne(client, round)
         await client.close()
+        loads.push(loadAverage())
         for (const [k] of workloads) {
           if (!best[client.name][k] || r[k].opsPerSec > best[client.name][k].opsPerSec) best[client.name][k] = r[k]
         }
@@ -184,7 +206,8 @@ async function main() {
     return `| ${label} | ${a.opsPerSec.toFixed(0)} | ${b.opsPerSec.toFixed(0)} | ${(a.opsPerSec / b.opsPerSec).toFixed(2)}x | ${a.cpuPerOpUs.toFixed(1)} | ${b.cpuPerOpUs.toFixed(1)} |`
   })
   const table = [
-    `Node ${process.version}, kvd ${path.relative(root, bin) || bin}, ${quick ? 'quick' : 'full'} run (best of ${ROUNDS}), ${new Date().toISOString()}`,
+    `Node ${process.version}, kvd ${path.relative(root, bin) || bin}, data dir on ${endpointArg ? 'external server' : process.env.DATA_DIR_ON || 'tmpfs'}, ${quick ? 'quick' : 'full'} run (best of ${ROUNDS}), ${new Date().toISOString()}`,
+    `load average (1, 5, 15 min) at start and after each client: ${loads.join(' | ')}`,
     '',
     '| workload | kvclient ops/s | etcd3 ops/s | kvclient / etcd3 | kvclient CPU µs/op | etcd3 CPU µs/op |',
     '| --- | --- | --- | --- | --- | --- |',

@@ -3,6 +3,7 @@
 #
 #   bench/node/run.sh            # release addon + release kvd, best of 3 rounds
 #   bench/node/run.sh --quick    # one short round
+#   DATA_DIR_ON=disk bench/node/run.sh   # kvd's data dir on the disk (default: tmpfs, /dev/shm)
 #
 # Builds what is missing: the release addon (npm install in bindings/node,
 # which also installs etcd3, a devDependency) and target/release/kvd.

@@ -6,7 +6,9 @@ Workloads (each client, same server):
   put_c64 / get_c64   64 concurrent ops from asyncio (async clients only)
   watch               events/s delivered to Python: a watch replays N
                       pre-written events from a start revision
-CPU per op is this process's CPU time (all threads) over the ops.
+CPU per op is this process's CPU time (all threads) over the ops. Each
+line also carries the round number and the machine's 1-minute load average
+when the measurement ended.
 
 Run it through bench/python/run.sh, which builds a release wheel, makes
 the venvs (python-etcd3 0.12 needs protobuf 3.20, aetcd needs protobuf 4+,
@@ -18,11 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 import uuid
 from typing import Any, Awaitable, Callable, Dict, List
 
 VALUE = b"x" * 128
+ROUND = 0
 
 
 def report(client: str, workload: str, ops: int, wall: float, cpu: float) -> None:
@@ -31,9 +35,11 @@ def report(client: str, workload: str, ops: int, wall: float, cpu: float) -> Non
             {
                 "client": client,
                 "workload": workload,
+                "round": ROUND,
                 "ops": ops,
                 "ops_per_s": round(ops / wall, 1),
                 "cpu_us_per_op": round(cpu / ops * 1e6, 1),
+                "load": round(os.getloadavg()[0], 2),
             }
         ),
         flush=True,
@@ -192,7 +198,10 @@ def main() -> None:
     ap.add_argument("--clients", default="kvclient")
     ap.add_argument("--ops", type=int, default=5000)
     ap.add_argument("--watch-events", type=int, default=20000)
+    ap.add_argument("--round", type=int, default=0)
     a = ap.parse_args()
+    global ROUND
+    ROUND = a.round
     for name in a.clients.split(","):
         BENCHES[name](a.endpoint, a.ops, a.watch_events)
 

@@ -11,6 +11,7 @@ mod exit;
 mod global;
 mod prefix;
 mod printer;
+mod progress;
 
 use std::io::Write;
 
@@ -194,8 +195,14 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             return emit(p.as_ref(), &out);
         }
         Command::Snapshot(a) => {
-            let path = a.validate(&cli.global)?;
-            let out = commands::snapshot::run(&cli.global, path).await?;
+            use commands::snapshot::{SnapshotArgs, SnapshotCommand};
+            let out = match &a.command {
+                SnapshotCommand::Save { args } => {
+                    let path = SnapshotArgs::validate_save(args, &cli.global)?;
+                    commands::snapshot::run(&cli.global, path).await?
+                }
+                SnapshotCommand::Status { args } => commands::snapshot_status::run(args)?,
+            };
             let p = printer::new_printer(format, popts);
             return emit(p.as_ref(), &out);
         }

@@ -2,9 +2,9 @@
 //! does (field numbers, wire types, enum values) and that gRPC paths match.
 
 use kv_proto::etcdserverpb::{
-    compare, watch_create_request, watch_request, Compare, HashKvResponse, LeaseTimeToLiveResponse,
-    Member, RangeRequest, ResponseHeader, StatusResponse, WatchCreateRequest, WatchRequest,
-    WatchResponse,
+    compare, watch_create_request, watch_request, Compare, DowngradeInfo, HashKvResponse,
+    LeaseTimeToLiveResponse, Member, RangeRequest, RangeResponse, RangeStreamResponse,
+    ResponseHeader, StatusResponse, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use kv_proto::kvpb::{internal_request, InternalRequest};
 use kv_proto::{authpb, etcdserverpb, mvccpb, v3electionpb, v3lockpb};
@@ -161,6 +161,30 @@ fn maintenance_and_cluster_fields() {
     };
     roundtrip(&st, &[0x38, 7, 0x42, 1, b'e', 0x48, 9, 0x50, 1]);
 
+    // etcd 3.6's additions: storageVersion 11, dbSizeQuota 12, downgradeInfo 13.
+    let st = StatusResponse {
+        storage_version: "v".into(),
+        db_size_quota: 5,
+        downgrade_info: Some(DowngradeInfo {
+            enabled: true,
+            target_version: "t".into(),
+        }),
+        ..Default::default()
+    };
+    roundtrip(
+        &st,
+        &[0x5a, 1, b'v', 0x60, 5, 0x6a, 5, 0x08, 1, 0x12, 1, b't'],
+    );
+
+    // etcd 3.7's RangeStreamResponse: range_response = 1.
+    let chunk = RangeStreamResponse {
+        range_response: Some(RangeResponse {
+            count: 2,
+            ..Default::default()
+        }),
+    };
+    roundtrip(&chunk, &[0x0a, 2, 0x20, 2]);
+
     let m = Member {
         id: 1,
         name: "n".into(),
@@ -314,6 +338,7 @@ fn method_paths() {
     .concat();
     let paths = [
         "/etcdserverpb.KV/Range",
+        "/etcdserverpb.KV/RangeStream",
         "/etcdserverpb.KV/Put",
         "/etcdserverpb.KV/DeleteRange",
         "/etcdserverpb.KV/Txn",

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use tracing::{info, warn};
 
 use crate::check::{self, FinalKv, Observed, Verdict};
-use crate::faults::{Fault, FaultConfig, Injector, Outcome, ALL};
+use crate::faults::{Fault, FaultConfig, Injector, Outcome, Replaced, ALL};
 use crate::launcher::{Cluster, Flavor, LaunchError};
 use crate::linearizable::Kind;
 use crate::traffic::{self, digest, History, Recorder};
@@ -40,6 +40,9 @@ pub struct Plant {
     pub watch_duplicate: bool,
     /// Make one answered read report a value no one wrote.
     pub phantom_read: bool,
+    /// Remove one acknowledged write made while a member was replaced from
+    /// the history read from the new member.
+    pub replace_lost_write: bool,
 }
 
 /// Settings of a campaign.
@@ -172,7 +175,7 @@ async fn run_round(
         })
         .collect();
 
-    let mut injector = Injector::new(cfg.faults.clone(), &cfg.flavor);
+    let mut injector = Injector::new(cfg.faults.clone());
     let mut plan: Vec<_> = Vec::new();
     while plan.len() < cfg.faults_per_round {
         let mut kinds = if cfg.only.is_empty() {
@@ -233,6 +236,15 @@ async fn run_round(
     let other = &endpoints[endpoints.len() - 1];
     let resumed = Some((from, watcher::read_range(other, from, final_rev).await));
     let hashes = hashes(&cluster, final_rev).await;
+    // The whole history again from each member that was replaced: it must
+    // hold every acknowledged write, those made while it was away included.
+    let mut replaced = Vec::new();
+    for r in &injector.replaced {
+        if replaced.iter().all(|(slot, _)| *slot != r.slot) {
+            let events = watcher::read_range(&endpoints[r.slot], 1, final_rev).await;
+            replaced.push((r.slot, events));
+        }
+    }
     let mut obs = Observed {
         final_rev,
         reference,
@@ -240,6 +252,7 @@ async fn run_round(
         watchers: recordings,
         resumed,
         hashes,
+        replaced,
     };
     info!(
         round,
@@ -252,6 +265,9 @@ async fn run_round(
     );
     let mut history = rec.snapshot();
     plant(cfg.plant, &mut history, &mut obs);
+    if cfg.plant.replace_lost_write {
+        plant_replace_lost_write(&injector.replaced, &history, &mut obs);
+    }
     let verdict = check::check(&history, &obs);
     if !verdict.violations.is_empty() {
         dump(round, seed, &history, &obs);
@@ -292,6 +308,37 @@ fn plant(p: Plant, history: &mut History, obs: &mut Observed) {
                 resp.insert(1, dup);
             }
         }
+    }
+}
+
+/// Negative control: removes, from the history read from the first replaced
+/// member, one acknowledged write made while it was being replaced.
+fn plant_replace_lost_write(replaced: &[Replaced], history: &History, obs: &mut Observed) {
+    let Some(r) = replaced.first() else {
+        warn!("no member was replaced: nothing to plant");
+        return;
+    };
+    let in_window = |rev: i64| rev > r.from_rev && rev <= r.to_rev;
+    let acked: Vec<_> = history
+        .acks
+        .iter()
+        .filter(|a| a.value.is_some() && a.key.starts_with(traffic::KV_PREFIX))
+        .collect();
+    // Writes made while the member was away; failing that, any after.
+    let pick = acked
+        .iter()
+        .find(|a| in_window(a.rev))
+        .or_else(|| acked.iter().find(|a| a.rev > r.from_rev));
+    let Some(a) = pick else {
+        warn!("no acknowledged write after the replace: nothing to plant");
+        return;
+    };
+    if let Some((slot, Ok(events))) = obs.replaced.iter_mut().find(|(s, _)| *s == r.slot) {
+        warn!(
+            "planting a write lost across the replace of member {slot}: {} at revision {}",
+            a.key, a.rev
+        );
+        events.retain(|e| !(e.rev == a.rev && e.key == a.key));
     }
 }
 

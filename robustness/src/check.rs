@@ -35,6 +35,9 @@ pub struct Observed {
     pub resumed: Option<(i64, Result<Vec<Event>, String>)>,
     /// HashKV at R per member: (hash, compact revision) or the error.
     pub hashes: Vec<Result<(u32, i64), String>>,
+    /// Every event of revisions 1..=R read from each member replaced during
+    /// the round (by member index).
+    pub replaced: Vec<(usize, Result<Vec<Event>, String>)>,
 }
 
 /// The verdict on one round.
@@ -79,7 +82,51 @@ pub fn check(history: &History, obs: &Observed) -> Verdict {
         }
     }
     check_hashes(obs, &mut v.violations);
+    check_replaced(history, obs, &mut v.violations);
     v
+}
+
+/// A replaced member's history holds every acknowledged write (those made
+/// while it was away included) and equals the final history.
+fn check_replaced(history: &History, obs: &Observed, out: &mut Vec<String>) {
+    for (slot, got) in &obs.replaced {
+        let events = match got {
+            Ok(events) => events,
+            Err(e) => {
+                out.push(format!("member {slot} (replaced): history unreadable: {e}"));
+                continue;
+            }
+        };
+        let lost = lost_acks(history, events);
+        for l in lost.iter().take(5) {
+            out.push(format!("member {slot} (replaced): {l}"));
+        }
+        if lost.is_empty() && *events != obs.reference {
+            out.push(format!(
+                "member {slot} (replaced): {}",
+                first_difference(events, &obs.reference)
+            ));
+        }
+    }
+}
+
+/// The acknowledged writes missing from `events`, described.
+fn lost_acks(history: &History, events: &[Event]) -> Vec<String> {
+    let present: HashSet<(i64, &str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.rev, e.key.as_str(), e.value.as_deref()))
+        .collect();
+    history
+        .acks
+        .iter()
+        .filter(|a| !present.contains(&(a.rev, a.key.as_str(), a.value.as_deref())))
+        .map(|a| {
+            format!(
+                "acknowledged write lost: {} = {:?} at revision {}",
+                a.key, a.value, a.rev
+            )
+        })
+        .collect()
 }
 
 fn slice(events: &[Event], from: i64, to: i64) -> Vec<Event> {
@@ -349,6 +396,7 @@ mod tests {
             watchers: vec![watcher],
             resumed: None,
             hashes: vec![Ok((7, -1)), Ok((7, -1))],
+            replaced: Vec::new(),
         };
         (history, obs)
     }
@@ -391,5 +439,25 @@ mod tests {
         let (h, mut obs) = observed();
         obs.state.remove("b");
         expect(&h, &obs, "final state differs");
+        // A replaced member whose history misses an acknowledged write.
+        let (h, mut obs) = observed();
+        let mut events = obs.reference.clone();
+        events.retain(|e| e.rev != h.acks[0].rev);
+        obs.replaced = vec![(1, Ok(events))];
+        expect(&h, &obs, "member 1 (replaced): acknowledged write lost");
+        // A replaced member whose history differs otherwise.
+        let (h, mut obs) = observed();
+        let mut events = obs.reference.clone();
+        events.push(ev(4, "z", "never"));
+        obs.replaced = vec![(2, Ok(events))];
+        expect(&h, &obs, "member 2 (replaced):");
+    }
+
+    #[test]
+    fn a_replaced_member_with_the_final_history_passes() {
+        let (h, mut obs) = observed();
+        obs.replaced = vec![(1, Ok(obs.reference.clone()))];
+        let v = check(&h, &obs);
+        assert!(v.violations.is_empty(), "{:?}", v.violations);
     }
 }

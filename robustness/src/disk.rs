@@ -1,6 +1,7 @@
-//! Disk and network-delay faults: WAL write and fsync errors (which must
-//! stop the member: etcd treats a WAL error as fatal), slow fsync (which may
-//! only slow it down), and latency on peer traffic through the harness's
+//! Disk and network-delay faults: WAL write and fsync errors and backend
+//! (redb) commit errors (which must stop the member: etcd treats a WAL
+//! error and a failed backend commit as fatal), slow fsync (which may only
+//! slow it down), and latency on peer traffic through the harness's
 //! proxies. Disk faults use kvd's failpoints (`server/src/raft/failpoint.rs`,
 //! test builds only), armed at runtime through each member's failpoint file.
 
@@ -15,10 +16,14 @@ use crate::launcher::{Cluster, Flavor};
 
 /// How long a member may keep running after its WAL starts failing.
 pub const FATAL_DEADLINE: Duration = Duration::from_secs(15);
+/// How long after slow fsyncs end a member's exit still counts against them.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// The line kvd logs when it exits on a storage error.
 pub const FATAL_LOG: &str = "fatal storage error";
-/// The disk errors injected, as failpoint specs.
-const ERRORS: [&str; 3] = ["wal-fsync=eio", "wal-write=eio", "wal-write=enospc"];
+/// The WAL errors injected, as failpoint specs.
+const WAL_ERRORS: [&str; 3] = ["wal-fsync=eio", "wal-write=eio", "wal-write=enospc"];
+/// The backend commit errors injected, as failpoint specs.
+const BACKEND_ERRORS: [&str; 2] = ["backend-commit=enospc", "backend-commit=eio"];
 
 impl Injector {
     /// Why disk faults cannot run against this cluster, if they cannot.
@@ -36,27 +41,34 @@ impl Injector {
         None
     }
 
-    /// A WAL write or fsync error on one member: it must exit non-zero with
-    /// a clear log line, and restart on its data dir.
+    /// A WAL write or fsync error ([`Fault::DiskError`]) or a backend commit
+    /// error ([`Fault::BackendError`]) on one member: it must exit non-zero
+    /// with a clear log line, and restart on its data dir (a restart
+    /// re-applies the raft log the backend had not committed).
     pub(crate) async fn disk_error(
         &mut self,
         c: &mut Cluster,
         victim: usize,
         rng: &mut StdRng,
+        fault: Fault,
     ) -> Result<Outcome, FaultError> {
-        let fault = Fault::DiskError;
         if let Some(why) = self.disk_unsupported(c, victim) {
             return Ok(Outcome::Skipped(why));
         }
         let fail = |source| FaultError::NotRecovered { fault, source };
-        if self.cfg.plant_wal_drop {
+        if self.cfg.plant_wal_drop && fault == Fault::DiskError {
             return self.planted_wal_drop(c, rng).await;
         }
-        let mut spec = ERRORS.choose(rng).copied().unwrap_or(ERRORS[0]);
+        let errors: &[&'static str] = if fault == Fault::BackendError {
+            &BACKEND_ERRORS
+        } else {
+            &WAL_ERRORS
+        };
+        let mut spec = errors.choose(rng).copied().unwrap_or(errors[0]);
         if self.cfg.plant_error_ignored {
-            // Negative control: a kvd that swallows the WAL error behaves
+            // Negative control: a kvd that swallows the disk error behaves
             // like one whose failpoint does nothing.
-            tracing::warn!("planting a kvd that ignores WAL errors");
+            tracing::warn!("planting a kvd that ignores disk errors");
             spec = "wal-fsync=sleep(0)";
         }
         let before = c.log_len(victim);
@@ -143,23 +155,59 @@ impl Injector {
         }
         let fail = |source| FaultError::NotRecovered { fault, source };
         let n = c.len();
-        let victims: Vec<usize> = match leader {
+        let mut victims: Vec<usize> = match leader {
             _ if rng.random_bool(0.3) => (0..n).collect(),
             Some(l) if rng.random_bool(0.5) => vec![l],
             _ => vec![rng.random_range(0..n)],
         };
         let ms: u64 = rng.random_range(20..=300);
-        let spec = format!("wal-fsync=sleep({ms})");
+        let mut spec = format!("wal-fsync=sleep({ms})");
+        let planted = self.cfg.plant_slow_fsync_drop;
+        if planted {
+            // Negative control: a kvd that acknowledges a record before its
+            // slow write is done, on every member (the records are dropped
+            // while acknowledged), then all killed: lost writes.
+            tracing::warn!("planting slow fsyncs that acknowledge unwritten records");
+            victims = (0..n).collect();
+            spec = format!("{spec},wal-write=drop");
+        } else if self.cfg.plant_slow_fsync_exit {
+            // Negative control: a kvd that gives up on a slow disk and
+            // exits; the fault must report the member died.
+            tracing::warn!("planting a kvd that exits on a slow fsync");
+            spec = "wal-fsync=eio".to_string();
+        }
         for &v in &victims {
             c.set_failpoints(v, Some(&spec)).map_err(fail)?;
         }
         let hold = self.hold(rng) * 3;
         tokio::time::sleep(hold).await;
+        if planted {
+            for i in 0..n {
+                c.kill9(i);
+            }
+        }
         for &v in &victims {
             c.set_failpoints(v, None).map_err(fail)?;
         }
+        if planted {
+            for i in 0..n {
+                c.spawn(i).map_err(fail)?;
+            }
+            return Ok(Outcome::Survived(format!(
+                "planted: {spec} on every member for {hold:?}, then kill -9 of all"
+            )));
+        }
+        // A member that dies just after the slow fsyncs died of them too.
+        tokio::time::sleep(EXIT_GRACE).await;
         for &v in &victims {
-            if let Some(status) = c.wait_exit(v, Duration::ZERO).await {
+            // The planted exit gets the time a fatal error may take, so the
+            // control does not depend on how fast the member exits.
+            let wait = if self.cfg.plant_slow_fsync_exit {
+                FATAL_DEADLINE
+            } else {
+                Duration::ZERO
+            };
+            if let Some(status) = c.wait_exit(v, wait).await {
                 return Err(FaultError::Died {
                     member: v,
                     what: format!("{spec} ({status})"),

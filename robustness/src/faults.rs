@@ -35,6 +35,10 @@ pub enum Fault {
     DiskError,
     /// fsync of the WAL slowed by 20 to 300 ms on one member or all.
     SlowFsync,
+    /// A backend (redb) commit error (EIO, ENOSPC) on one member, through
+    /// kvd's `backend-commit` failpoint: the member must exit non-zero, and
+    /// restarts (re-applying its raft log).
+    BackendError,
     /// Latency and jitter on peer traffic to one member or all (a proxy).
     Delay,
     /// A follower removed (MemberRemove) and added back as a new member
@@ -44,7 +48,7 @@ pub enum Fault {
 }
 
 /// Every fault kind, in a fixed order (the campaign shuffles it).
-pub const ALL: [Fault; 11] = [
+pub const ALL: [Fault; 12] = [
     Fault::KillFollower,
     Fault::KillLeader,
     Fault::KillAll,
@@ -54,6 +58,7 @@ pub const ALL: [Fault; 11] = [
     Fault::LargeValuesRestart,
     Fault::DiskError,
     Fault::SlowFsync,
+    Fault::BackendError,
     Fault::Delay,
     Fault::MemberReplace,
 ];
@@ -73,6 +78,12 @@ pub struct FaultConfig {
     /// Negative control: the disk fault arms a failpoint that does nothing,
     /// as a kvd that swallowed WAL errors would behave.
     pub plant_error_ignored: bool,
+    /// Negative control: the slow-fsync fault also drops WAL records while
+    /// acknowledging them, on every member, then kills them all.
+    pub plant_slow_fsync_drop: bool,
+    /// Negative control: the slow-fsync fault arms an fsync error instead,
+    /// as a kvd that exits on a slow disk would behave.
+    pub plant_slow_fsync_exit: bool,
 }
 
 /// What became of one injected fault.
@@ -95,8 +106,8 @@ pub enum FaultError {
         "member {member} stayed at revision {at} behind {want} after a restart behind large values"
     )]
     NoCatchUp { member: usize, at: i64, want: i64 },
-    /// A WAL error did not stop the member as it must.
-    #[error("member {member} with failpoint {spec}: {how} (a WAL error must be fatal); log tail:\n{log}")]
+    /// A WAL or backend commit error did not stop the member as it must.
+    #[error("member {member} with failpoint {spec}: {how} (a disk error must be fatal); log tail:\n{log}")]
     NotFatal {
         member: usize,
         spec: &'static str,
@@ -121,21 +132,31 @@ pub struct Injector {
     partition: Option<Result<(), String>>,
     /// Members added so far (names the next one).
     pub(crate) generation: usize,
+    /// Every member replaced this round, for the end-of-round checks.
+    pub replaced: Vec<Replaced>,
+}
+
+/// A member replaced during a round (MemberRemove, then MemberAdd of a new
+/// member with an empty data dir in the same slot).
+#[derive(Debug, Clone, Copy)]
+pub struct Replaced {
+    /// The slot (member index) the new member took.
+    pub slot: usize,
+    /// The leader's revision just before the old member was removed.
+    pub from_rev: i64,
+    /// The leader's revision once the new member was started (and promoted).
+    pub to_rev: i64,
 }
 
 impl Injector {
-    /// A new injector; the partition hook is probed on first use.
-    pub fn new(cfg: FaultConfig, flavor: &Flavor) -> Injector {
-        let partition = match flavor {
-            Flavor::Etcd(_) => Some(Err(
-                "etcd has no KVD_FAILPOINT_ISOLATE hook (partition skipped)".to_string(),
-            )),
-            Flavor::Kvd(_) => None,
-        };
+    /// A new injector; the partition (kvd's hook, or the peer proxies for
+    /// etcd) is probed on first use.
+    pub fn new(cfg: FaultConfig) -> Injector {
         Injector {
             cfg,
-            partition,
+            partition: None,
             generation: 0,
+            replaced: Vec::new(),
         }
     }
 
@@ -264,13 +285,13 @@ impl Injector {
                     self.cfg.large_value_size
                 )
             }
-            Fault::DiskError => {
+            Fault::DiskError | Fault::BackendError => {
                 let victim = match (leader, follower) {
                     (Some(l), _) if n == 1 || rng.random_bool(0.5) => l,
                     (_, Some(f)) => f,
                     _ => rng.random_range(0..n),
                 };
-                match self.disk_error(c, victim, rng).await? {
+                match self.disk_error(c, victim, rng, fault).await? {
                     Outcome::Survived(what) => what,
                     skipped => return Ok(skipped),
                 }
@@ -316,7 +337,13 @@ impl Injector {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let served = served_read(c, f).await;
         let _ = c.isolate(f, false);
-        let verdict = if served {
+        let verdict = if served && matches!(c.flavor(), Flavor::Etcd(_)) {
+            Err(
+                "an etcd member cut off by the peer proxies still served a linearizable read; \
+                 partition skipped"
+                    .to_string(),
+            )
+        } else if served {
             Err("this kvd binary has no KVD_FAILPOINT_ISOLATE hook (build it with `cargo test -p kvd` \
                  or the `failpoints` feature); partition skipped"
                 .to_string())

@@ -251,8 +251,20 @@ impl Cluster {
             .join(format!("{}.isolated", self.members[i].name))
     }
 
-    /// Cuts member `i` off from its peers (`on`) or reconnects it.
+    /// Cuts member `i` off from its peers (`on`) or reconnects it: kvd
+    /// through its isolation hook, etcd through the peer proxies (member
+    /// `i`'s proxy refuses everyone, the others refuse member `i`).
     pub fn isolate(&self, i: usize, on: bool) -> Result<(), LaunchError> {
+        if matches!(self.flavor, Flavor::Etcd(_)) {
+            let me = self.members[i].proxy.port;
+            self.members[i].proxy.set_isolated(on);
+            for (j, m) in self.members.iter().enumerate() {
+                if j != i {
+                    m.proxy.block_source(me, on);
+                }
+            }
+            return Ok(());
+        }
         let path = self.isolate_path(i);
         if on {
             std::fs::write(&path, b"")?;

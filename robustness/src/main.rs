@@ -73,6 +73,20 @@ struct Args {
     /// member did not stop.
     #[arg(long)]
     plant_error_ignored: bool,
+    /// Negative control: the slow-fsync fault also drops WAL records while
+    /// acknowledging them (kvd's `wal-write=drop`), on every member, then
+    /// kills them all; the campaign must report lost writes.
+    #[arg(long)]
+    plant_slow_fsync_drop: bool,
+    /// Negative control: the slow-fsync fault arms an fsync error instead,
+    /// as a kvd that exits on a slow disk would behave; the campaign must
+    /// say the member died.
+    #[arg(long)]
+    plant_slow_fsync_exit: bool,
+    /// Negative control: remove one acknowledged write made while a member
+    /// was replaced from the history read from the new member.
+    #[arg(long)]
+    plant_replace_lost_write: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -133,11 +147,14 @@ async fn main() -> ExitCode {
             large_value_size: a.large_value_size,
             plant_wal_drop: a.plant_wal_drop,
             plant_error_ignored: a.plant_error_ignored,
+            plant_slow_fsync_drop: a.plant_slow_fsync_drop,
+            plant_slow_fsync_exit: a.plant_slow_fsync_exit,
         },
         plant: Plant {
             lost_write: a.plant_lost_write,
             watch_duplicate: a.plant_watch_duplicate,
             phantom_read: a.plant_phantom_read,
+            replace_lost_write: a.plant_replace_lost_write,
         },
     };
     if a.short {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::faults::{Fault, FaultError, Injector, Outcome};
+use crate::faults::{Fault, FaultError, Injector, Outcome, Replaced};
 use crate::launcher::Cluster;
 
 /// How long a new learner may take to catch up and be promoted.
@@ -29,6 +29,7 @@ impl Injector {
         let Some((old_id, _, _)) = c.status(f).await else {
             return Ok(Outcome::Skipped(format!("member {f} gave no status")));
         };
+        let from_rev = leader_rev(c, l).await;
         // etcd refuses to remove a member while the others have not been
         // connected for a few seconds ("unhealthy cluster"): retry a while.
         if let Err(e) = remove_with_retry(c, l, old_id).await {
@@ -57,6 +58,11 @@ impl Injector {
         if learner {
             promote(c, l, added).await?;
         }
+        self.replaced.push(Replaced {
+            slot: f,
+            from_rev,
+            to_rev: leader_rev(c, l).await,
+        });
         Ok(Outcome::Survived(format!(
             "member {f} ({old_id:x}) removed, re-added as {} ({added:x}){}",
             c.members[f].name,
@@ -67,6 +73,12 @@ impl Injector {
             }
         )))
     }
+}
+
+/// The revision of the current leader (or of member `l`), 0 if none answers.
+async fn leader_rev(c: &Cluster, l: usize) -> i64 {
+    let at = c.leader().await.unwrap_or(l);
+    c.status(at).await.map(|s| s.2).unwrap_or(0)
 }
 
 /// MemberRemove through member `l` (or the current leader), retried for a

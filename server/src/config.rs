@@ -31,6 +31,10 @@ pub struct Config {
     /// Client URLs advertised to the cluster (default: the listen URLs).
     #[arg(long, env = "KVD_ADVERTISE_CLIENT_URLS", value_delimiter = ',')]
     pub advertise_client_urls: Vec<String>,
+    /// Extra URLs serving only /metrics and the health endpoints (plain
+    /// HTTP/1.1; https is refused for now).
+    #[arg(long, env = "KVD_LISTEN_METRICS_URLS", value_delimiter = ',')]
+    pub listen_metrics_urls: Vec<String>,
     /// URLs to listen on for peer traffic.
     #[arg(
         long,
@@ -91,6 +95,20 @@ pub struct Config {
     /// Log level filter (error, warn, info, debug) or a tracing directive.
     #[arg(long, env = "KVD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Logger: "zap", the only one etcd 3.5+ accepts (kvd logs through tracing).
+    #[arg(long, env = "KVD_LOGGER", default_value = "zap")]
+    pub logger: String,
+    /// Log targets, comma separated: "default" (stderr), "stderr", "stdout" or file paths.
+    #[arg(
+        long,
+        env = "KVD_LOG_OUTPUTS",
+        default_value = "default",
+        value_delimiter = ','
+    )]
+    pub log_outputs: Vec<String>,
+    /// Log format: "console" (kvd's default) or "json" (etcd's default).
+    #[arg(long, env = "KVD_LOG_FORMAT", default_value = "console")]
+    pub log_format: String,
     /// Auth token type: "simple", or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=..." (etcd's syntax).
     #[arg(long, env = "KVD_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,

@@ -30,6 +30,8 @@ pub enum KvError {
     /// Applied lags committed too far, or the proposal queue is full.
     #[error("too many requests")]
     TooManyRequests,
+    #[error("invalid sort option")]
+    InvalidSortOption,
     #[error("database space exceeded")]
     NoSpace,
     #[error("requested lease not found")]
@@ -170,6 +172,7 @@ error_table! {
     DuplicateKey => etcd(wire::DUPLICATE_KEY);
     RequestTooLarge => etcd(wire::REQUEST_TOO_LARGE);
     TooManyRequests => etcd(wire::TOO_MANY_REQUESTS);
+    InvalidSortOption => etcd(wire::INVALID_SORT_OPTION);
     NoSpace => etcd(wire::NO_SPACE);
     LeaseNotFound => etcd(wire::LEASE_NOT_FOUND);
     LeaseExists => etcd(wire::LEASE_EXIST);

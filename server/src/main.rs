@@ -1,26 +1,19 @@
-//! The kvd binary: flags in, server up, clean exit on SIGINT/SIGTERM.
+//! The kvd binary: flags in, server up, graceful exit on SIGINT/SIGTERM
+//! (see [`kvd::shutdown`]).
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use kvd::config::{parse_url, Config};
-use tokio::signal::unix::{signal, SignalKind};
+use kvd::logging::LogSettings;
 
 fn main() -> anyhow::Result<()> {
     let cfg = Config::parse();
-    // openraft logs every election at info; keep it to warnings unless asked.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| {
-            tracing_subscriber::EnvFilter::try_new(format!("{},openraft=warn", cfg.log_level))
-        })
-        .context("invalid --log-level")?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // Log flags are checked before anything else, as etcd does: there is
+    // nowhere to report the rest until the logger is up.
+    let logs = LogSettings::from_config(&cfg)?;
+    kvd::logging::init(&logs)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,6 +30,8 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.validate()?;
+    // Caught from here on, so no signal kills kvd mid-write.
+    let mut signals = kvd::shutdown::Signals::install().context("installing signal handlers")?;
     // TLS files are read and checked here, so a missing, unreadable or
     // mismatched one stops kvd before it binds anything.
     let client_files = kvd::tls::client_files(&cfg)?;
@@ -75,13 +70,19 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let peer_listeners = kvd::api::bind(&peer_addrs)
         .await
         .with_context(|| format!("binding {:?}", cfg.listen_peer_urls))?;
-    let node = kvd::node::Node::start(&cfg).await.with_context(|| {
-        format!(
-            "starting member {:?} in {}",
-            cfg.name,
-            cfg.data_dir().display()
-        )
-    })?;
+    let metrics_listeners = kvd::http::bind_metrics(&cfg.listen_metrics_urls).await?;
+    // Start-up can wait on peers for long: a signal meanwhile stops it.
+    let node = tokio::select! {
+        node = kvd::node::Node::start(&cfg) => node.with_context(|| {
+            format!(
+                "starting member {:?} in {}",
+                cfg.name,
+                cfg.data_dir().display()
+            )
+        })?,
+        sig = signals.first() => anyhow::bail!("received {sig} while starting: exiting"),
+    };
+    banner(&cfg, &node);
     for l in &listeners {
         if let Ok(a) = l.local_addr() {
             tracing::info!(addr = %a, "serving client requests");
@@ -93,33 +94,72 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         data_dir = %cfg.data_dir().display(),
         "kvd is ready"
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let peers = tokio::spawn(kvd::node::peer::serve_with_tls(
+    // Separate stops: clients are drained before leadership is handed
+    // over, peers only after it (the hand-over needs them).
+    let (peer_stop, peer_rx) = tokio::sync::watch::channel(false);
+    let (client_stop, client_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(kvd::http::serve_metrics(
+        node.clone(),
+        metrics_listeners,
+        client_rx.clone(),
+    ));
+    let mut peer = tokio::spawn(kvd::node::peer::serve_with_tls(
         node.clone(),
         peer_listeners.into_iter().zip(peer_tls).collect(),
-        stop_rx.clone(),
+        peer_rx,
     ));
-    let server = tokio::spawn(kvd::api::serve_with_tls(
+    let mut client = tokio::spawn(kvd::api::serve_with_tls(
         node.clone(),
         listeners.into_iter().zip(client_tls).collect(),
-        stop_rx,
+        client_rx,
     ));
-    let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        r = server => {
-            r.context("server task")?.context("serving")?;
+        sig = signals.first() => {
+            tracing::info!(signal = sig, "received signal; shutting down");
         }
-        r = peers => {
+        r = &mut client => {
+            r.context("server task")?.context("serving")?;
+            anyhow::bail!("the client server stopped by itself");
+        }
+        r = &mut peer => {
             r.context("peer server task")?.context("serving peers")?;
+            anyhow::bail!("the peer server stopped by itself");
         }
         reason = node.fatal() => {
             tracing::error!(%reason, "fatal storage error: exiting (restart recovers from disk)");
             anyhow::bail!("fatal storage error: {reason}");
         }
     }
-    let _ = stop_tx.send(true);
-    node.shutdown().await;
+    signals.exit_on_next();
+    let servers = kvd::shutdown::Servers {
+        client_stop,
+        client,
+        peer_stop,
+        peer,
+    };
+    kvd::shutdown::graceful(&node, servers).await;
     Ok(())
+}
+
+/// etcd's "starting an etcd server" line: who this member is and where it
+/// keeps and serves what, for whoever reads the log first.
+fn banner(cfg: &Config, node: &kvd::node::Node) {
+    let cluster_id = node.header(0).map_or(0, |h| h.cluster_id);
+    tracing::info!(
+        kvd_version = env!("CARGO_PKG_VERSION"),
+        openraft_version = kvd::logging::OPENRAFT_VERSION,
+        os = std::env::consts::OS,
+        arch = std::env::consts::ARCH,
+        name = %cfg.name,
+        member_id = format_args!("{:x}", node.member_id()),
+        cluster_id = format_args!("{cluster_id:x}"),
+        data_dir = %cfg.data_dir().display(),
+        wal_dir = %cfg.wal_dir().display(),
+        listen_client_urls = %cfg.listen_client_urls.join(","),
+        advertise_client_urls = %cfg.client_urls().join(","),
+        listen_peer_urls = %cfg.listen_peer_urls.join(","),
+        initial_advertise_peer_urls = %cfg.peer_urls().join(","),
+        initial_cluster_state = %cfg.initial_cluster_state,
+        "starting a kvd server"
+    );
 }

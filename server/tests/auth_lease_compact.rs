@@ -147,6 +147,18 @@ async fn run(bin: &Path) -> Vec<String> {
     let r = anon.lease_time_to_live(inside, keys()).await;
     t.push(format!("no user ttl+keys: {}", shown(r, listed)));
 
+    // LeaseGrant and LeaseRevoke need a user (any user) once auth is on
+    // (etcd 3.6+; 3.4 let anyone).
+    let r = anon.lease_grant(60, None).await;
+    t.push(format!("no user grant: {}", shown(r, |_| "ok".into())));
+    let r = anon.lease_revoke(inside).await;
+    t.push(format!("no user revoke: {}", shown(r, |_| "ok".into())));
+    let r = bob.lease_grant(60, None).await;
+    t.push(format!("bob grant: {}", shown(r, |_| "ok".into())));
+    let bobs = bob.lease_grant(60, None).await.unwrap().id();
+    let r = bob.lease_revoke(bobs).await;
+    t.push(format!("bob revoke: {}", shown(r, |_| "ok".into())));
+
     // Compact: root's only.
     let r = bob.compact(rev - 2, None).await;
     t.push(format!("bob compact: {}", shown(r, |_| "ok".into())));

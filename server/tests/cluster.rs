@@ -327,6 +327,41 @@ async fn membership_changes_with_etcdctl() {
     .await;
 }
 
+/// The state letter of each thread of member `i` (`/proc/<pid>/task/*/stat`:
+/// the state follows the last `)`, as the command name may hold spaces and
+/// parentheses); a thread that exited meanwhile is left out.
+fn thread_states(c: &Cluster, i: usize) -> String {
+    let Some(pid) = c.members[i].child.as_ref().map(|ch| ch.id()) else {
+        return "not running".to_string();
+    };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("pid {pid} gone");
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let st = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            st.rsplit_once(')')?.1.trim_start().chars().next()
+        })
+        .collect()
+}
+
+/// Waits until every thread of member `i` is stopped (state `T`).
+async fn wait_stopped(c: &Cluster, i: usize) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let states = thread_states(c, i);
+        if !states.is_empty() && states.chars().all(|s| s == 'T') {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {i} never stopped: {states}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn member_without_quorum_refuses_linearizable_requests() {
     use nix::sys::signal::Signal;
@@ -341,6 +376,12 @@ async fn member_without_quorum_refuses_linearizable_requests() {
         let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
         for i in &others {
             c.signal(*i, Signal::SIGSTOP);
+        }
+        // kill(2) only queues SIGSTOP; until the kernel has stopped every
+        // thread, a follower can still answer the leader's heartbeats, and a
+        // read in that window rightly succeeds. Wait until both are stopped.
+        for i in &others {
+            wait_stopped(&c, *i).await;
         }
         let opts = etcd_client::ConnectOptions::new().with_timeout(Duration::from_secs(20));
         let mut l = etcd_client::Client::connect([c.endpoint(leader)], Some(opts))
@@ -372,7 +413,15 @@ async fn member_without_quorum_refuses_linearizable_requests() {
         loop {
             match l.put("q", "3", None).await {
                 Ok(_) => break,
-                Err(e) => assert!(Instant::now() < deadline, "no recovery: {e}\n{}", c.logs()),
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "no recovery: {e}; stopped members' thread states {:?}\n{}",
+                    others
+                        .iter()
+                        .map(|i| thread_states(&c, *i))
+                        .collect::<Vec<_>>(),
+                    c.logs()
+                ),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

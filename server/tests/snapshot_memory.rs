@@ -7,17 +7,6 @@ use std::time::Duration;
 
 use common::{kvd_only, Kind, Options, Server};
 
-/// Peak resident memory of process `pid` in bytes (Linux's VmHWM).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb * 1024
-}
-
 /// Values written before the snapshot: 48 MiB.
 const VALUES: usize = 48;
 const VALUE_BYTES: usize = 1 << 20;
@@ -36,7 +25,7 @@ async fn snapshot_streams_without_holding_the_database_in_memory() {
                 .expect("put");
         }
         let db_bytes = (VALUES * VALUE_BYTES) as u64;
-        let before = peak_rss(pid);
+        let before = common::peak_rss(pid);
         let mut snap = c.snapshot().await.expect("snapshot");
         let mut total = 0u64;
         // Read slowly at first: a server that buffers runs ahead meanwhile.
@@ -53,7 +42,7 @@ async fn snapshot_streams_without_holding_the_database_in_memory() {
             }
         }
         assert!(total > db_bytes, "snapshot of {total} bytes");
-        let grew = peak_rss(pid).saturating_sub(before);
+        let grew = common::peak_rss(pid).saturating_sub(before);
         eprintln!("peak RSS grew by {grew} bytes during a {total}-byte snapshot");
         // In-memory, the snapshot cost ~2x the database (here ~96 MiB);
         // streamed, a few chunks plus buffers.

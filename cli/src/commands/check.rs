@@ -112,7 +112,7 @@ pub async fn run(global: &GlobalFlags, args: &PerfArgs, load: Load) -> Result<()
             format!("prefix {p:?} has keys. Delete with etcdctl del --prefix {p} first"),
         ));
     }
-    let bar = progress_bar(load.seconds);
+    let bar = crate::progress::steps(load.seconds, "{pos} / {len} [{bar:40}] {percent}% {eta}");
     let (stats, elapsed) = drive(clients, &args.prefix, load, bar.as_ref()).await;
     if let Some(bar) = bar {
         bar.finish();
@@ -207,21 +207,6 @@ fn put_varint(buf: &mut [u8], x: i64) {
     if i < buf.len() {
         buf[i] = ux as u8;
     }
-}
-
-/// A bar of `seconds` steps on a terminal; none otherwise.
-fn progress_bar(seconds: u64) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(seconds);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{pos} / {len} [{bar:40}] {percent}% {eta}")
-    {
-        bar.set_style(style);
-    }
-    Some(bar)
 }
 
 /// Deletes the check's keys, then compacts and defragments if asked.

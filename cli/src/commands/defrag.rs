@@ -46,13 +46,25 @@ pub(crate) async fn endpoints(
 pub async fn run(global: &GlobalFlags, cluster: bool) -> Result<(Output, bool), ExitError> {
     let mut list = Vec::new();
     let mut failed = false;
-    for ep in endpoints(global, cluster).await? {
+    let eps = endpoints(global, cluster).await?;
+    let bar = crate::progress::steps(eps.len() as u64, "{pos}/{len} [{bar:40}] {msg}");
+    for ep in eps {
+        if let Some(bar) = &bar {
+            bar.set_message(format!("defragmenting {ep}"));
+        }
         let client: Client = global.client_for(&ep).await?;
         let result = client.defragment().await.err().map(|e| {
             failed = true;
             crate::exit::error_text(&e)
         });
         list.push((ep, result));
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    // Cleared, so the per-endpoint lines etcdctl prints stand alone.
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     Ok((Output::Defrag(list), failed))
 }

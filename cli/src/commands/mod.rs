@@ -20,6 +20,7 @@ pub mod put;
 pub mod role;
 pub mod service;
 pub mod snapshot;
+pub mod snapshot_status;
 pub mod txn;
 pub mod user;
 pub mod version;
@@ -85,6 +86,8 @@ pub enum Output {
     MoveLeader(u64, u64),
     /// `snapshot save` wrote this file.
     SnapshotSaved(String),
+    /// `snapshot status` of an etcd v3 snapshot file.
+    SnapshotStatus(kv_etcdsnap::Status),
     /// Answer of an `auth`, `user` or `role` command.
     Auth(auth::AuthOutput),
     /// Answer of `version`.

@@ -1,5 +1,6 @@
 //! `snapshot save FILE`: streams a member's backend into `FILE.part`, then
 //! renames it to `FILE` (so a partial download never looks complete).
+//! `snapshot status FILE` is in snapshot_status.rs.
 
 use clap::{Args, Subcommand};
 use tokio::io::AsyncWriteExt;
@@ -23,12 +24,16 @@ pub enum SnapshotCommand {
         /// FILE
         args: Vec<String>,
     },
+    /// Gets backend snapshot status of a given file
+    Status {
+        /// FILE
+        args: Vec<String>,
+    },
 }
 
 impl SnapshotArgs {
-    /// Checks the arguments as etcdctl does; returns the target file.
-    pub fn validate(&self, global: &GlobalFlags) -> Result<String, ExitError> {
-        let SnapshotCommand::Save { args } = &self.command;
+    /// Checks `snapshot save`'s arguments as etcdctl does; returns the target file.
+    pub fn validate_save(args: &[String], global: &GlobalFlags) -> Result<String, ExitError> {
         if args.len() != 1 {
             return Err(ExitError::bad_args("snapshot save expects one argument"));
         }
@@ -59,6 +64,7 @@ pub async fn run(global: &GlobalFlags, path: String) -> Result<Output, ExitError
             .snapshot()
             .await
             .map_err(|e| fail(crate::exit::error_text(&e)))?;
+        let bar = crate::progress::bytes();
         while let Some(chunk) = stream
             .next_chunk()
             .await
@@ -67,6 +73,13 @@ pub async fn run(global: &GlobalFlags, path: String) -> Result<Output, ExitError
             file.write_all(&chunk)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
+            if let Some(bar) = &bar {
+                bar.inc(chunk.len() as u64);
+            }
+        }
+        // Cleared, so the result line etcdctl prints stands alone.
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
         }
         file.sync_all().await.map_err(|e| fail(e.to_string()))?;
         tokio::fs::rename(&part, &path)

@@ -351,6 +351,9 @@ pub fn print(
         },
         // The same in every format, as in etcdctl.
         Output::SnapshotSaved(path) => writeln!(w, "Snapshot saved at {path}").map_err(io_err),
+        Output::SnapshotStatus(st) => w
+            .write_all(crate::commands::snapshot_status::render(printer.name(), st).as_bytes())
+            .map_err(io_err),
         Output::Defrag(list) => {
             for (ep, failed) in list {
                 match failed {

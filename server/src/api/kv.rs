@@ -5,14 +5,20 @@ use std::sync::Arc;
 use kv_proto::etcdserverpb::kv_server::Kv;
 use kv_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
 };
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::status::to_status;
-use crate::node::Node;
+use crate::node::{range_stream, Node};
 
 pub struct KvService(pub Arc<Node>);
+
+/// The chunks of one RangeStream, errors mapped to etcd's statuses.
+pub type RangeChunks =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<RangeStreamResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Kv for KvService {
@@ -22,6 +28,23 @@ impl Kv for KvService {
             .await
             .map(Response::new)
             .map_err(to_status)
+    }
+
+    type RangeStreamStream = RangeChunks;
+
+    async fn range_stream(
+        &self,
+        req: Request<RangeRequest>,
+    ) -> Result<Response<RangeChunks>, Status> {
+        let req = req.into_inner();
+        // etcd's order: Range's own checks, then what streaming cannot do.
+        crate::txn::check_range(&req).map_err(to_status)?;
+        if let Err(why) = range_stream::check(&req) {
+            return Err(Status::unimplemented(why.text()));
+        }
+        let rx = self.0.range_stream(req).await.map_err(to_status)?;
+        let chunks = ReceiverStream::new(rx).map(|r| r.map_err(to_status));
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

@@ -126,9 +126,8 @@ impl Maintenance for MaintenanceService {
             .move_leader(req.get_ref().target_id)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(MoveLeaderResponse {
-            header: self.0.header(0),
-        }))
+        // etcd's MoveLeaderResponse carries no header.
+        Ok(Response::new(MoveLeaderResponse { header: None }))
     }
 
     async fn downgrade(

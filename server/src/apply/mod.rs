@@ -44,6 +44,38 @@ pub struct Core {
     pub alarms: Mutex<BTreeSet<(u64, i32)>>,
     /// Users, roles, permissions and tokens (changed only by the applier).
     pub auth: Arc<crate::auth::AuthStore>,
+    /// Every member ID ever removed from the configuration (etcd's
+    /// "removed" set): applied through the log and kept in META, so every
+    /// member and every snapshot carries it. Never shrinks.
+    pub removed: Mutex<BTreeSet<u64>>,
+}
+
+/// An entry applied slower than this is logged (etcd's default
+/// --experimental-warning-apply-duration).
+const SLOW_APPLY: Duration = Duration::from_millis(100);
+
+/// etcd's "apply request took too long" warning. The summary names the
+/// entry and its size, never its keys or values (they may be secrets).
+fn warn_slow_apply(took: Duration, index: u64, bytes: &[u8]) {
+    if took > SLOW_APPLY {
+        tracing::warn!(
+            took = ?took,
+            expected_duration = ?SLOW_APPLY,
+            request = %format_args!("raft entry {index}, {} bytes", bytes.len()),
+            "apply request took too long"
+        );
+    }
+}
+
+pub use crate::storage::schema::META_REMOVED;
+
+/// IDs in `prev`'s configuration that `next` no longer has.
+fn removed_by(prev: &StoredMembership, next: &StoredMembership) -> Vec<u64> {
+    let kept: BTreeSet<u64> = next.nodes().map(|(id, _)| *id).collect();
+    prev.nodes()
+        .map(|(id, _)| *id)
+        .filter(|id| !kept.contains(id))
+        .collect()
 }
 
 impl Core {
@@ -58,6 +90,7 @@ impl Core {
             lessor: Arc::new(Mutex::new(Lessor::new(election_timeout))),
             alarms: Mutex::new(BTreeSet::new()),
             auth: Arc::default(),
+            removed: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -74,6 +107,12 @@ impl Core {
             crate::txn::LeaseBook::attach(&mut *lessor, lease, &key);
         }
         *self.alarms.lock() = rec.alarms.iter().copied().collect();
+        match meta_json::<BTreeSet<u64>>(rec, META_REMOVED) {
+            Ok(ids) => *self.removed.lock() = ids.unwrap_or_default(),
+            // Kept as it was rather than emptied: forgetting removed IDs
+            // would let a removed member's messages in again.
+            Err(e) => tracing::error!(error = %e, "removed member IDs unreadable"),
+        }
         if let Err(e) = self.auth.restore(&rec.meta) {
             tracing::error!(error = %e, "auth state unreadable: every request is refused");
         }
@@ -132,6 +171,7 @@ impl StateMachine {
         let mut out = Vec::with_capacity(entries.len());
         let mut applied = self.applied;
         let mut membership = self.membership.clone();
+        let mut removed: Option<BTreeSet<u64>> = None;
         let result = core.store.write(durable, |state, wtx| {
             let mut kv = wtx.open_table(KV)?;
             let mut leases_t = wtx.open_table(LEASES)?;
@@ -141,11 +181,20 @@ impl StateMachine {
             let mut lessor = core.lessor.lock();
             let mut batch = WriteBatch::new(state, &mut kv);
             for entry in &entries {
+                let _slow = crate::metrics::apply();
                 applied = Some(*entry.get_log_id());
                 let resp = match &entry.payload {
                     EntryPayload::Blank => RaftResponse::default(),
                     EntryPayload::Membership(m) => {
-                        membership = StoredMembership::new(applied, m.clone());
+                        let next = StoredMembership::new(applied, m.clone());
+                        let gone = removed_by(&membership, &next);
+                        if !gone.is_empty() {
+                            let set = removed.get_or_insert_with(|| core.removed.lock().clone());
+                            set.extend(gone);
+                            let json = serde_json::to_vec(&*set).unwrap_or_default();
+                            meta.insert(META_REMOVED, json.as_slice())?;
+                        }
+                        membership = next;
                         RaftResponse::default()
                     }
                     EntryPayload::Normal(req) => {
@@ -157,7 +206,11 @@ impl StateMachine {
                             meta: &mut meta,
                             auth: &core.auth,
                         };
-                        request::apply(&mut batch, &mut lessor, &mut tables, &req.bytes)?
+                        let started = Instant::now();
+                        let resp =
+                            request::apply(&mut batch, &mut lessor, &mut tables, &req.bytes)?;
+                        warn_slow_apply(started.elapsed(), entry.get_log_id().index, &req.bytes);
+                        resp
                     }
                 };
                 out.push(resp);
@@ -188,6 +241,9 @@ impl StateMachine {
         }
         self.applied = applied;
         self.membership = membership;
+        if let Some(set) = removed {
+            *self.core.removed.lock() = set;
+        }
         if !events.is_empty() {
             self.core.hub.publish(rev, events);
         }
@@ -207,11 +263,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        self.apply_batch(entries).map_err(|e| {
+        let fail = |e: MvccError| {
             tracing::error!(error = %e, "apply failed; the member must stop");
             sm_error(e)
-        })
+        };
+        let mut rest = entries.into_iter();
+        let mut out = Vec::new();
+        // Test builds only (failpoint `apply-entry=sleep(N)`): a slow applier,
+        // one entry at a time, so the apply-lag refusal can be tested.
+        while let Some(delay) = crate::raft::failpoint::apply_entry_delay() {
+            let Some(entry) = rest.next() else { break };
+            tokio::time::sleep(delay).await;
+            out.extend(self.apply_batch(vec![entry]).map_err(fail)?);
+        }
+        let rest: Vec<Entry> = rest.collect();
+        if out.is_empty() {
+            return self.apply_batch(rest).map_err(fail);
+        }
+        if !rest.is_empty() {
+            out.extend(self.apply_batch(rest).map_err(fail)?);
+        }
+        Ok(out)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {

@@ -102,9 +102,6 @@ fn split_batch(bytes: &[u8]) -> Result<Vec<Result<InternalRequest, DecodeError>>
 }
 
 fn set_revision(a: &mut Applied, revision: i64) {
-    if let Applied::Txn(t) = a {
-        txn::stamp_revision(t, revision);
-    }
     let h = match a {
         Applied::None => return,
         Applied::Put(r) => &mut r.header,
@@ -176,6 +173,7 @@ fn grant(lessor: &mut Lessor, t: &mut Tables, r: &LeaseGrantRequest) -> KvResult
         return Err(KvError::LeaseExists);
     }
     let ttl = lessor.grant(r.id, r.ttl).ttl;
+    crate::metrics::lease_granted();
     t.leases.insert(r.id, ttl).map_err(storage)?;
     Ok(Applied::LeaseGrant(LeaseGrantResponse {
         header: None,
@@ -192,6 +190,7 @@ fn revoke(
     r: &LeaseRevokeRequest,
 ) -> KvResult<Applied> {
     let keys = lessor.revoke(r.id).ok_or(KvError::LeaseNotFound)?;
+    crate::metrics::lease_revoked();
     // Sorted keys, one revision: every member produces the same history.
     for key in &keys {
         b.delete(key)?;

@@ -79,13 +79,19 @@ impl SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<openraft::Snapshot<TypeConfig>, StorageError> {
         let store = self.core.store.clone();
+        let gate = store.read_gate();
         let dir = self.dir.clone();
         let (meta, file) = tokio::task::spawn_blocking(move || {
             let (name, path) = new_data_file(&dir)?;
             let tmp = path.with_extension("tmp");
             let f = File::create(&tmp).map_err(io_at(&tmp))?;
             let mut out = BufWriter::with_capacity(1 << 16, f);
-            let (len, vals) = store.export_durable(&[META_APPLIED, META_MEMBERSHIP], &mut out)?;
+            let (len, vals) = {
+                // The export reads on an owned transaction: a defragment
+                // waits for it (redb cannot compact under a live read).
+                let _gate = gate.blocking_read();
+                store.export_durable(&[META_APPLIED, META_MEMBERSHIP], &mut out)?
+            };
             let f = out
                 .into_inner()
                 .map_err(|e| SnapshotFileError::Io(tmp.clone(), e.into_error()))?;

@@ -52,6 +52,15 @@ pub fn admin(s: &AuthState, who: &Who) -> Checked {
     }
 }
 
+/// Any authenticated user (etcd 3.6+'s requireAuthInfo, for LeaseGrant and
+/// LeaseRevoke): a token is needed, no permission.
+pub fn user(s: &AuthState, who: &Who) -> Checked {
+    if s.enabled && who.user.is_empty() {
+        return Err(wire::USER_EMPTY);
+    }
+    Ok(())
+}
+
 pub fn range(s: &AuthState, who: &Who, r: &RangeRequest) -> Checked {
     op(s, who, Access::Read, &r.key, &r.range_end)
 }

@@ -107,6 +107,35 @@ fn read_key(path: &str) -> Result<Vec<u8>, JwtError> {
     std::fs::read(path).map_err(|e| err(e.to_string()))
 }
 
+/// etcd (Go's x509) also takes SEC1 "EC PRIVATE KEY" files, the form
+/// `openssl ecparam -genkey` writes; jsonwebtoken and ring take PKCS#8 only,
+/// so such a key is re-encoded as PKCS#8. Anything else passes unchanged.
+fn ec_as_pkcs8(alg: Algorithm, pem: Vec<u8>, path: &str) -> Result<Vec<u8>, JwtError> {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    if !matches!(
+        PrivateKeyDer::from_pem_slice(&pem),
+        Ok(PrivateKeyDer::Sec1(_))
+    ) {
+        return Ok(pem);
+    }
+    let err = |reason: String| JwtError::Key {
+        path: path.to_string(),
+        reason,
+    };
+    let text = std::str::from_utf8(&pem).map_err(|e| err(e.to_string()))?;
+    let pkcs8 = match alg {
+        Algorithm::ES256 => p256::SecretKey::from_sec1_pem(text)
+            .map_err(|e| err(format!("P-256 SEC1 key: {e}")))?
+            .to_pkcs8_pem(LineEnding::LF),
+        Algorithm::ES384 => p384::SecretKey::from_sec1_pem(text)
+            .map_err(|e| err(format!("P-384 SEC1 key: {e}")))?
+            .to_pkcs8_pem(LineEnding::LF),
+        _ => return Ok(pem),
+    }
+    .map_err(|e| err(e.to_string()))?;
+    Ok(pkcs8.as_bytes().to_vec())
+}
+
 fn algorithm(name: &str) -> Result<Algorithm, JwtError> {
     Ok(match name {
         "RS256" => Algorithm::RS256,
@@ -213,6 +242,9 @@ impl JwtTokens {
         let pub_pem = pub_key.map(read_key).transpose().map_err(loading)?;
         let priv_pem = priv_key.map(read_key).transpose().map_err(loading)?;
         let alg = algorithm(method.unwrap_or_default()).map_err(loading)?;
+        let priv_pem = priv_pem
+            .map(|p| ec_as_pkcs8(alg, p, priv_key.unwrap_or_default()))
+            .transpose()?;
         let bad = |path: Option<&str>, e: jsonwebtoken::errors::Error| JwtError::Key {
             path: path.unwrap_or_default().to_string(),
             reason: e.to_string(),
@@ -394,6 +426,20 @@ mod tests {
             &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
         );
         gen("ed", &["-algorithm", "ED25519"]);
+        // SEC1 ("EC PRIVATE KEY") keys, as `openssl ecparam -genkey` writes.
+        for (name, curve) in [("sec1-256", "prime256v1"), ("sec1-384", "secp384r1")] {
+            let key = format!("{name}.key");
+            openssl(
+                d,
+                &["ecparam", "-name", curve, "-genkey", "-noout", "-out", &key],
+            );
+            let pem = std::fs::read_to_string(d.join(&key)).unwrap();
+            assert!(pem.contains("BEGIN EC PRIVATE KEY"), "{pem}");
+            openssl(
+                d,
+                &["ec", "-in", &key, "-pubout", "-out", &format!("{name}.pub")],
+            );
+        }
         std::fs::write(d.join("secret"), b"not so secret").unwrap();
         let p = |f: &str| d.join(f).display().to_string();
         let methods = [
@@ -405,6 +451,8 @@ mod tests {
             ("PS512", "rsa"),
             ("ES256", "p256"),
             ("ES384", "p384"),
+            ("ES256", "sec1-256"),
+            ("ES384", "sec1-384"),
             ("EdDSA", "ed"),
         ];
         for (m, k) in methods {

@@ -72,6 +72,55 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_import_swaps_the_whole_store_in() {
+        use redb::ReadableTable;
+        let d = tempfile::tempdir().unwrap();
+        let (src, _) = Store::open(&d.path().join("src")).unwrap();
+        put(&src, b"new", false).unwrap();
+        let mut snap = Vec::new();
+        src.export_durable(&[], &mut snap).unwrap();
+        let path = d.path().join("db");
+        let (store, _) = Store::open(&path).unwrap();
+        put(&store, b"old", false).unwrap();
+        // An export in flight (holding the read gate) finishes on the old
+        // store before the swap closes it.
+        let gate = store.read_gate().try_read_owned().unwrap();
+        let export = store.read_txn().unwrap();
+        let finish = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let rows = export.txn.open_table(KV).unwrap().iter().unwrap().count();
+            drop(export);
+            drop(gate);
+            rows
+        });
+        store.import(&snap).unwrap();
+        assert_eq!(finish.join().unwrap(), 1, "the export read the old store");
+        assert!(store.snapshot().index().get(b"new").is_some());
+        assert!(store.snapshot().index().get(b"old").is_none());
+        assert!(!d.path().join("db.installing").exists());
+        drop(store);
+        let (store, _) = Store::open(&path).unwrap();
+        assert!(store.snapshot().index().get(b"new").is_some(), "on disk");
+    }
+
+    #[test]
+    fn an_interrupted_snapshot_import_is_discarded_at_open() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("db");
+        {
+            let (store, _) = Store::open(&path).unwrap();
+            put(&store, b"a", false).unwrap();
+        }
+        std::fs::write(d.path().join("db.installing"), b"half an import").unwrap();
+        let (store, _) = Store::open(&path).unwrap();
+        assert!(!d.path().join("db.installing").exists());
+        assert!(
+            store.snapshot().index().get(b"a").is_some(),
+            "the old store stays"
+        );
+    }
+
+    #[test]
     fn a_failed_write_leaves_no_change_in_memory() {
         let d = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(&d.path().join("db")).unwrap();

@@ -34,6 +34,10 @@ pub struct Store {
     /// File size as of the last commit: quota checks read it on every write,
     /// so it is refreshed once per applied batch instead of stat'ed per request.
     size: std::sync::atomic::AtomicI64,
+    /// Held shared by long reads on an owned transaction (exports, hashes)
+    /// and exclusive by defragment, which redb refuses under a live read.
+    /// tokio's lock is fair: while a defragment waits, new reads queue behind it.
+    read_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// Values read from META, in the order asked for.
@@ -65,6 +69,10 @@ pub trait ReadView {
 impl Store {
     /// Opens or creates the store file and rebuilds the in-memory index.
     pub fn open(path: &Path) -> Result<(Store, Recovered), MvccError> {
+        // A snapshot import that a crash cut short: never swapped in, so
+        // the live file is still the whole old store.
+        crate::storage::snapshot::discard_import(&installing_path(path))
+            .map_err(|e| MvccError::Storage(e.to_string()))?;
         let db = Database::create(path)?;
         let wtx = db.begin_write()?;
         wtx.open_table(KV)?;
@@ -78,6 +86,7 @@ impl Store {
             state: RwLock::new(State::default()),
             path: path.to_path_buf(),
             size: std::sync::atomic::AtomicI64::new(0),
+            read_gate: Arc::default(),
         };
         let recovered = store.reload()?;
         Ok((store, recovered))
@@ -126,6 +135,9 @@ impl Store {
                 meta.insert(META_REVISION, state.rev.to_le_bytes().as_slice())?;
                 meta.insert(META_COMPACT, state.compact_rev.to_le_bytes().as_slice())?;
             }
+            // Test builds only: a commit failing here must stop the member.
+            crate::raft::failpoint::backend_commit()?;
+            let _timer = crate::metrics::backend_commit();
             wtx.commit()?;
             Ok(out)
         })();
@@ -170,7 +182,14 @@ impl Store {
         self.size.store(len, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Rewrites the file without free pages. Blocks every other access while it runs.
+    /// The gate between long reads and defragment: hold it shared for the
+    /// life of an [`OwnedRead`] (or an export), exclusive around [`Store::defragment`].
+    pub fn read_gate(&self) -> Arc<tokio::sync::RwLock<()>> {
+        self.read_gate.clone()
+    }
+
+    /// Rewrites the file without free pages. Blocks every other access while
+    /// it runs; fails while an owned read is live (see [`Store::read_gate`]).
     pub fn defragment(&self) -> Result<(), MvccError> {
         let mut db = self.db.write();
         // A durable commit first so compaction can reclaim pages freed by non-durable ones.
@@ -198,8 +217,8 @@ impl Store {
     /// A read transaction of the last committed state with that state's
     /// revision and compaction revision, taken under a brief lock and owned
     /// by the caller: long reads (exports, hashes) run on it while writers
-    /// go on. (A defragment meanwhile fails: redb cannot compact under a
-    /// live read.)
+    /// go on. (A defragment meanwhile fails, redb cannot compact under a
+    /// live read: hold [`Store::read_gate`] shared while it lives.)
     pub fn read_txn(&self) -> Result<OwnedRead, MvccError> {
         let db = self.db.read();
         let state = self.state.read();
@@ -244,16 +263,50 @@ impl Store {
         data: &mut R,
         len: u64,
     ) -> Result<Recovered, MvccError> {
-        {
-            let db = self.db.read();
-            let _state = self.state.write();
-            let mut wtx = db.begin_write()?;
-            wtx.set_durability(redb::Durability::Immediate)?;
-            crate::storage::snapshot::import_from(&wtx, data, len)
-                .map_err(|e| MvccError::Storage(e.to_string()))?;
-            wtx.commit()?;
-        }
-        self.reload()
+        // Built beside the live file in bounded memory, then swapped in:
+        // one write transaction held every page of a large store in memory.
+        let installing = installing_path(&self.path);
+        let fresh =
+            crate::storage::snapshot::import_to_file(&installing, data, len).map_err(|e| {
+                let _ = crate::storage::snapshot::discard_import(&installing);
+                MvccError::Storage(e.to_string())
+            })?;
+        // Dropping the old handle closes its file under any owned read
+        // (an export would fail with DatabaseClosed): wait for those, as
+        // defragment does. Callers are on a blocking thread (block_in_place).
+        let gate = self.read_gate.clone();
+        let _no_reads = gate.blocking_write();
+        self.swap_in(&installing, fresh)
+    }
+
+    /// Makes the complete, durable store file at `new` (open as `fresh`)
+    /// the live one: with every reader and writer held off, renames it over
+    /// the live file and fsyncs the directory (the rename is the commit
+    /// point: a crash before it leaves the old store, after it the new
+    /// one), rebuilds the index from it and puts it in place of the old
+    /// handle. No reader sees the new file with the old index. The handle
+    /// keeps the import's small cache until the next restart: reading the
+    /// store through redb's 1 GiB default would keep every page in memory
+    /// beside the index's copy of each value.
+    fn swap_in(&self, new: &Path, fresh: Database) -> Result<Recovered, MvccError> {
+        let mut db = self.db.write();
+        let mut state = self.state.write();
+        std::fs::rename(new, &self.path)?;
+        crate::storage::snapshot::sync_parent(&self.path)
+            .map_err(|e| MvccError::Storage(e.to_string()))?;
+        // The old index goes first: both at once would be twice the store.
+        // (Past the rename, a failure here stops the member anyway.)
+        *state = State::default();
+        let (st, recovered) = load(&fresh)?;
+        // No owned read is live (the caller holds the read gate), so
+        // closing the old, now unlinked, file cuts no export short.
+        let old = std::mem::replace(&mut *db, fresh);
+        drop(old);
+        *state = st;
+        drop(state);
+        drop(db);
+        self.refresh_size();
+        Ok(recovered)
     }
 
     /// [`Store::import_from`] over bytes in memory.
@@ -367,6 +420,14 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Where a snapshot import builds the store file that replaces `live`
+/// (`member/db.installing` beside `member/db`).
+fn installing_path(live: &Path) -> PathBuf {
+    let mut name = live.file_name().unwrap_or_default().to_os_string();
+    name.push(".installing");
+    live.with_file_name(name)
 }
 
 /// An owned read transaction and the revisions of the state it sees.

@@ -26,6 +26,11 @@ impl Node {
         self.core.auth.check(check::admin).map_err(auth_err)
     }
 
+    /// Requests any authenticated user may make once auth is enabled.
+    pub fn check_user(&self) -> KvResult<()> {
+        self.core.auth.check(check::user).map_err(auth_err)
+    }
+
     /// Proposes one auth change and waits for it to be applied.
     pub async fn auth_change(&self, op: AuthOp) -> KvResult<()> {
         let req = Request::Auth(AuthRequest { request: Some(op) });

@@ -51,6 +51,7 @@ async fn track_leadership(node: Arc<Node>) {
     loop {
         let (term, leader) = {
             let m = rx.borrow_and_update();
+            crate::metrics::observe_leader(m.current_leader);
             (
                 m.current_term,
                 super::leadership::leads(&m, node.member_id()),

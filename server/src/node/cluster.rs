@@ -89,7 +89,18 @@ impl Node {
         {
             return Err(KvError::PeerUrlExists);
         }
-        let id = ids::member_id(&peer_urls, &self.token);
+        // A fresh ID, never a current or removed one: a member removed and
+        // re-added at the same URLs is a new member (etcd mixes in the time).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let id = {
+            let removed = self.core.removed.lock();
+            ids::fresh_member_id(&peer_urls, &self.token, now, |id| {
+                removed.contains(&id) || current.iter().any(|m| m.id == id)
+            })
+        };
         let node = BasicNode::new(peer_urls.join(","));
         let add = ChangeMembers::AddNodes(BTreeMap::from([(id, node)]));
         self.change(add, true).await?;

@@ -13,6 +13,10 @@
 //! openraft's leader lease stays as a second guard: voters refuse real votes
 //! for a few heartbeats after hearing from a leader. kvd keeps that lease short
 //! (see [`raft_timeouts`]) so that MoveLeader can hand over quickly.
+//!
+//! What it decides on (who leads, the term, the voter sets, the last log
+//! entry) it reads through node/leadership.rs, the one place that reads
+//! openraft's metrics for leadership.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kv_proto::kvpb::{PreVoteRequest, PreVoteResponse};
-use openraft::ServerState;
 use rand::Rng;
 
+use super::leadership::{last_log, member_addrs, standing};
 use super::Node;
 use crate::raft::types::Raft;
 use crate::raft::NodeId;
@@ -59,6 +63,12 @@ impl Elections {
         self.quiet_ticks.store(0, Ordering::Relaxed);
     }
 
+    /// Whether a leader was heard from within an election timeout: etcd's
+    /// follower forgets its leader after that (it pre-campaigns).
+    pub(super) fn leader_heard_recently(&self) -> bool {
+        self.quiet_for() < self.timeout
+    }
+
     fn tick(&self) {
         self.quiet_ticks.fetch_add(1, Ordering::Relaxed);
     }
@@ -70,12 +80,8 @@ impl Elections {
 
     /// Whether this member would vote for `req`'s candidate now.
     pub fn grant(&self, raft: &Raft, me: NodeId, req: &PreVoteRequest) -> bool {
-        let (state, term) = {
-            let m = raft.metrics();
-            let m = m.borrow();
-            (m.state, m.current_term)
-        };
-        if req.candidate == me || state == ServerState::Leader {
+        let now = standing(raft);
+        if req.candidate == me || now.leading {
             return false;
         }
         // Check-quorum: a member that heard from its leader within an
@@ -83,21 +89,12 @@ impl Elections {
         if self.quiet_for() < self.timeout {
             return false;
         }
-        if req.next_term < term {
+        if req.next_term < now.term {
             return false;
         }
         let mine = last_log(raft);
         (req.last_log_term, req.last_log_index) >= mine
     }
-}
-
-/// (term, index) of this member's last log entry.
-fn last_log(raft: &Raft) -> (u64, u64) {
-    raft.data_metrics()
-        .borrow()
-        .last_log
-        .map(|l| (l.leader_id.term, l.index))
-        .unwrap_or((0, 0))
 }
 
 /// Whether `granted` holds a majority of every configuration (a joint
@@ -117,17 +114,8 @@ fn random_timeout(base: Duration) -> Duration {
 /// Asks every other voter for a pre-vote; true when a quorum would elect us.
 async fn pre_vote(node: &Node, configs: &[BTreeSet<NodeId>]) -> bool {
     let me = node.member_id();
-    let (term, members) = {
-        let m = node.raft.metrics();
-        let m = m.borrow();
-        let members: Vec<(NodeId, String)> = m
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect();
-        (m.current_term, members)
-    };
+    let term = standing(&node.raft).term;
+    let members = member_addrs(&node.raft);
     let (last_log_term, last_log_index) = last_log(&node.raft);
     let req = PreVoteRequest {
         candidate: me,
@@ -173,16 +161,10 @@ pub async fn run(node: Arc<Node>, tick: Duration) {
         tokio::time::sleep(tick).await;
         node.elections.tick();
         since_attempt += tick;
-        let (state, configs) = {
-            let m = node.raft.metrics();
-            let m = m.borrow();
-            (
-                m.state,
-                m.membership_config.membership().get_joint_config().clone(),
-            )
-        };
+        let now = standing(&node.raft);
+        let configs = now.voters;
         let me = node.member_id();
-        if state == ServerState::Leader || !configs.iter().any(|c| c.contains(&me)) {
+        if now.leading || !configs.iter().any(|c| c.contains(&me)) {
             node.elections.heard_from_leader();
             continue;
         }

@@ -45,8 +45,10 @@ impl Node {
         Ok(())
     }
 
-    pub async fn range(&self, req: RangeRequest) -> KvResult<RangeResponse> {
-        txn::check_range(&req)?;
+    /// What every range read passes first: its shape, the read barrier
+    /// (unless serializable), then permission.
+    pub(super) async fn admit_range(&self, req: &RangeRequest) -> KvResult<()> {
+        txn::check_range(req)?;
         if !req.serializable {
             self.read_barrier().await?;
         }
@@ -54,8 +56,12 @@ impl Node {
         // applied here by now.
         self.core
             .auth
-            .check(|s, who| crate::auth::check::range(s, who, &req))
-            .map_err(KvError::Auth)?;
+            .check(|s, who| crate::auth::check::range(s, who, req))
+            .map_err(KvError::Auth)
+    }
+
+    pub async fn range(&self, req: RangeRequest) -> KvResult<RangeResponse> {
+        self.admit_range(&req).await?;
         let snap = self.core.store.snapshot();
         let mut resp = txn::range(&snap, &req)?;
         drop(snap);

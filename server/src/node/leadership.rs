@@ -6,12 +6,14 @@
 //! about leadership; they follow a [`ClientRoute`].
 //!
 //! election.rs makes leaders (pre-vote, campaigns); this module only reports
-//! them, from openraft's metrics.
+//! them, from openraft's metrics, and gives election.rs what it decides on
+//! ([`standing`], [`member_addrs`], [`last_log`]).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, RaftMetrics};
+use openraft::{BasicNode, RaftMetrics, ServerState};
 use tonic::transport::Channel;
 
 use super::Node;
@@ -74,6 +76,52 @@ pub(super) fn route_of(raft: &Raft, me: NodeId) -> KvResult<Route> {
     }
 }
 
+/// What election.rs decides on, read from one snapshot of openraft's
+/// metrics so the parts agree with each other.
+#[derive(Debug, Clone)]
+pub(super) struct Standing {
+    /// openraft's own state says this member leads (it may not have
+    /// published `current_leader` yet).
+    pub leading: bool,
+    /// The term this member is in.
+    pub term: u64,
+    /// The voter sets of the effective configuration: one, or two during a
+    /// joint membership change.
+    pub voters: Vec<BTreeSet<NodeId>>,
+}
+
+/// This member's [`Standing`] now.
+pub(super) fn standing(raft: &Raft) -> Standing {
+    let rx = raft.metrics();
+    let m = rx.borrow();
+    Standing {
+        leading: m.state == ServerState::Leader,
+        term: m.current_term,
+        voters: m.membership_config.membership().get_joint_config().clone(),
+    }
+}
+
+/// Every member of the effective configuration (voters and learners) with
+/// its peer address.
+pub(super) fn member_addrs(raft: &Raft) -> Vec<(NodeId, String)> {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, n)| (*id, n.addr.clone()))
+        .collect()
+}
+
+/// (term, index) of this member's last log entry; (0, 0) for an empty log.
+pub(super) fn last_log(raft: &Raft) -> (u64, u64) {
+    raft.data_metrics()
+        .borrow()
+        .last_log
+        .map(|l| (l.leader_id.term, l.index))
+        .unwrap_or((0, 0))
+}
+
 /// openraft's answer to a write (a proposal or a membership change): one
 /// that reached a non-leader is etcd's "no leader" (the caller's route was
 /// stale), a stopped raft is "server stopped".
@@ -96,6 +144,23 @@ impl Node {
     /// The current leader's member ID, if any.
     pub fn leader_id(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this member has a live leader as etcd counts one (/health,
+    /// etcd_server_has_leader): a follower heard from its leader within an
+    /// election timeout; a leader heard from a quorum within one (etcd's
+    /// check-quorum makes such a leader step down).
+    pub fn has_live_leader(&self) -> bool {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        if m.current_leader.is_none() {
+            return false;
+        }
+        if leads(&m, self.member_id()) {
+            let limit = self.election_timeout.as_millis() as u64;
+            return m.millis_since_quorum_ack.is_none_or(|ms| ms < limit);
+        }
+        self.elections.leader_heard_recently()
     }
 
     /// `Ok` while this member leads; `not_leader` otherwise.

@@ -17,6 +17,7 @@ use crate::error::{KvError, KvResult};
 
 impl Node {
     pub async fn lease_grant(&self, mut req: LeaseGrantRequest) -> KvResult<LeaseGrantResponse> {
+        self.check_user()?;
         self.check_space().await?;
         if req.id == 0 {
             // Positive, unused, chosen before proposing so every member applies the same ID.
@@ -39,6 +40,7 @@ impl Node {
     }
 
     pub async fn lease_revoke(&self, req: LeaseRevokeRequest) -> KvResult<LeaseRevokeResponse> {
+        self.check_user()?;
         match self.propose(Request::LeaseRevoke(req)).await? {
             Applied::LeaseRevoke(mut r) => {
                 self.fill(&mut r.header);

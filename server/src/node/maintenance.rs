@@ -3,12 +3,11 @@
 
 use kv_proto::etcdserverpb::alarm_request::AlarmAction;
 use kv_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, DefragmentResponse, HashKvResponse, HashResponse,
-    MemberListResponse, StatusResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, DefragmentResponse, DowngradeInfo, HashKvResponse,
+    HashResponse, MemberListResponse, StatusResponse,
 };
 use kv_proto::kvpb::internal_request::Request;
-use sha2::{Digest, Sha256};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,77 +15,92 @@ use super::leadership::leads;
 use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
-use crate::mvcc::{MvccError, Store};
+use crate::mvcc::Store;
 
 /// The etcd API version kvd implements, reported by Status so clients that
-/// gate features on the server version treat kvd as an etcd 3.5 server.
-pub const API_VERSION: &str = "3.5.0";
+/// gate features on the server version (kube-apiserver: watch progress
+/// requests, RangeStream) treat kvd as the etcd 3.7 server it follows.
+pub const API_VERSION: &str = "3.7.0";
 
-/// A Maintenance.Snapshot being sent: the store and its padding in `file`
-/// (`len` bytes, read from the start), then `digest`.
+/// A Maintenance.Snapshot being sent: the bbolt database in `file` (`len`
+/// bytes, read from the start), then `digest`.
 pub struct SnapshotFile {
     pub file: std::fs::File,
     pub len: u64,
     pub digest: [u8; 32],
 }
 
-/// A writer that hashes what goes through it.
-struct Hashing<W: Write> {
-    inner: W,
-    sha: Sha256,
+/// Test builds: while the file named by `KVD_FAILPOINT_EXPORT_PAUSE`
+/// exists, a Maintenance.Snapshot export waits (at most a minute) holding
+/// its read transaction, after creating `<file>.reached`: tests use it to
+/// run other requests against an export in flight.
+#[cfg(feature = "failpoints")]
+fn export_pause() {
+    let Some(path) = std::env::var_os("KVD_FAILPOINT_EXPORT_PAUSE").map(std::path::PathBuf::from)
+    else {
+        return;
+    };
+    if !path.exists() {
+        return;
+    }
+    let mut reached = path.clone().into_os_string();
+    reached.push(".reached");
+    let _ = std::fs::write(reached, b"");
+    let until = Instant::now() + Duration::from_secs(60);
+    while path.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(b)?;
-        self.sha.update(&b[..n]);
-        Ok(n)
-    }
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+fn export_pause() {}
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-fn export_to_file(store: &Store, dir: &Path) -> KvResult<SnapshotFile> {
+/// Exports the store to an unlinked file in `dir`. `gate` (the store's read
+/// gate, held shared) is let go as soon as the read transaction ends.
+fn export_to_file(
+    store: &Store,
+    dir: &Path,
+    gate: tokio::sync::OwnedRwLockReadGuard<()>,
+) -> KvResult<SnapshotFile> {
     let io =
         |e: std::io::Error| KvError::Internal(format!("snapshot file in {}: {e}", dir.display()));
-    let path = dir.join(format!(
-        "maintenance-snapshot.{:016x}.tmp",
-        rand::random::<u64>()
-    ));
+    let file = unlinked_file(dir, "maintenance-snapshot").map_err(io)?;
+    // The writer spools the `key` bucket's pages here (bbolt's first pages
+    // name the root, known only at the end).
+    let scratch = unlinked_file(dir, "maintenance-snapshot-pages").map_err(io)?;
+    let out = std::io::BufWriter::new(file.try_clone().map_err(io)?);
+    // An owned read transaction: the export may take long on a large
+    // store, and writers must not wait for it.
+    let read = store.read_txn()?;
+    export_pause();
+    // etcd's format (a bbolt file, then its SHA-256), so etcd's tools read it.
+    let (out, len) = crate::storage::etcd_format::export(&read.txn, out, scratch)?;
+    drop(read);
+    drop(gate);
+    out.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .flush()
+        .map_err(io)?;
+    let mut file = file;
+    let mut digest = [0u8; 32];
+    file.seek(SeekFrom::Start(len)).map_err(io)?;
+    file.read_exact(&mut digest).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    Ok(SnapshotFile { file, len, digest })
+}
+
+/// A new file in `dir`, unlinked at once: it lives only as long as its open
+/// handle, so neither an error nor a crash leaves it behind.
+fn unlinked_file(dir: &Path, what: &str) -> std::io::Result<std::fs::File> {
+    let path = dir.join(format!("{what}.{:016x}.tmp", rand::random::<u64>()));
     let file = std::fs::File::options()
         .read(true)
         .write(true)
         .create_new(true)
-        .open(&path)
-        .map_err(io)?;
-    // Unlinked at once: the file lives only as long as the open handle, so
-    // neither an error nor a crash leaves it behind.
-    std::fs::remove_file(&path).map_err(io)?;
-    let mut out = Hashing {
-        inner: std::io::BufWriter::new(file.try_clone().map_err(io)?),
-        sha: Sha256::new(),
-    };
-    // An owned read transaction: the export may take long on a large
-    // store, and writers must not wait for it.
-    let read = store.read_txn()?;
-    let written = crate::storage::snapshot::export_to(&read.txn, &mut out)
-        .map_err(|e| MvccError::Storage(e.to_string()))?;
-    drop(read);
-    // etcdctl checks that the stream minus its 32-byte digest is a whole
-    // number of 512-byte pages (true of etcd's bolt files): pad to that.
-    let pad = (512 - written % 512) % 512;
-    out.write_all(&vec![0u8; pad as usize]).map_err(io)?;
-    out.flush().map_err(io)?;
-    let digest = out.sha.finalize().into();
-    let mut file = file;
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    Ok(SnapshotFile {
-        file,
-        len: written + pad,
-        digest,
-    })
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 /// A leader transfer gives up after this many election timeouts.
@@ -98,6 +112,11 @@ impl Node {
         let rx = self.raft.metrics();
         let m = rx.borrow();
         let db_size = self.core.store.db_size();
+        let is_learner = m
+            .membership_config
+            .membership()
+            .learner_ids()
+            .any(|id| id == m.id);
         StatusResponse {
             header: self.header(0),
             version: API_VERSION.to_string(),
@@ -114,7 +133,10 @@ impl Node {
                 .map(|(member, alarm)| format!("memberID:{member} alarm:{alarm}"))
                 .collect(),
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner,
+            storage_version: API_VERSION.to_string(),
+            db_size_quota: self.quota_bytes.min(i64::MAX as u64) as i64,
+            downgrade_info: Some(DowngradeInfo::default()),
         }
     }
 
@@ -159,20 +181,31 @@ impl Node {
     pub async fn defragment(&self) -> KvResult<DefragmentResponse> {
         self.check_admin()?;
         let store = self.core.store.clone();
-        tokio::task::spawn_blocking(move || store.defragment())
-            .await
-            .map_err(|e| KvError::Internal(e.to_string()))??;
-        Ok(DefragmentResponse {
-            header: self.header(0),
+        // redb cannot compact under a live read: wait for the exports and
+        // hashes in flight (each holds the gate only while it reads the
+        // store, never while a client reads its stream), and hold off new
+        // ones meanwhile, as etcd's defrag waits for its read transactions.
+        let gate = store.read_gate().write_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _gate = gate;
+            store.defragment()
         })
+        .await
+        .map_err(|e| KvError::Internal(e.to_string()))??;
+        // etcd's DefragmentResponse carries no header.
+        Ok(DefragmentResponse { header: None })
     }
 
     pub async fn hash(&self) -> KvResult<HashResponse> {
         self.check_admin()?;
         let store = self.core.store.clone();
-        let hash = tokio::task::spawn_blocking(move || store.hash_all())
-            .await
-            .map_err(|e| KvError::Internal(e.to_string()))??;
+        let gate = store.read_gate().read_owned().await;
+        let hash = tokio::task::spawn_blocking(move || {
+            let _gate = gate;
+            store.hash_all()
+        })
+        .await
+        .map_err(|e| KvError::Internal(e.to_string()))??;
         Ok(HashResponse {
             header: self.header(0),
             hash,
@@ -182,10 +215,13 @@ impl Node {
     pub async fn hash_kv(&self, revision: i64) -> KvResult<HashKvResponse> {
         self.check_admin()?;
         let store = self.core.store.clone();
-        let (hash, compact_revision, hash_revision) =
-            tokio::task::spawn_blocking(move || store.hash_kv(revision))
-                .await
-                .map_err(|e| KvError::Internal(e.to_string()))??;
+        let gate = store.read_gate().read_owned().await;
+        let (hash, compact_revision, hash_revision) = tokio::task::spawn_blocking(move || {
+            let _gate = gate;
+            store.hash_kv(revision)
+        })
+        .await
+        .map_err(|e| KvError::Internal(e.to_string()))??;
         Ok(HashKvResponse {
             header: self.header(0),
             hash,
@@ -194,8 +230,9 @@ impl Node {
         })
     }
 
-    /// A consistent copy of the whole store, zero-padded to 512 bytes and
-    /// followed by its sha256, as etcd's snapshots are. It is exported to an
+    /// A consistent copy of the whole store in etcd's v3 snapshot format (a
+    /// bbolt database followed by its sha256; storage/etcd_format.rs), so
+    /// etcdctl/etcdutl `snapshot status|restore` read it. It is exported to an
     /// unlinked temporary file in the data dir (the space goes back when the
     /// file is closed) and read from there in chunks, so a snapshot costs a
     /// chunk of memory, not the size of the database.
@@ -203,7 +240,8 @@ impl Node {
         self.check_admin()?;
         let store = self.core.store.clone();
         let dir = self.member_dir.clone();
-        tokio::task::spawn_blocking(move || export_to_file(&store, &dir))
+        let gate = store.read_gate().read_owned().await;
+        tokio::task::spawn_blocking(move || export_to_file(&store, &dir, gate))
             .await
             .map_err(|e| KvError::Internal(e.to_string()))?
     }
@@ -267,6 +305,31 @@ impl Node {
             Err(e) => tracing::warn!(error = %e, "leadership transfer failed"),
         }
         result
+    }
+
+    /// The voters other than this member, the most up-to-date first (by
+    /// this leader's replication progress): whom to hand leadership to at
+    /// shutdown (see `crate::shutdown`). Empty when this is the only voter.
+    pub fn transfer_candidates(&self) -> Vec<u64> {
+        let me = self.member_id();
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        let mut voters: Vec<(u64, u64)> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| *id != me)
+            .map(|id| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).copied().flatten())
+                    .map_or(0, |l| l.index);
+                (id, matched)
+            })
+            .collect();
+        voters.sort_by_key(|v| std::cmp::Reverse(v.1));
+        voters.into_iter().map(|(id, _)| id).collect()
     }
 
     async fn hand_over(&self, target: u64, addr: &str, deadline: Instant) -> KvResult<()> {

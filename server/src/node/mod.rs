@@ -15,8 +15,10 @@ mod lease;
 mod maintenance;
 pub mod peer;
 mod propose;
+pub mod range_stream;
 mod read_index;
 mod refusals;
+mod removal;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +100,8 @@ pub struct Node {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// `<data-dir>/member`: snapshots from the leader are received under it.
     member_dir: PathBuf,
+    /// Whether a peer said this member was removed (removal.rs).
+    eviction: removal::Eviction,
 }
 
 impl Node {
@@ -118,6 +122,12 @@ impl Node {
                     "does not name this member",
                 ))?;
         let identity = Self::identity(cfg, &member_dir, &members, &me).await?;
+        // This member as the rest of the node knows it: by its real ID (a
+        // joined member's differs from the one derived from the flags).
+        let mut members = members;
+        if let Some(m) = members.iter_mut().find(|m| m.name == cfg.name) {
+            m.id = identity.member_id;
+        }
 
         let db_path = member_dir.join("db");
         let (store, recovered) =
@@ -223,8 +233,12 @@ impl Node {
             next_id: AtomicU64::new(rand::random::<u64>() >> 16),
             tasks: Mutex::new(Vec::new()),
             member_dir,
+            eviction: removal::Eviction::default(),
         });
         background::spawn_all(&node);
+        node.tasks
+            .lock()
+            .push(tokio::spawn(removal::probe_loop(node.clone())));
         Ok(node)
     }
 
@@ -248,16 +262,25 @@ impl Node {
             return Ok(id);
         }
         let token = &cfg.initial_cluster_token;
-        let cluster_id = match cfg.initial_cluster_state.as_str() {
-            "new" => ids::cluster_id(members, token),
-            "existing" => ids::fetch_cluster_id(members, me.id)
-                .await
-                .map_err(StartError::Join)?,
+        // A joining member's ID is the one MemberAdd gave it, learned from
+        // the cluster (it is not derived from the flags: see ids.rs).
+        let (cluster_id, member_id) = match cfg.initial_cluster_state.as_str() {
+            "new" => (ids::cluster_id(members, token), me.id),
+            "existing" => {
+                let joined = ids::fetch_cluster_id(members, me)
+                    .await
+                    .map_err(StartError::Join)?;
+                tracing::info!(
+                    member_id = %format!("{:x}", joined.member_id),
+                    "joined the existing cluster"
+                );
+                (joined.cluster_id, joined.member_id)
+            }
             other => return Err(ConfigError::UnsupportedState(other.to_string()).into()),
         };
         let id = ids::Identity {
             name: cfg.name.clone(),
-            member_id: me.id,
+            member_id,
             cluster_id,
             token: token.clone(),
         };
@@ -369,12 +392,20 @@ impl Node {
     /// exits, as etcd does; a restart recovers from what is on disk.
     pub async fn fatal(&self) -> String {
         let mut metrics = self.raft.metrics();
+        // A removed member stops too (etcd exits): see removal.rs.
+        let removed = self.eviction.wait(self);
+        tokio::pin!(removed);
         loop {
             if let Err(e) = &metrics.borrow_and_update().running_state {
                 return e.to_string();
             }
-            if metrics.changed().await.is_err() {
-                return "raft stopped".to_string();
+            tokio::select! {
+                reason = &mut removed => return reason,
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return "raft stopped".to_string();
+                    }
+                }
             }
         }
     }

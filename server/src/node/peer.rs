@@ -32,7 +32,9 @@ use super::refusals::{Refusal, RefusalLog};
 use super::Node;
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
-use crate::raft::network::{CLUSTER_ID_HEADER, MAX_APPEND_BYTES, MAX_PEER_MESSAGE};
+use crate::raft::network::{
+    CLUSTER_ID_HEADER, MAX_APPEND_BYTES, MAX_PEER_MESSAGE, TO_MEMBER_HEADER,
+};
 use crate::raft::snapshot_receiver::{ReceiveError, SnapshotReceiver};
 use crate::raft::TypeConfig;
 
@@ -72,6 +74,9 @@ pub struct PeerService {
     snapshots: Arc<SnapshotReceiver>,
     /// Refusals get a log line at most once per peer address and interval.
     refusals: Arc<RefusalLog>,
+    /// The same for messages from removed members (its own limiter, so
+    /// these lines are not suppressed by other refusals).
+    removed_refusals: Arc<RefusalLog>,
 }
 
 impl PeerService {
@@ -90,7 +95,7 @@ impl PeerService {
             .get(CLUSTER_ID_HEADER)
             .and_then(|v| v.to_str().ok());
         if theirs == Some(self.cluster_id.as_str()) {
-            return Ok(());
+            return self.addressed_to_me(req);
         }
         let theirs = theirs.unwrap_or("none");
         if let Some(suppressed) = self.log_refusal(Refusal::ClusterId, req) {
@@ -109,9 +114,81 @@ impl PeerService {
         )))
     }
 
+    /// Refuses a message meant for another member ID (see
+    /// [`TO_MEMBER_HEADER`]; etcd likewise refuses a message whose recipient
+    /// is not itself). A request without the header (a joiner asking for
+    /// the cluster ID) names no recipient.
+    fn addressed_to_me<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(to) = req.metadata().get(TO_MEMBER_HEADER) else {
+            return Ok(());
+        };
+        let me = format!("{:x}", self.node.member_id());
+        let to = to.to_str().unwrap_or("?");
+        if to == me {
+            return Ok(());
+        }
+        if let Some(suppressed) = self.log_refusal(Refusal::ClusterId, req) {
+            tracing::warn!(
+                to,
+                me = %me,
+                suppressed,
+                "refused a peer request meant for another member (was this member removed and its URL re-used?)"
+            );
+        }
+        Err(Status::failed_precondition(format!(
+            "kvd: request for member {to} reached member {me}"
+        )))
+    }
+
+    /// Refuses a message from a member removed from the cluster (etcd
+    /// answers 410 Gone with this text); the sender stops when it sees it.
+    fn refuse_removed<T>(&self, sender: Option<u64>, req: &Request<T>) -> Result<(), Status> {
+        let Some(sender) = sender else {
+            return Ok(());
+        };
+        if !self.node.core.removed.lock().contains(&sender) {
+            return Ok(());
+        }
+        let peer = req.remote_addr().map(|a| a.ip());
+        if let Some(suppressed) =
+            self.removed_refusals
+                .admit(Refusal::ClusterId, peer, std::time::Instant::now())
+        {
+            tracing::warn!(
+                peer = %peer.map(|p| p.to_string()).as_deref().unwrap_or("unknown"),
+                member_id = %format!("{sender:x}"),
+                suppressed,
+                "refused a message from a removed member: {}",
+                super::removal::REMOVED
+            );
+        }
+        Err(super::removal::refusal())
+    }
+
+    /// The configured member whose peer URLs are `urls`, if any.
+    fn member_with_urls(&self, urls: &[String]) -> Option<u64> {
+        if urls.is_empty() {
+            return None;
+        }
+        let metrics = self.node.raft.metrics();
+        let m = metrics.borrow();
+        let found = m
+            .membership_config
+            .membership()
+            .nodes()
+            .find(|(_, n)| {
+                let theirs: Vec<String> = n.addr.split(',').map(str::to_string).collect();
+                super::ids::same_urls(&theirs, urls)
+            })
+            .map(|(id, _)| *id);
+        found
+    }
+
     /// Whether a `ClusterId` caller proves to be a member of this cluster:
-    /// its ID is in the configuration and is what its peer URLs hash to
-    /// under our token (so a member started with another token is refused).
+    /// its ID is what its peer URLs hash to under our token (so a member
+    /// started with another token is refused), and a member of the
+    /// configuration has those URLs (MemberAdd gave it a fresh ID, which the
+    /// answer tells it).
     fn is_member(&self, req: &ClusterIdRequest) -> bool {
         let node = &self.node;
         if req.peer_urls.is_empty()
@@ -119,14 +196,7 @@ impl PeerService {
         {
             return false;
         }
-        let metrics = node.raft.metrics();
-        let m = metrics.borrow();
-        let found = m
-            .membership_config
-            .membership()
-            .nodes()
-            .any(|(id, _)| *id == req.member_id);
-        found
+        self.member_with_urls(&req.peer_urls).is_some()
     }
 }
 
@@ -195,9 +265,11 @@ impl Peer for PeerService {
     ) -> Result<Response<RaftMessage>, Status> {
         self.admit(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
+        self.refuse_removed(rpc.vote.leader_id().voted_for(), &req)?;
         let resp = self.node.raft.append_entries(rpc).await;
         if !matches!(resp, Ok(AppendEntriesResponse::HigherVote(_)) | Err(_)) {
             self.node.elections.heard_from_leader();
+            self.node.eviction.heard_from_leader();
         }
         encode(&resp)
     }
@@ -205,6 +277,7 @@ impl Peer for PeerService {
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.admit(&req)?;
         let rpc: VoteRequest<u64> = decode(req.get_ref())?;
+        self.refuse_removed(rpc.vote.leader_id().voted_for(), &req)?;
         encode(&self.node.raft.vote(rpc).await)
     }
 
@@ -214,6 +287,7 @@ impl Peer for PeerService {
     ) -> Result<Response<RaftMessage>, Status> {
         self.admit(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
+        self.refuse_removed(rpc.vote.leader_id().voted_for(), &req)?;
         let vote = rpc.vote;
         let refused = || self.log_refusal(Refusal::Snapshot, &req);
         let resp = self
@@ -235,6 +309,7 @@ impl Peer for PeerService {
         if matches!(&resp, Ok(r) if r.vote.partial_cmp(&vote) != Some(std::cmp::Ordering::Greater))
         {
             self.node.elections.heard_from_leader();
+            self.node.eviction.heard_from_leader();
         }
         encode(&resp)
     }
@@ -306,6 +381,7 @@ impl Peer for PeerService {
         req: Request<PreVoteRequest>,
     ) -> Result<Response<PreVoteResponse>, Status> {
         self.admit(&req)?;
+        self.refuse_removed(Some(req.get_ref().candidate), &req)?;
         let node = &self.node;
         let granted = node
             .elections
@@ -317,7 +393,13 @@ impl Peer for PeerService {
         &self,
         req: Request<ClusterIdRequest>,
     ) -> Result<Response<ClusterIdResponse>, Status> {
-        if self.admit(&req).is_err() && !self.is_member(req.get_ref()) {
+        if self.admit(&req).is_ok() {
+            // A member of this cluster asking about itself (removal.rs): a
+            // removed one learns it here. (A joining member sends no cluster
+            // ID, and its `member_id` is only the derived one, its proof of
+            // the token, which may well be a removed member's.)
+            self.refuse_removed(Some(req.get_ref().member_id), &req)?;
+        } else if !self.is_member(req.get_ref()) {
             return Err(Status::permission_denied(format!(
                 "kvd: member {:x} with peer URLs {:?} is not in this cluster's configuration \
                  (add it with MemberAdd first, with the same --initial-cluster-token)",
@@ -327,6 +409,7 @@ impl Peer for PeerService {
         }
         Ok(Response::new(ClusterIdResponse {
             cluster_id: self.node.header.cluster_id,
+            member_id: self.member_with_urls(&req.get_ref().peer_urls).unwrap_or(0),
         }))
     }
 
@@ -385,6 +468,7 @@ pub async fn serve_with_tls(
     ));
     let max_recv = max_peer_message(node.max_request_bytes());
     let refusals = Arc::new(RefusalLog::default());
+    let removed_refusals = Arc::new(RefusalLog::default());
     for (l, tls) in listeners {
         let svc = tonic::service::interceptor::InterceptedService::new(
             PeerServer::new(PeerService {
@@ -392,6 +476,7 @@ pub async fn serve_with_tls(
                 cluster_id: format!("{:x}", node.header.cluster_id),
                 snapshots: snapshots.clone(),
                 refusals: refusals.clone(),
+                removed_refusals: removed_refusals.clone(),
             })
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(MAX_PEER_MESSAGE),

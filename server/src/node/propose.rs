@@ -115,6 +115,7 @@ impl Proposer {
                         if batch.is_empty() {
                             continue;
                         }
+                        crate::metrics::forwarded(batch.len());
                         let net = net.clone();
                         tokio::spawn(async move {
                             forward::send(&net, (id, peer_addr), batch).await;
@@ -147,6 +148,7 @@ impl Proposer {
         size: usize,
         may_forward: bool,
     ) -> KvResult<Applied> {
+        let _pending = crate::metrics::proposal();
         let (tx, rx) = oneshot::channel();
         // A request larger than the whole budget still gets in, alone.
         let share = size.clamp(1, MAX_QUEUED_BYTES) as u32;
@@ -168,7 +170,10 @@ impl Proposer {
         })?;
         match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
             Ok(r) => r.map_err(|_| KvError::Stopped)?,
-            Err(_) => Err(KvError::Timeout),
+            Err(_) => {
+                crate::metrics::proposals_failed(1);
+                Err(KvError::Timeout)
+            }
         }
     }
 }
@@ -184,6 +189,7 @@ async fn submit(raft: &Raft, batch: Vec<Pending>) {
         waiters.push(p.tx);
         _permits.push(p.bytes);
     }
+    crate::metrics::batch(requests.len());
     let bytes = InternalBatch { requests }.encode_to_vec();
     match raft.client_write(RaftRequest { bytes }).await {
         Ok(resp) => {
@@ -204,6 +210,7 @@ async fn submit(raft: &Raft, batch: Vec<Pending>) {
             }
         }
         Err(e) => {
+            crate::metrics::proposals_failed(waiters.len());
             let e = super::leadership::write_error(e);
             for w in waiters {
                 let _ = w.send(Err(e.clone()));

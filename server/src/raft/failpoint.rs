@@ -13,6 +13,15 @@
 //! `wal-write` only, `drop`: a planted bug for negative controls, the record
 //! is silently not written while the append reports success.
 //!
+//! They also hold `apply-entry=sleep(N)`: the applier waits N ms (without
+//! blocking a thread) before each entry it applies, re-read per entry, for
+//! tests of the apply-lag refusal (`apply/mod.rs`).
+//!
+//! The same variables hold `backend-commit` (`eio`, `enospc`, `sleep(N)`),
+//! run just before the backend (redb) commits an applied batch
+//! (`mvcc/store.rs`): a failed commit must stop the member, as a failed
+//! bolt commit stops etcd.
+//!
 //! The hooks exist only in builds with the `failpoints` cargo feature. The
 //! kvd package enables that feature on itself through a dev-dependency, so
 //! `cargo test` builds the kvd binary its integration tests spawn with the
@@ -91,6 +100,45 @@ pub fn wal(_point: WalPoint) -> std::io::Result<bool> {
     Ok(false)
 }
 
+/// Runs the `backend-commit` disk failpoint: sleeps or fails as configured.
+#[cfg(feature = "failpoints")]
+pub fn backend_commit() -> std::io::Result<()> {
+    disk::run_named(BACKEND_COMMIT, false).map(|_| ())
+}
+
+/// Runs the `backend-commit` disk failpoint: nothing, in a build without
+/// the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn backend_commit() -> std::io::Result<()> {
+    Ok(())
+}
+
+/// The failpoint at the backend's commit of an applied batch.
+pub const BACKEND_COMMIT: &str = "backend-commit";
+
+/// The failpoint before each applied entry: `apply-entry=sleep(N)` makes
+/// the applier wait N ms per entry (a slow applier, for the apply-lag
+/// refusal). Only `sleep(N)` means anything here.
+pub const APPLY_ENTRY: &str = "apply-entry";
+
+/// How long the applier waits before its next entry, when the
+/// `apply-entry=sleep(N)` failpoint is armed. Read again for every entry, so
+/// removing it from the file lets the applier catch up at once. The applier
+/// awaits the delay rather than blocking a runtime thread.
+#[cfg(feature = "failpoints")]
+pub fn apply_entry_delay() -> Option<std::time::Duration> {
+    disk::sleep_named(APPLY_ENTRY)
+}
+
+/// How long the applier waits before its next entry: never, in a build
+/// without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn apply_entry_delay() -> Option<std::time::Duration> {
+    None
+}
+
 #[cfg(feature = "failpoints")]
 mod disk {
     use std::path::PathBuf;
@@ -111,6 +159,11 @@ mod disk {
     static ARMED: OnceLock<Armed> = OnceLock::new();
 
     pub fn run(point: WalPoint) -> std::io::Result<bool> {
+        run_named(point.name(), point == WalPoint::Write)
+    }
+
+    /// Runs the failpoint named `point`; `drop` applies only where `may_drop`.
+    pub fn run_named(point: &str, may_drop: bool) -> std::io::Result<bool> {
         let armed = ARMED.get_or_init(|| Armed {
             fixed: std::env::var(super::DISK_ENV).unwrap_or_default(),
             file: std::env::var_os(super::DISK_FILE_ENV).map(PathBuf::from),
@@ -126,14 +179,14 @@ mod disk {
                 let Some((name, action)) = pair.trim().split_once('=') else {
                     continue;
                 };
-                if name.trim() != point.name() {
+                if name.trim() != point {
                     continue;
                 }
                 let action = action.trim();
                 match action {
                     "eio" => return Err(std::io::Error::from_raw_os_error(EIO)),
                     "enospc" => return Err(std::io::Error::from_raw_os_error(ENOSPC)),
-                    "drop" if point == WalPoint::Write => skip = true,
+                    "drop" if may_drop => skip = true,
                     _ => {
                         let ms = action
                             .strip_prefix("sleep(")
@@ -142,17 +195,43 @@ mod disk {
                         match ms {
                             // Bounded so a typo cannot hang a test forever.
                             Some(ms) => std::thread::sleep(Duration::from_millis(ms.min(60_000))),
-                            None => tracing::warn!(
-                                point = point.name(),
-                                action,
-                                "unknown failpoint action ignored"
-                            ),
+                            None => {
+                                tracing::warn!(point, action, "unknown failpoint action ignored")
+                            }
                         }
                     }
                 }
             }
         }
         Ok(skip)
+    }
+
+    /// The `sleep(N)` armed for `point`, if any (the longest when several
+    /// are), for a caller that waits asynchronously. Capped as above.
+    pub fn sleep_named(point: &str) -> Option<Duration> {
+        let armed = ARMED.get_or_init(|| Armed {
+            fixed: std::env::var(super::DISK_ENV).unwrap_or_default(),
+            file: std::env::var_os(super::DISK_FILE_ENV).map(PathBuf::from),
+        });
+        let from_file = armed
+            .file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        [armed.fixed.as_str(), from_file.as_str()]
+            .into_iter()
+            .flat_map(|spec| spec.split([',', ';', '\n']))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| name.trim() == point)
+            .filter_map(|(_, action)| {
+                action
+                    .trim()
+                    .strip_prefix("sleep(")
+                    .and_then(|a| a.strip_suffix(')'))
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .max()
+            .map(|ms| Duration::from_millis(ms.min(60_000)))
     }
 }
 

@@ -46,18 +46,42 @@ struct PeerFailure(String);
 /// The metadata key every peer request carries: the sender's cluster ID.
 pub const CLUSTER_ID_HEADER: &str = "x-kvd-cluster-id";
 
+/// The metadata key naming the member a peer request is meant for (hex ID).
+/// A process answering at that member's URL under another ID (a removed
+/// member restarted from its old data dir at a URL since re-used) refuses
+/// it, so its acknowledgements never count for the member that replaced it.
+pub const TO_MEMBER_HEADER: &str = "x-kvd-to-member";
+
+type Ascii = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
+
 /// Stamps outgoing peer requests with our cluster ID, so a member of another
 /// cluster (say, one started with a different --initial-cluster-token) is
-/// refused instead of joining in.
+/// refused instead of joining in, and with the member they are for.
 #[derive(Clone)]
-pub struct StampClusterId(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+pub struct StampClusterId {
+    cluster: Ascii,
+    to: Option<Ascii>,
+}
+
+impl StampClusterId {
+    fn to(&self, target: NodeId) -> Self {
+        StampClusterId {
+            cluster: self.cluster.clone(),
+            to: format!("{target:x}").parse().ok(),
+        }
+    }
+}
 
 impl tonic::service::Interceptor for StampClusterId {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if super::failpoint::isolated() {
             return Err(super::failpoint::unreachable());
         }
-        req.metadata_mut().insert(CLUSTER_ID_HEADER, self.0.clone());
+        req.metadata_mut()
+            .insert(CLUSTER_ID_HEADER, self.cluster.clone());
+        if let Some(to) = &self.to {
+            req.metadata_mut().insert(TO_MEMBER_HEADER, to.clone());
+        }
         Ok(req)
     }
 }
@@ -78,7 +102,10 @@ impl Network {
             .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static("0"));
         Network {
             channels: Arc::default(),
-            stamp: StampClusterId(value),
+            stamp: StampClusterId {
+                cluster: value,
+                to: None,
+            },
         }
     }
 
@@ -104,7 +131,7 @@ impl Network {
 
     pub fn client(&self, target: NodeId, addr: &str) -> Result<PeerClient<PeerChannel>, String> {
         Ok(
-            PeerClient::with_interceptor(self.channel(target, addr)?, self.stamp.clone())
+            PeerClient::with_interceptor(self.channel(target, addr)?, self.stamp.to(target))
                 .max_decoding_message_size(MAX_PEER_MESSAGE)
                 .max_encoding_message_size(MAX_PEER_MESSAGE),
         )
@@ -178,6 +205,7 @@ where
     let mut client = net
         .client(target, addr)
         .map_err(|e| RPCError::Unreachable(Unreachable::new(&PeerFailure(e))))?;
+    let (sent, start) = (data.len(), std::time::Instant::now());
     let msg = RaftMessage { data };
     let fut = async {
         match kind {
@@ -197,8 +225,10 @@ where
                 RPCError::Network(NetworkError::new(&e))
             }
         })?;
-    let result: Result<Resp, E> = decode_response(&resp.into_inner().data)
-        .map_err(|e| net_err(format!("peer {target:x}: {e}")))?;
+    let data = resp.into_inner().data;
+    crate::metrics::peer_exchange(target, sent, data.len(), Some(start.elapsed()));
+    let result: Result<Resp, E> =
+        decode_response(&data).map_err(|e| net_err(format!("peer {target:x}: {e}")))?;
     result.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
 }
 

@@ -1,4 +1,5 @@
 //! On-disk formats owned by kvd: the raft log's record files and every redb table.
+pub mod etcd_format;
 pub mod schema;
 pub mod snapshot;
 pub mod wal;

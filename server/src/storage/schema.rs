@@ -26,6 +26,8 @@ pub const META_MEMBERSHIP: &str = "membership";
 pub const META_REVISION: &str = "revision";
 /// i64 LE: the revision compacted up to.
 pub const META_COMPACT: &str = "compact";
+/// JSON array of u64: every member ID ever removed (never reused, refused).
+pub const META_REMOVED: &str = "members/removed";
 
 // Auth state lives in META (so snapshots and restarts carry it with the
 // rest of the store): see `auth::state`.

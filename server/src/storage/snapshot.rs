@@ -6,6 +6,7 @@
 //! everything before it.
 
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
@@ -200,9 +201,61 @@ pub fn verify(data: &[u8]) -> Result<(), SnapshotError> {
     verify_from(data, data.len() as u64)
 }
 
+/// The tables of an import, open in one write transaction.
+struct Tables<'t> {
+    kv: redb::Table<'t, u128, &'static [u8]>,
+    meta: redb::Table<'t, &'static str, &'static [u8]>,
+    leases: redb::Table<'t, i64, i64>,
+    alarms: redb::Table<'t, (u64, i32), ()>,
+    members: redb::Table<'t, u64, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(wtx: &'t WriteTransaction) -> Result<Self, SnapshotError> {
+        Ok(Tables {
+            kv: wtx.open_table(KV)?,
+            meta: wtx.open_table(META)?,
+            leases: wtx.open_table(LEASES)?,
+            alarms: wtx.open_table(ALARMS)?,
+            members: wtx.open_table(MEMBERS)?,
+        })
+    }
+
+    /// Inserts one snapshot record into its table.
+    fn insert(&mut self, table: u8, k: &[u8], v: &[u8]) -> Result<(), SnapshotError> {
+        match table {
+            T_KV => {
+                self.kv.insert(u128::from_le_bytes(fixed(k)?), v)?;
+            }
+            T_META => {
+                let name =
+                    std::str::from_utf8(k).map_err(|_| SnapshotError::Malformed("meta key"))?;
+                self.meta.insert(name, v)?;
+            }
+            T_LEASES => {
+                self.leases
+                    .insert(i64::from_le_bytes(fixed(k)?), i64::from_le_bytes(fixed(v)?))?;
+            }
+            T_ALARMS => {
+                let k: [u8; 12] = fixed(k)?;
+                let member = u64::from_le_bytes(fixed(&k[..8])?);
+                let alarm = i32::from_le_bytes(fixed(&k[8..])?);
+                self.alarms.insert((member, alarm), ())?;
+            }
+            T_MEMBERS => {
+                self.members.insert(u64::from_le_bytes(fixed(k)?), v)?;
+            }
+            _ => return Err(SnapshotError::Malformed("unknown table")),
+        }
+        Ok(())
+    }
+}
+
 /// Replaces every table in `wtx` with the snapshot in `data` (`total`
 /// bytes from its current position): one pass to check the crc, then, back
-/// at the start, a second to import. Memory is one record at a time.
+/// at the start, a second to import. Memory is one record at a time (plus
+/// the transaction's pages: a large snapshot goes through
+/// [`import_to_file`] instead).
 pub fn import_from<R: Read + Seek>(
     wtx: &WriteTransaction,
     data: &mut R,
@@ -217,42 +270,104 @@ pub fn import_from<R: Read + Seek>(
     wtx.delete_table(LEASES)?;
     wtx.delete_table(ALARMS)?;
     wtx.delete_table(MEMBERS)?;
-    let mut kv = wtx.open_table(KV)?;
-    let mut meta = wtx.open_table(META)?;
-    let mut leases = wtx.open_table(LEASES)?;
-    let mut alarms = wtx.open_table(ALARMS)?;
-    let mut members = wtx.open_table(MEMBERS)?;
+    let mut tables = Tables::open(wtx)?;
     let mut r = Reader::new(std::io::BufReader::with_capacity(1 << 16, data), total);
     r.magic()?;
     while let Some((table, k, v)) = r.record()? {
-        match table {
-            T_KV => {
-                kv.insert(u128::from_le_bytes(fixed(&k)?), v.as_slice())?;
-            }
-            T_META => {
-                let name =
-                    std::str::from_utf8(&k).map_err(|_| SnapshotError::Malformed("meta key"))?;
-                meta.insert(name, v.as_slice())?;
-            }
-            T_LEASES => {
-                leases.insert(
-                    i64::from_le_bytes(fixed(&k)?),
-                    i64::from_le_bytes(fixed(&v)?),
-                )?;
-            }
-            T_ALARMS => {
-                let k: [u8; 12] = fixed(&k)?;
-                let member = u64::from_le_bytes(fixed(&k[..8])?);
-                let alarm = i32::from_le_bytes(fixed(&k[8..])?);
-                alarms.insert((member, alarm), ())?;
-            }
-            T_MEMBERS => {
-                members.insert(u64::from_le_bytes(fixed(&k)?), v.as_slice())?;
-            }
-            _ => return Err(SnapshotError::Malformed("unknown table")),
-        }
+        tables.insert(table, &k, &v)?;
     }
     Ok(())
+}
+
+/// Records imported per commit by [`import_to_file`]: a batch's pages are
+/// what its transaction holds until the commit hands them to the cache.
+const IMPORT_BATCH_BYTES: u64 = 8 << 20;
+/// redb's cache for the file being built, which stays the live store's
+/// until the next restart. Its write buffer is held at half of it, the
+/// rest written out, so this bounds the import's memory (redb's default,
+/// 1 GiB, would keep a large snapshot's pages all in memory).
+pub const IMPORT_CACHE_BYTES: usize = 32 << 20;
+
+/// Builds a complete store file at `path` from the snapshot in `data`
+/// (`total` bytes from its current position), replacing anything there:
+/// a checksum pass, then the import in batches of [`IMPORT_BATCH_BYTES`],
+/// each its own non-durable commit, the last durable; then the file and
+/// its directory are fsynced. Memory stays bounded whatever the snapshot's
+/// size. Returns the file's open handle (reopening it would cost a pass
+/// over the file); the caller swaps it in. Until then the live store is
+/// untouched, so a failure or crash leaves it whole.
+pub fn import_to_file<R: Read + Seek>(
+    path: &Path,
+    data: &mut R,
+    total: u64,
+) -> Result<redb::Database, SnapshotError> {
+    let io = |e: std::io::Error| SnapshotError::Io(format!("{}: {e}", path.display()));
+    let start = data.stream_position().map_err(io)?;
+    verify_from(&mut *data, total)?;
+    data.seek(SeekFrom::Start(start)).map_err(io)?;
+    discard_import(path)?;
+    let db = redb::Builder::new()
+        .set_cache_size(IMPORT_CACHE_BYTES)
+        .create(path)?;
+    let mut r = Reader::new(std::io::BufReader::with_capacity(1 << 16, data), total);
+    r.magic()?;
+    let mut done = false;
+    while !done {
+        let mut wtx = db.begin_write()?;
+        wtx.set_durability(redb::Durability::None)?;
+        {
+            // Opened in every batch, so even an empty snapshot's tables exist.
+            let mut tables = Tables::open(&wtx)?;
+            let mut batch = 0u64;
+            while batch < IMPORT_BATCH_BYTES {
+                let Some((table, k, v)) = r.record()? else {
+                    done = true;
+                    break;
+                };
+                batch += (k.len() + v.len()) as u64;
+                tables.insert(table, &k, &v)?;
+            }
+        }
+        if done {
+            // The checksum again, over what was imported: the file could
+            // have changed since the first pass.
+            let want = r.crc.clone().finalize().to_le_bytes();
+            if r.take(4)? != want {
+                return Err(SnapshotError::Malformed("checksum mismatch"));
+            }
+            wtx.set_durability(redb::Durability::Immediate)?;
+        }
+        wtx.commit()?;
+    }
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    sync_parent(path)?;
+    Ok(db)
+}
+
+/// Removes a store file an import left behind (a crash or an error before
+/// it was swapped in); nothing there is not an error.
+pub fn discard_import(path: &Path) -> Result<(), SnapshotError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::info!(file = %path.display(), "removed an unfinished snapshot import");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SnapshotError::Io(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// fsyncs the directory holding `path`, making a create or rename there durable.
+pub fn sync_parent(path: &Path) -> Result<(), SnapshotError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| SnapshotError::Io(format!("{}: {e}", dir.display())))
 }
 
 /// [`import_from`] over bytes in memory.
@@ -281,6 +396,52 @@ mod tests {
         wtx.commit().expect("commit");
         let data = export(&db.begin_read().expect("read")).expect("export");
         (d, db, data)
+    }
+
+    #[test]
+    fn import_to_file_builds_a_whole_store_in_batches() {
+        let (d, _db, mut data) = exported();
+        // More than one batch: rows of 1 MiB past IMPORT_BATCH_BYTES.
+        let big = vec![7u8; 1 << 20];
+        let src = Database::create(d.path().join("src")).expect("db");
+        let wtx = src.begin_write().expect("write");
+        {
+            let mut kv = wtx.open_table(KV).expect("kv");
+            for n in 0..12u128 {
+                kv.insert(n, big.as_slice()).expect("insert");
+            }
+        }
+        wtx.open_table(META).expect("meta");
+        wtx.open_table(LEASES).expect("leases");
+        wtx.open_table(ALARMS).expect("alarms");
+        wtx.open_table(MEMBERS).expect("members");
+        wtx.commit().expect("commit");
+        let many = export(&src.begin_read().expect("read")).expect("export");
+        let path = d.path().join("db.installing");
+        // A leftover from an interrupted import is replaced.
+        std::fs::write(&path, b"half an import").expect("leftover");
+        let db = import_to_file(&path, &mut std::io::Cursor::new(&many), many.len() as u64)
+            .expect("import");
+        let rtx = db.begin_read().expect("read");
+        assert_eq!(
+            rtx.open_table(KV)
+                .expect("kv")
+                .iter()
+                .expect("iter")
+                .count(),
+            12
+        );
+        assert_eq!(export(&rtx).expect("export"), many, "the same store");
+        drop(rtx);
+        drop(db);
+        // A damaged snapshot is refused before anything is written.
+        let last = data.len() - 6;
+        data[last] ^= 1;
+        discard_import(&path).expect("discard");
+        let e = import_to_file(&path, &mut std::io::Cursor::new(&data), data.len() as u64)
+            .expect_err("a flipped byte");
+        assert!(e.to_string().contains("checksum"), "{e}");
+        assert!(!path.exists(), "nothing is created for a bad snapshot");
     }
 
     #[test]

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use crate::raft::failpoint::{self, WalPoint};
 
 const HEADER: usize = 8;
+/// An fdatasync slower than this is logged (etcd's warnSyncDuration).
+const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_secs(1);
 /// The smallest unit a disk writes atomically; a torn write leaves whole
 /// sectors unwritten (zero) in a file that was extended but not filled.
 const SECTOR: usize = 512;
@@ -142,10 +144,25 @@ impl Wal {
 
     /// Flushes buffered records and fdatasyncs the active segment.
     pub fn sync(&mut self) -> Result<(), WalError> {
+        let _timer = crate::metrics::wal_fsync();
         let path = self.active_path().to_path_buf();
+        // Timed from here so the test hook's `wal-fsync=sleep(N)` (a slow
+        // disk) counts; the flush before the fdatasync is small.
+        let started = std::time::Instant::now();
         failpoint::wal(WalPoint::Fsync).map_err(io_err(&path))?;
         self.out.flush().map_err(io_err(&path))?;
-        self.out.get_ref().sync_data().map_err(io_err(&path))
+        self.out.get_ref().sync_data().map_err(io_err(&path))?;
+        let took = started.elapsed();
+        if took > SLOW_FSYNC {
+            // etcd's warning, with its message and fields.
+            tracing::warn!(
+                took = ?took,
+                expected_duration = ?SLOW_FSYNC,
+                path = %path.display(),
+                "slow fdatasync"
+            );
+        }
+        Ok(())
     }
 
     /// Bytes in the active segment.

@@ -8,6 +8,4 @@ mod write;
 
 pub use range::range;
 pub use validate::{check_delete, check_put, check_range, check_txn_shape, Limits};
-pub use write::{
-    delete_range, is_read_only, is_serializable, put, read_txn, stamp_revision, txn, LeaseBook,
-};
+pub use write::{delete_range, is_read_only, is_serializable, put, read_txn, txn, LeaseBook};

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use kv_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use kv_proto::etcdserverpb::request_op::Request;
 use kv_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
@@ -36,6 +37,10 @@ impl Default for Limits {
 pub fn check_range(r: &RangeRequest) -> KvResult<()> {
     if r.key.is_empty() {
         return Err(KvError::EmptyKey);
+    }
+    // Unknown enum numbers are refused as etcd does, not read as defaults.
+    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err() {
+        return Err(KvError::InvalidSortOption);
     }
     Ok(())
 }

@@ -204,6 +204,9 @@ fn check_path(
 /// Where a txn's ops run: a write batch (every op) or a read view (ranges
 /// only), so one executor serves both.
 trait Target {
+    /// The revision an op sees now: the txn's start until it first writes,
+    /// then its new revision (etcd reports this in each op's header).
+    fn rev(&self) -> i64;
     fn range(&self, r: &RangeRequest) -> KvResult<RangeResponse>;
     fn put(&mut self, r: &PutRequest) -> KvResult<PutResponse>;
     fn delete(&mut self, r: &DeleteRangeRequest) -> KvResult<DeleteRangeResponse>;
@@ -215,6 +218,9 @@ struct Writer<'x, 'a, 't> {
 }
 
 impl Target for Writer<'_, '_, '_> {
+    fn rev(&self) -> i64 {
+        ReadView::rev(&*self.b)
+    }
     fn range(&self, r: &RangeRequest) -> KvResult<RangeResponse> {
         range(&*self.b, r)
     }
@@ -229,6 +235,9 @@ impl Target for Writer<'_, '_, '_> {
 struct Reader<'v, V>(&'v V);
 
 impl<V: ReadView> Target for Reader<'_, V> {
+    fn rev(&self) -> i64 {
+        self.0.rev()
+    }
     fn range(&self, r: &RangeRequest) -> KvResult<RangeResponse> {
         range(self.0, r)
     }
@@ -250,9 +259,21 @@ fn exec(
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let resp = match &op.request {
-            Some(Request::RequestRange(r)) => Response::ResponseRange(tgt.range(r)?),
-            Some(Request::RequestPut(r)) => Response::ResponsePut(tgt.put(r)?),
-            Some(Request::RequestDeleteRange(r)) => Response::ResponseDeleteRange(tgt.delete(r)?),
+            Some(Request::RequestRange(r)) => {
+                let mut resp = tgt.range(r)?;
+                resp.header = at(tgt.rev());
+                Response::ResponseRange(resp)
+            }
+            Some(Request::RequestPut(r)) => {
+                let mut resp = tgt.put(r)?;
+                resp.header = at(tgt.rev());
+                Response::ResponsePut(resp)
+            }
+            Some(Request::RequestDeleteRange(r)) => {
+                let mut resp = tgt.delete(r)?;
+                resp.header = at(tgt.rev());
+                Response::ResponseDeleteRange(resp)
+            }
             Some(Request::RequestTxn(inner)) => Response::ResponseTxn(exec(tgt, inner, p)?),
             None => return Err(KvError::KeyNotFound),
         };
@@ -308,7 +329,6 @@ pub fn read_txn(view: &impl ReadView, t: &TxnRequest) -> KvResult<TxnResponse> {
     let mut p = Vec::new();
     path(view, t, &mut p)?;
     let mut resp = exec(&mut Reader(view), t, &mut p.iter())?;
-    stamp_revision(&mut resp, view.rev());
     resp.header = Some(ResponseHeader {
         revision: view.rev(),
         ..Default::default()
@@ -316,23 +336,10 @@ pub fn read_txn(view: &impl ReadView, t: &TxnRequest) -> KvResult<TxnResponse> {
     Ok(resp)
 }
 
-/// Puts the txn's revision in every leaf op's header, as etcd does (a nested
-/// txn's own header keeps revision 0, also as etcd does).
-pub fn stamp_revision(t: &mut TxnResponse, revision: i64) {
-    for op in &mut t.responses {
-        let header = match &mut op.response {
-            Some(Response::ResponseRange(r)) => &mut r.header,
-            Some(Response::ResponsePut(r)) => &mut r.header,
-            Some(Response::ResponseDeleteRange(r)) => &mut r.header,
-            Some(Response::ResponseTxn(inner)) => {
-                stamp_revision(inner, revision);
-                continue;
-            }
-            None => continue,
-        };
-        *header = Some(ResponseHeader {
-            revision,
-            ..Default::default()
-        });
-    }
+/// A header carrying only a revision (the member fills the rest at the top).
+fn at(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }

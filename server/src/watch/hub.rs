@@ -1,4 +1,5 @@
-//! The watcher registry and its catch-up loop.
+//! The watcher registry: creates, cancels, and publishing to synced
+//! watchers (the catch-up loop for the others is in catchup.rs).
 //!
 //! Lock order: `WatchHub::inner` is taken after the store's locks are released
 //! (the applier publishes after commit), never while holding them.
@@ -6,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use kv_proto::etcdserverpb::watch_create_request::FilterType;
 use kv_proto::etcdserverpb::{WatchCreateRequest, WatchResponse};
@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use super::queue::{self, event_responses, push_index, Batch, Queue, Receiver, Runs};
 use crate::header::HeaderSource;
-use crate::mvcc::{in_range, MvccError, Store};
+use crate::mvcc::{in_range, Store};
 
 /// Most watchers on one gRPC stream (etcd has no limit; kvd needs one so a
 /// stream's memory is bounded). A create past it is refused like etcd
@@ -32,25 +32,19 @@ pub const WATCHED_KEYS_TOO_LARGE: &str =
     "etcdserver: watched keys on this watch stream exceed 64 MiB";
 /// etcd's default fragment size: --max-request-bytes plus 512 KiB.
 const DEFAULT_FRAGMENT_BYTES: usize = 1572864 + 512 * 1024;
-/// Most revisions replayed for one watcher per catch-up pass.
-const CATCHUP_REVS: i64 = 1000;
-/// Most unsynced watchers served per catch-up pass.
-const CATCHUP_WATCHERS: usize = 512;
-/// Retry period while some watcher is unsynced (its stream may be full).
-const CATCHUP_RETRY: Duration = Duration::from_millis(20);
 
-struct Watcher {
-    key: Vec<u8>,
-    end: Vec<u8>,
-    prev_kv: bool,
+pub(super) struct Watcher {
+    pub(super) key: Vec<u8>,
+    pub(super) end: Vec<u8>,
+    pub(super) prev_kv: bool,
     no_put: bool,
     no_delete: bool,
     progress_notify: bool,
     /// Split large event batches into fragments (etcd's `fragment`).
-    fragment: bool,
+    pub(super) fragment: bool,
     /// First revision not yet delivered.
-    next_rev: i64,
-    synced: bool,
+    pub(super) next_rev: i64,
+    pub(super) synced: bool,
 }
 
 impl Watcher {
@@ -64,7 +58,7 @@ impl Watcher {
     }
 
     /// The indices of the events in `batch` this watcher wants.
-    fn select(&self, batch: &[Event]) -> Runs {
+    pub(super) fn select(&self, batch: &[Event]) -> Runs {
         let mut runs = Runs::new();
         for (i, e) in batch.iter().enumerate() {
             if self.wants(e) {
@@ -80,24 +74,24 @@ impl Watcher {
     }
 }
 
-struct Stream {
-    queue: Queue,
-    watchers: HashMap<i64, Watcher>,
+pub(super) struct Stream {
+    pub(super) queue: Queue,
+    pub(super) watchers: HashMap<i64, Watcher>,
     next_id: i64,
     /// Sum of the watchers' `key_bytes`.
     key_bytes: usize,
 }
 
 impl Stream {
-    fn full(&self) -> bool {
+    pub(super) fn full(&self) -> bool {
         self.queue.full()
     }
 
-    fn send(&self, resp: WatchResponse) {
+    pub(super) fn send(&self, resp: WatchResponse) {
         self.queue.send_response(resp)
     }
 
-    fn remove(&mut self, id: i64) -> bool {
+    pub(super) fn remove(&mut self, id: i64) -> bool {
         let Some(w) = self.watchers.remove(&id) else {
             return false;
         };
@@ -106,10 +100,10 @@ impl Stream {
     }
 }
 
-struct Inner {
+pub(super) struct Inner {
     /// Highest revision handed to synced watchers.
-    published: i64,
-    streams: HashMap<u64, Stream>,
+    pub(super) published: i64,
+    pub(super) streams: HashMap<u64, Stream>,
     next_stream: u64,
 }
 
@@ -125,10 +119,11 @@ pub struct StreamHandle {
 
 /// Every watcher of this member.
 pub struct WatchHub {
-    inner: Mutex<Inner>,
-    store: Arc<Store>,
-    header: Arc<HeaderSource>,
-    wake: Notify,
+    pub(super) inner: Mutex<Inner>,
+    pub(super) store: Arc<Store>,
+    pub(super) header: Arc<HeaderSource>,
+    /// Wakes the catch-up loop (see catchup.rs) when a watcher turns unsynced.
+    pub(super) wake: Notify,
     /// Size above which a fragmenting watcher's batch is split (etcd uses
     /// --max-request-bytes).
     fragment_bytes: AtomicUsize,
@@ -155,7 +150,7 @@ impl WatchHub {
         self.fragment_bytes.store(bytes.max(1), Ordering::Relaxed);
     }
 
-    fn fragment_bytes(&self) -> usize {
+    pub(super) fn fragment_bytes(&self) -> usize {
         self.fragment_bytes.load(Ordering::Relaxed)
     }
 
@@ -178,6 +173,13 @@ impl WatchHub {
 
     pub fn close_stream(&self, id: u64) {
         self.inner.lock().streams.remove(&id);
+    }
+
+    /// Open watch streams and watchers, for metrics.
+    pub fn counts(&self) -> (usize, usize) {
+        let g = self.inner.lock();
+        let watchers = g.streams.values().map(|s| s.watchers.len()).sum();
+        (g.streams.len(), watchers)
     }
 
     /// Creates a watcher; the `created` response is queued before any event.
@@ -374,151 +376,4 @@ impl WatchHub {
         drop(g);
         self.wake.notify_one();
     }
-
-    /// The catch-up loop; runs until the process stops.
-    pub async fn run_catchup(self: Arc<Self>) {
-        loop {
-            let busy = self.catchup_pass().await;
-            if busy {
-                tokio::time::sleep(CATCHUP_RETRY).await;
-            } else {
-                self.wake.notified().await;
-            }
-        }
-    }
-
-    /// One pass over unsynced watchers; true if some remain unsynced.
-    async fn catchup_pass(&self) -> bool {
-        struct Job {
-            stream: u64,
-            id: i64,
-            read: Read,
-        }
-        let (jobs, head, remaining) = {
-            let g = self.inner.lock();
-            let mut jobs = Vec::new();
-            let mut remaining = false;
-            for (sid, s) in &g.streams {
-                for (id, w) in &s.watchers {
-                    if w.synced {
-                        continue;
-                    }
-                    remaining = true;
-                    if s.full() || jobs.len() >= CATCHUP_WATCHERS {
-                        continue;
-                    }
-                    jobs.push(Job {
-                        stream: *sid,
-                        id: *id,
-                        read: Read {
-                            key: w.key.clone(),
-                            end: w.end.clone(),
-                            prev_kv: w.prev_kv,
-                            from: w.next_rev,
-                            to: 0,
-                        },
-                    });
-                }
-            }
-            (jobs, g.published, remaining)
-        };
-        if !remaining {
-            return false;
-        }
-        // Watchers replaying the same range share one read (and its bytes).
-        let mut reads: HashMap<Read, Batch> = HashMap::new();
-        for mut job in jobs {
-            job.read.to = head.min(job.read.from.saturating_add(CATCHUP_REVS - 1));
-            if self.stream_full(job.stream) {
-                continue; // its reader fell behind again: retry later
-            }
-            let result = match reads.get(&job.read) {
-                Some(b) => Ok(b.clone()),
-                None => {
-                    let store = self.store.clone();
-                    let r = job.read.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        store.history(r.from, r.to, &r.key, &r.end, r.prev_kv)
-                    })
-                    .await;
-                    match read {
-                        Ok(Ok(evs)) => {
-                            let batch: Batch = Arc::new(evs);
-                            reads.insert(job.read.clone(), batch.clone());
-                            Ok(batch)
-                        }
-                        Ok(Err(e)) => Err(e),
-                        Err(e) => Err(MvccError::Storage(e.to_string())),
-                    }
-                }
-            };
-            self.deliver(job.stream, job.id, job.read.from, job.read.to, result);
-        }
-        true
-    }
-
-    fn stream_full(&self, stream: u64) -> bool {
-        self.inner
-            .lock()
-            .streams
-            .get(&stream)
-            .is_some_and(Stream::full)
-    }
-
-    fn deliver(&self, stream: u64, id: i64, from: i64, to: i64, events: Result<Batch, MvccError>) {
-        let mut g = self.inner.lock();
-        let published = g.published;
-        let Some(s) = g.streams.get_mut(&stream) else {
-            return;
-        };
-        if s.full() {
-            return; // stays unsynced at the same revision; retried later
-        }
-        let Some(w) = s.watchers.get_mut(&id) else {
-            return;
-        };
-        if w.synced || w.next_rev != from {
-            return;
-        }
-        match events {
-            Err(MvccError::Compacted) => {
-                let compact = self.store.compact_rev();
-                s.remove(id);
-                s.send(WatchResponse {
-                    header: Some(self.header.at(published)),
-                    watch_id: id,
-                    canceled: true,
-                    compact_revision: compact,
-                    ..Default::default()
-                });
-            }
-            Err(e) => {
-                tracing::error!(error = %e, watch_id = id, "watch catch-up failed; will retry");
-            }
-            Ok(batch) => {
-                let runs = w.select(&batch);
-                w.next_rev = to + 1;
-                if w.next_rev > published {
-                    w.synced = true;
-                }
-                if !runs.is_empty() {
-                    let header = self.header.at(to.max(published));
-                    let (prev, frag, limit) = (w.prev_kv, w.fragment, self.fragment_bytes());
-                    for r in event_responses(header, id, &batch, runs, prev, frag, limit) {
-                        s.queue.send(r);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One history read of the catch-up loop.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Read {
-    key: Vec<u8>,
-    end: Vec<u8>,
-    prev_kv: bool,
-    from: i64,
-    to: i64,
 }

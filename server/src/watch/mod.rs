@@ -12,6 +12,7 @@
 //! queued (plus a watcher's fragments), [`MAX_WATCHERS_PER_STREAM`] watchers,
 //! and event bytes shared between all the responses that carry them.
 
+mod catchup;
 mod hub;
 mod queue;
 

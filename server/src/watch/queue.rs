@@ -59,20 +59,53 @@ impl Queued {
                 runs,
                 prev_kv,
                 fragment,
-            } => WatchResponse {
-                header: Some(header),
-                watch_id,
-                events: runs
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|i| batch.get(i as usize))
-                    .map(|e| copy_event(e, prev_kv))
-                    .collect(),
-                fragment,
-                ..Default::default()
-            },
+            } => {
+                let events = match Arc::try_unwrap(batch) {
+                    // The last holder (typical of a catch-up read): move the
+                    // events out instead of copying every key and value.
+                    Ok(all) => take_runs(all, &runs, prev_kv),
+                    Err(shared) => runs
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| shared.get(i as usize))
+                        .map(|e| copy_event(e, prev_kv))
+                        .collect(),
+                };
+                WatchResponse {
+                    header: Some(header),
+                    watch_id,
+                    events,
+                    fragment,
+                    ..Default::default()
+                }
+            }
         }
     }
+}
+
+/// The events of `all` at the indices in `runs` (ascending), moved out.
+fn take_runs(all: Vec<Event>, runs: &Runs, prev_kv: bool) -> Vec<Event> {
+    let strip = |mut e: Event| {
+        if !prev_kv {
+            e.prev_kv = None;
+        }
+        e
+    };
+    if let [only] = runs.as_slice() {
+        if only.start == 0 && only.end as usize == all.len() {
+            // The whole batch: reuses its allocation.
+            return all.into_iter().map(strip).collect();
+        }
+    }
+    let mut wanted = runs.iter().flat_map(|r| r.clone()).peekable();
+    let mut out = Vec::with_capacity(runs.iter().map(|r| r.len()).sum());
+    for (i, e) in all.into_iter().enumerate() {
+        if wanted.peek() == Some(&(i as u32)) {
+            wanted.next();
+            out.push(strip(e));
+        }
+    }
+    out
 }
 
 fn copy_event(e: &Event, prev_kv: bool) -> Event {
@@ -235,6 +268,37 @@ mod tests {
         assert!(r.events.iter().all(|e| e.prev_kv.is_none()));
         assert_eq!(event_len(&batch[0], false), r.events[0].encoded_len());
         assert_eq!(event_len(&batch[0], true), batch[0].encoded_len());
+    }
+
+    #[test]
+    fn last_holder_moves_events() {
+        let keys = |r: &WatchResponse| -> Vec<Vec<u8>> {
+            r.events.iter().map(|e| e.kv.clone().unwrap().key).collect()
+        };
+        let make = || -> Batch { Arc::new(["a", "b", "c", "d"].map(|k| ev(k, 3, true)).to_vec()) };
+        let h = ResponseHeader::default();
+        // Picks out of the middle, prev_kv stripped.
+        let mut runs = Runs::new();
+        for i in [1, 3] {
+            push_index(&mut runs, i);
+        }
+        let out = event_responses(h, 1, &make(), runs, false, false, 1 << 20);
+        let r = take(out.into_iter().next().unwrap());
+        assert_eq!(keys(&r), vec![b"b".to_vec(), b"d".to_vec()]);
+        assert!(r.events.iter().all(|e| e.prev_kv.is_none()));
+        // The whole batch, prev_kv kept.
+        let all: Runs = std::iter::once(0..4).collect();
+        let out = event_responses(h, 1, &make(), all, true, false, 1 << 20);
+        let r = take(out.into_iter().next().unwrap());
+        assert_eq!(r.events.len(), 4);
+        assert!(r.events.iter().all(|e| e.prev_kv.is_some()));
+        // A batch still shared by another response is copied, not taken.
+        let shared = make();
+        let first: Runs = std::iter::once(0..2).collect();
+        let out = event_responses(h, 1, &shared, first, false, false, 1 << 20);
+        let r = take(out.into_iter().next().unwrap());
+        assert_eq!(keys(&r), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(shared.len(), 4);
     }
 
     #[test]

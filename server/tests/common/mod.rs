@@ -164,9 +164,69 @@ pub struct Options {
     pub extra_args: Vec<String>,
     /// Use this data dir instead of a fresh temporary one.
     pub data_dir: Option<PathBuf>,
+    /// Run this binary instead of the kind's default (e.g. a newer etcd).
+    pub binary: Option<PathBuf>,
+}
+
+/// Peak resident memory of process `pid` in bytes (Linux's VmHWM).
+#[allow(dead_code)]
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+/// A tonic channel to `endpoint`, for clients generated from our .proto.
+#[allow(dead_code)]
+pub async fn channel(endpoint: String) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(endpoint)
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// Runs `run` against etcd 3.4 and, when built, the newest etcd, and
+/// compares each transcript with kvd's (unless KV_TEST_ONLY leaves etcd out).
+#[allow(dead_code)]
+pub async fn compare_with_etcds<F, Fut>(kvd: &[String], run: F)
+where
+    F: Fn(Kind, Options) -> Fut,
+    Fut: Future<Output = Vec<String>>,
+{
+    if !Kind::Etcd.enabled() {
+        return;
+    }
+    let etcd = run(Kind::Etcd, Options::default()).await;
+    compare_transcripts(Kind::Kvd, kvd, Kind::Etcd, &etcd);
+    if let Some(latest) = etcd_latest() {
+        let etcd = run(Kind::Etcd, Options::default().binary(latest)).await;
+        compare_transcripts(Kind::Kvd, kvd, Kind::Etcd, &etcd);
+    }
+}
+
+/// The newest etcd, where scripts/etcd-latest.sh left its build (None if it
+/// was not built, or KV_TEST_ONLY leaves etcd out).
+#[allow(dead_code)]
+pub fn etcd_latest() -> Option<PathBuf> {
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.cache/etcd-v3.7.3/etcd"
+    ));
+    (p.exists() && Kind::Etcd.enabled()).then_some(p)
 }
 
 impl Options {
+    #[allow(dead_code)]
+    pub fn binary(mut self, path: PathBuf) -> Self {
+        self.binary = Some(path);
+        self
+    }
+
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
         self.extra_args
             .push(format!("--{flag}={}", value.to_string()));
@@ -184,6 +244,7 @@ pub struct Server {
     client_port: u16,
     peer_port: u16,
     extra_args: Vec<String>,
+    binary: PathBuf,
     child: Option<Child>,
     starts: u32,
 }
@@ -228,6 +289,7 @@ impl Server {
             client_port: 0,
             peer_port: 0,
             extra_args: opts.extra_args,
+            binary: opts.binary.unwrap_or_else(|| kind.binary()),
             child: None,
             starts: 0,
         };
@@ -307,12 +369,12 @@ impl Server {
             "=== start #{} of {}: {} {}",
             self.starts,
             self.kind,
-            self.kind.binary().display(),
+            self.binary.display(),
             self.args().join(" ")
         )
         .unwrap();
         let log_len_before = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let child = Command::new(self.kind.binary())
+        let child = Command::new(&self.binary)
             .args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
