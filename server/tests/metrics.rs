@@ -166,6 +166,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("kvd_build_info", "gauge"),
     ("kvd_server_proposal_batch_size", "histogram"),
     ("kvd_server_proposals_forwarded", "counter"),
+    ("kvd_watch_queued_responses", "gauge"),
+    ("kvd_watch_stream_queue_max", "gauge"),
 ];
 
 /// Some traffic so that labelled series (gRPC, leases, watchers) exist.

@@ -61,9 +61,11 @@ fn refresh(node: &Node) {
     s.server_id
         .with_label_values(&[&format!("{:x}", node.member_id())])
         .set(1);
-    let (streams, watchers) = node.hub().counts();
-    s.watch_streams.set(streams as i64);
-    s.watchers.set(watchers as i64);
+    let c = node.hub().counts();
+    s.watch_streams.set(c.streams as i64);
+    s.watchers.set(c.watchers as i64);
+    s.watch_queued.set(c.queued as i64);
+    s.watch_queue_max.set(c.queue_max as i64);
     s.server_version.with_label_values(&[&st.version]).set(1);
     // etcd's cluster version is the members' lowest major.minor.
     let minor: String = st.version.split('.').take(2).collect::<Vec<_>>().join(".");

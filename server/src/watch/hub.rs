@@ -117,6 +117,17 @@ pub struct StreamHandle {
     pub pending: Arc<AtomicUsize>,
 }
 
+/// What the metrics report of the hub.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub streams: usize,
+    pub watchers: usize,
+    /// Responses queued on all streams, not yet taken by their readers.
+    pub queued: usize,
+    /// The longest single stream queue.
+    pub queue_max: usize,
+}
+
 /// Every watcher of this member.
 pub struct WatchHub {
     pub(super) inner: Mutex<Inner>,
@@ -176,10 +187,19 @@ impl WatchHub {
     }
 
     /// Open watch streams and watchers, for metrics.
-    pub fn counts(&self) -> (usize, usize) {
+    pub fn counts(&self) -> Counts {
         let g = self.inner.lock();
-        let watchers = g.streams.values().map(|s| s.watchers.len()).sum();
-        (g.streams.len(), watchers)
+        let mut c = Counts {
+            streams: g.streams.len(),
+            ..Counts::default()
+        };
+        for s in g.streams.values() {
+            c.watchers += s.watchers.len();
+            let q = s.queue.pending();
+            c.queued += q;
+            c.queue_max = c.queue_max.max(q);
+        }
+        c
     }
 
     /// Creates a watcher; the `created` response is queued before any event.

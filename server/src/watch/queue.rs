@@ -145,6 +145,11 @@ impl Queue {
         self.pending.load(Ordering::Acquire) >= MAX_PENDING_RESPONSES
     }
 
+    /// Responses queued and not yet taken by the reader.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
     pub(crate) fn send(&self, item: Queued) {
         self.pending.fetch_add(1, Ordering::AcqRel);
         if self.tx.send(item).is_err() {
