@@ -13,6 +13,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
 use serde::{Deserialize, Serialize};
 
+use super::jwt_es512::Es512;
+
 /// etcd's jwt DefaultTTL.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// Key files larger than this are refused before they are read.
@@ -36,8 +38,6 @@ pub enum JwtError {
     KeyMismatch,
     #[error("time: invalid duration {0:?}")]
     Duration(String),
-    #[error("sign-method {0}: not supported by kvd (no P-521 in ring); use ES256 or ES384")]
-    Unsupported(String),
     #[error("{path}: {reason}")]
     Key { path: String, reason: String },
 }
@@ -53,11 +53,20 @@ pub struct Claims {
 
 /// A member's JWT signer and verifier.
 pub struct JwtTokens {
-    alg: Algorithm,
     ttl: Duration,
-    /// None: verify-only (only pub-key given), as etcd allows.
-    sign: Option<EncodingKey>,
-    verify: DecodingKey,
+    keys: Keys,
+}
+
+/// Who signs and verifies: the jsonwebtoken crate, or kvd's own ES512
+/// (P-521, which that crate lacks).
+enum Keys {
+    Lib {
+        alg: Algorithm,
+        /// None: verify-only (only pub-key given), as etcd allows.
+        sign: Option<EncodingKey>,
+        verify: DecodingKey,
+    },
+    Es512(Box<Es512>),
 }
 
 /// Parses a Go duration ("10m", "1h30m", "1.5s", "300ms", "0").
@@ -150,7 +159,6 @@ fn algorithm(name: &str) -> Result<Algorithm, JwtError> {
         "HS256" => Algorithm::HS256,
         "HS384" => Algorithm::HS384,
         "HS512" => Algorithm::HS512,
-        "ES512" => return Err(JwtError::Unsupported(name.into())),
         _ => return Err(JwtError::InvalidMethod),
     })
 }
@@ -241,6 +249,13 @@ impl JwtTokens {
         };
         let pub_pem = pub_key.map(read_key).transpose().map_err(loading)?;
         let priv_pem = priv_key.map(read_key).transpose().map_err(loading)?;
+        if method == Some("ES512") {
+            let es = Es512::load(
+                pub_key.zip(pub_pem.as_deref()),
+                priv_key.zip(priv_pem.as_deref()),
+            )?;
+            return JwtTokens::checked(ttl, Keys::Es512(Box::new(es)));
+        }
         let alg = algorithm(method.unwrap_or_default()).map_err(loading)?;
         let priv_pem = priv_pem
             .map(|p| ec_as_pkcs8(alg, p, priv_key.unwrap_or_default()))
@@ -252,12 +267,12 @@ impl JwtTokens {
         if let Family::Hmac = family(alg) {
             // etcd's hmacKey: the priv-key file's bytes are the secret.
             let secret = priv_pem.ok_or(JwtError::MissingKey)?;
-            return Ok(JwtTokens {
+            let keys = Keys::Lib {
                 alg,
-                ttl,
                 sign: Some(EncodingKey::from_secret(&secret)),
                 verify: DecodingKey::from_secret(&secret),
-            });
+            };
+            return Ok(JwtTokens { ttl, keys });
         }
         let verify_pub = match &pub_pem {
             None => None,
@@ -286,21 +301,23 @@ impl JwtTokens {
             (None, Some(p)) => public_of(alg, p, priv_key.unwrap_or_default())?,
             (None, None) => return Err(JwtError::MissingKey),
         };
-        let t = JwtTokens {
-            alg,
-            ttl,
-            sign,
-            verify,
+        JwtTokens::checked(ttl, Keys::Lib { alg, sign, verify })
+    }
+
+    /// Both keys given: they must be a pair (etcd's ErrKeyMismatch).
+    fn checked(ttl: Duration, keys: Keys) -> Result<JwtTokens, JwtError> {
+        let t = JwtTokens { ttl, keys };
+        let signs = match &t.keys {
+            Keys::Lib { sign, .. } => sign.is_some(),
+            Keys::Es512(_) => t.assign("probe", 0).is_some(),
         };
-        // Both keys given: they must be a pair (etcd's ErrKeyMismatch).
-        if t.sign.is_some() && t.info(&t.sign_claims("probe", 0)?).is_none() {
+        if signs && t.info(&t.sign_claims("probe", 0)?).is_none() {
             return Err(JwtError::KeyMismatch);
         }
         Ok(t)
     }
 
     fn sign_claims(&self, user: &str, revision: u64) -> Result<String, JwtError> {
-        let key = self.sign.as_ref().ok_or(JwtError::MissingKey)?;
         let exp = SystemTime::now()
             .checked_add(self.ttl)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -310,10 +327,16 @@ impl JwtTokens {
             revision,
             exp,
         };
-        jsonwebtoken::encode(&Header::new(self.alg), &claims, key).map_err(|e| JwtError::Key {
-            path: String::new(),
-            reason: e.to_string(),
-        })
+        match &self.keys {
+            Keys::Lib { alg, sign, .. } => {
+                let key = sign.as_ref().ok_or(JwtError::MissingKey)?;
+                jsonwebtoken::encode(&Header::new(*alg), &claims, key).map_err(|e| JwtError::Key {
+                    path: String::new(),
+                    reason: e.to_string(),
+                })
+            }
+            Keys::Es512(k) => k.encode(&claims).ok_or(JwtError::MissingKey),
+        }
     }
 
     /// A token for `user` at auth `revision`; None when this member has
@@ -325,13 +348,21 @@ impl JwtTokens {
     /// The claims of a token signed with this key and not expired; None
     /// for anything else (etcd: "invalid auth token").
     pub fn info(&self, token: &str) -> Option<Claims> {
-        let mut v = Validation::new(self.alg);
-        // etcd's jwt library allows no clock leeway.
-        v.leeway = 0;
-        v.set_required_spec_claims(&["exp"]);
-        jsonwebtoken::decode::<Claims>(token, &self.verify, &v)
-            .ok()
-            .map(|d| d.claims)
+        match &self.keys {
+            Keys::Lib { alg, verify, .. } => {
+                let mut v = Validation::new(*alg);
+                // etcd's jwt library allows no clock leeway.
+                v.leeway = 0;
+                v.set_required_spec_claims(&["exp"]);
+                jsonwebtoken::decode::<Claims>(token, verify, &v)
+                    .ok()
+                    .map(|d| d.claims)
+            }
+            Keys::Es512(k) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+                k.decode(token, now)
+            }
+        }
     }
 }
 
@@ -489,8 +520,65 @@ mod tests {
             "sign-method=RS256",
         ]);
         assert!(matches!(mismatch, Err(JwtError::KeyMismatch)));
+        // ES512 (kvd's own P-521 path): PKCS#8 and SEC1 keys, verify-only,
+        // a P-256 key refused, a mismatched pair refused.
+        gen(
+            "p521",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"],
+        );
+        gen(
+            "p521b",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"],
+        );
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "secp521r1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "sec1-521.key",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "ec",
+                "-in",
+                "sec1-521.key",
+                "-pubout",
+                "-out",
+                "sec1-521.pub",
+            ],
+        );
+        for k in ["p521", "sec1-521"] {
+            let both = [
+                format!("pub-key={}", p(&format!("{k}.pub"))),
+                format!("priv-key={}", p(&format!("{k}.key"))),
+                "sign-method=ES512".to_string(),
+            ];
+            let t = JwtTokens::from_options(&opts(&both)).unwrap_or_else(|e| panic!("{k}: {e}"));
+            let token = t.assign("alice", 7).unwrap();
+            let c = t.info(&token).expect("own ES512 token");
+            assert_eq!((c.username.as_str(), c.revision), ("alice", 7));
+            let only_pub =
+                JwtTokens::from_options(&opts(&[both[0].clone(), both[2].clone()])).unwrap();
+            assert!(only_pub.info(&token).is_some(), "{k}: verify-only");
+            assert!(only_pub.assign("alice", 7).is_none());
+            let mut forged = token.clone();
+            forged.replace_range(forged.len() - 4.., "AAAA");
+            assert!(t.info(&forged).is_none(), "{k}: forged signature");
+        }
         let es512 =
             JwtTokens::from_options(&[&format!("priv-key={}", p("p256.key")), "sign-method=ES512"]);
-        assert!(matches!(es512, Err(JwtError::Loading(_))));
+        assert!(matches!(es512, Err(JwtError::Key { .. })));
+        let mismatch = JwtTokens::from_options(&[
+            &format!("pub-key={}", p("p521b.pub")),
+            &format!("priv-key={}", p("p521.key")),
+            "sign-method=ES512",
+        ]);
+        assert!(matches!(mismatch, Err(JwtError::KeyMismatch)));
     }
 }

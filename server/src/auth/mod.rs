@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod jwt;
+mod jwt_es512;
 pub mod perm;
 pub mod state;
 pub mod token;
