@@ -125,10 +125,16 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             r.context("peer server task")?.context("serving peers")?;
             anyhow::bail!("the peer server stopped by itself");
         }
-        reason = node.fatal() => {
-            tracing::error!(%reason, "fatal storage error: exiting (restart recovers from disk)");
-            anyhow::bail!("fatal storage error: {reason}");
-        }
+        fatal = node.fatal() => match fatal {
+            kvd::node::Fatal::Storage(reason) => {
+                tracing::error!(%reason, "fatal storage error: exiting (restart recovers from disk)");
+                anyhow::bail!("fatal storage error: {reason}");
+            }
+            kvd::node::Fatal::Removed(reason) => {
+                tracing::error!(%reason, "removed from the cluster: exiting (a restart will not rejoin; add a new member instead)");
+                anyhow::bail!("removed from the cluster: {reason}");
+            }
+        },
     }
     signals.exit_on_next();
     let servers = kvd::shutdown::Servers {

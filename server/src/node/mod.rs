@@ -53,6 +53,14 @@ pub use maintenance::SnapshotFile;
 /// the log and the applier, new proposals get "too many requests".
 pub const MAX_APPLY_LAG: u64 = 5000;
 
+/// Why a member must stop: its storage failed (a restart recovers from
+/// disk), or it was removed from the cluster (a restart will not rejoin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fatal {
+    Storage(String),
+    Removed(String),
+}
+
 /// Errors that stop kvd from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -390,20 +398,20 @@ impl Node {
     /// applied batch. Such a member can serve nothing any more (it would keep
     /// answering "server stopped" and still call itself leader), so kvd
     /// exits, as etcd does; a restart recovers from what is on disk.
-    pub async fn fatal(&self) -> String {
+    pub async fn fatal(&self) -> Fatal {
         let mut metrics = self.raft.metrics();
         // A removed member stops too (etcd exits): see removal.rs.
         let removed = self.eviction.wait(self);
         tokio::pin!(removed);
         loop {
             if let Err(e) = &metrics.borrow_and_update().running_state {
-                return e.to_string();
+                return Fatal::Storage(e.to_string());
             }
             tokio::select! {
-                reason = &mut removed => return reason,
+                reason = &mut removed => return Fatal::Removed(reason),
                 changed = metrics.changed() => {
                     if changed.is_err() {
-                        return "raft stopped".to_string();
+                        return Fatal::Storage("raft stopped".to_string());
                     }
                 }
             }
