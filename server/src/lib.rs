@@ -32,3 +32,4 @@ pub mod storage;
 pub mod tls;
 pub mod txn;
 pub mod watch;
+mod write_through;
