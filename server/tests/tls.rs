@@ -269,8 +269,17 @@ fn tls_cluster_serves_etcdctl_and_refuses_strangers() {
         },
         || m2.log(),
     );
-    let list = stdout(&etcdctl(&m2.endpoint(), &good(&pki), &["member", "list"]));
-    assert_eq!(list.matches("started").count(), 3, "{list}");
+    // Every member publishes its name and client URL through raft after it
+    // starts (until then it is listed "unstarted", as in etcd): wait for all.
+    let mut list = String::new();
+    wait_for(
+        "every member published over TLS",
+        || {
+            list = stdout(&etcdctl(&m2.endpoint(), &good(&pki), &["member", "list"]));
+            list.matches(", started,").count() == 3
+        },
+        || m2.log(),
+    );
     assert_eq!(list.matches("https://127.0.0.1").count(), 6, "{list}");
 
     // Refused: no client certificate, one from an untrusted CA, a server we
