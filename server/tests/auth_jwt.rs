@@ -127,6 +127,16 @@ fn etcdctl_line(srv: &Server, args: &[&str]) -> String {
     )
 }
 
+/// A token from Authenticate as `user`, or the error.
+async fn token_of(
+    c: &etcd_client::Client,
+    user: &str,
+    pw: &str,
+) -> Result<String, etcd_client::Error> {
+    let r = c.auth_client().authenticate(user.into(), pw.into()).await?;
+    Ok(r.token().to_string())
+}
+
 /// `m` with `token` in its metadata.
 fn carrying<T>(m: T, token: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(m);
@@ -227,13 +237,7 @@ async fn jwt_tokens_behave_as_etcds() {
         // The token itself: etcd's claims, verifiable with the public key.
         let anon = srv.client().await;
         let before = now();
-        let token = anon
-            .auth_client()
-            .authenticate("alice".into(), "apw".into())
-            .await
-            .unwrap()
-            .token()
-            .to_string();
+        let token = token_of(&anon, "alice", "apw").await.unwrap();
         let after = now();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         t.push(format!("alg {:?}", header.alg));
@@ -257,13 +261,7 @@ async fn jwt_tokens_behave_as_etcds() {
         )
         .await
         .unwrap();
-        let root_token = anon
-            .auth_client()
-            .authenticate("root".into(), "rootpw".into())
-            .await
-            .unwrap()
-            .token()
-            .to_string();
+        let root_token = token_of(&anon, "root", "rootpw").await.unwrap();
         let auth_rev = claims["revision"].as_u64().unwrap();
         // etcd 3.4 has no AuthStatus; where there is one, it agrees.
         if kind == Kvd {
@@ -297,13 +295,7 @@ async fn jwt_tokens_behave_as_etcds() {
             "after change: {}",
             with_raw_token(&srv, &token).await
         ));
-        let fresh = anon
-            .auth_client()
-            .authenticate("alice".into(), "apw".into())
-            .await
-            .unwrap()
-            .token()
-            .to_string();
+        let fresh = token_of(&anon, "alice", "apw").await.unwrap();
         t.push(format!("re-issued: {}", with_raw_token(&srv, &fresh).await));
         for line in &t {
             eprintln!("[{kind}] {line}");
@@ -337,10 +329,7 @@ async fn verify_only_jwt_accepts_tokens_signed_elsewhere() {
             t.push(etcdctl_line(&srv, args));
         }
         let anon = srv.client().await;
-        let r = anon
-            .auth_client()
-            .authenticate("root".into(), "rootpw".into())
-            .await;
+        let r = token_of(&anon, "root", "rootpw").await;
         t.push(match r {
             Ok(_) => "authenticate: ok".to_string(),
             Err(e) => format!("authenticate: {:?}", grpc_status(&e)),
@@ -503,15 +492,9 @@ async fn es512_tokens_are_interchangeable_with_etcds() {
             let line = etcdctl_line(&srv, args);
             assert!(line.contains("rc=0"), "[{kind}] {line}");
         }
-        let token = srv
-            .client()
+        let token = token_of(&srv.client().await, "root", "rootpw")
             .await
-            .auth_client()
-            .authenticate("root".into(), "rootpw".into())
-            .await
-            .unwrap_or_else(|e| panic!("[{kind}] authenticate: {e}"))
-            .token()
-            .to_string();
+            .unwrap_or_else(|e| panic!("[{kind}] authenticate: {e}"));
         // jsonwebtoken cannot parse an ES512 header: read it by hand.
         use base64::Engine;
         let first = token.split('.').next().unwrap_or_default();
