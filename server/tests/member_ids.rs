@@ -271,3 +271,41 @@ async fn removed_leader_applies_its_removal_and_stops() {
     })
     .await;
 }
+
+/// etcd's procedure: `member add` answers at once, then the new member
+/// starts. Adding a voter to a one-member cluster used to wait for the new
+/// member's vote (openraft's joint change needs a majority of the new set)
+/// and answered "request timed out" after 10 s.
+#[tokio::test]
+async fn voter_added_to_one_member_cluster_is_answered_before_it_starts() {
+    kvd_only(|| async {
+        let mut c = Cluster::start(1).await;
+        let mut l = c.client(0).await;
+        l.put("k1", "v1", None).await.expect("put k1");
+        let (client_port, peer_port) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{peer_port}");
+        let added = l
+            .member_add([url], None)
+            .await
+            .unwrap_or_else(|e| panic!("member add: {e}\n{}", c.logs()));
+        let new_id = added.member().expect("added member").id();
+        // Listed at once, as a voter (etcd lists it unstarted, not a learner).
+        let list = l.member_list().await.expect("member list");
+        let new = list.members().iter().find(|m| m.id() == new_id);
+        assert!(new.is_some_and(|m| !m.is_learner()), "{:?}", list.members());
+
+        let fresh = c.join("m2", client_port, peer_port).await;
+        assert_eq!(ids_of(&c, fresh).await.0, new_id);
+        wait_value(&c, fresh, "k1", "v1").await;
+        // Both members serve writes: the change completed.
+        l.put("k2", "v2", None).await.expect("put k2");
+        wait_value(&c, fresh, "k2", "v2").await;
+        let mut f = c.client(fresh).await;
+        f.put("k3", "v3", None)
+            .await
+            .expect("put k3 through the new member");
+        wait_value(&c, 0, "k3", "v3").await;
+        assert_eq!(listed_ids(&c, 0).await.len(), 2);
+    })
+    .await;
+}

@@ -73,7 +73,9 @@ impl Store {
         // the live file is still the whole old store.
         crate::storage::snapshot::discard_import(&installing_path(path))
             .map_err(|e| MvccError::Storage(e.to_string()))?;
-        let db = Database::create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(crate::storage::snapshot::BACKEND_CACHE_BYTES)
+            .create(path)?;
         let wtx = db.begin_write()?;
         wtx.open_table(KV)?;
         wtx.open_table(META)?;

@@ -105,8 +105,7 @@ impl Node {
         let add = ChangeMembers::AddNodes(BTreeMap::from([(id, node)]));
         self.change(add, true).await?;
         if !is_learner {
-            self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
-                .await?;
+            self.promote_in_background(id).await?;
         }
         Ok(Member {
             id,
@@ -115,6 +114,41 @@ impl Node {
             client_ur_ls: Vec::new(),
             is_learner,
         })
+    }
+
+    /// Makes learner `id` a voter. etcd answers MemberAdd once the change
+    /// is in the log, before the new member runs; openraft's joint change
+    /// commits only with the new member's vote when it makes up a majority
+    /// of the new set (adding a second member to one, for instance). So the
+    /// change runs in its own task, to the end (dropping it between its two
+    /// steps would leave the cluster in the joint configuration), and the
+    /// caller is answered once the joint configuration is in the log.
+    async fn promote_in_background(&self, id: u64) -> KvResult<()> {
+        let raft = self.raft.clone();
+        let task = tokio::spawn(async move {
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                .await
+        });
+        let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+        loop {
+            if task.is_finished() {
+                return match task.await {
+                    Ok(r) => r.map(|_| ()).map_err(super::leadership::write_error),
+                    Err(e) => Err(KvError::Internal(e.to_string())),
+                };
+            }
+            let voter = self
+                .members_now()?
+                .iter()
+                .any(|m| m.id == id && !m.is_learner);
+            if voter {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(KvError::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub async fn member_remove(&self, id: u64) -> KvResult<()> {

@@ -1,13 +1,14 @@
-//! The raft log on our WAL: entries in memory for reads, records on disk for
-//! recovery. One writer thread owns the files; it drains every queued append,
-//! writes them, fdatasyncs once and then acknowledges them all (group commit).
+//! The raft log on our WAL: records on disk, the newest entries also in
+//! memory for reads (raft/log_cache.rs). One writer thread owns the files;
+//! it drains every queued append, writes them, fdatasyncs once and then
+//! acknowledges them all (group commit).
 
 #![allow(clippy::result_large_err)] // openraft's StorageError is large by design.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -17,6 +18,7 @@ use openraft::{
 };
 use parking_lot::Mutex;
 
+use super::log_cache::{self, Loc, Locs, LogMem};
 use super::types::{Entry, LogId, RaftRequest, StorageError, TypeConfig, Vote};
 use crate::storage::wal::{Wal, WalError};
 
@@ -34,17 +36,11 @@ const PAYLOAD_BLANK: u8 = 0;
 const PAYLOAD_NORMAL: u8 = 1;
 const PAYLOAD_MEMBERSHIP: u8 = 2;
 
-/// What [`replay`] rebuilds: the log in memory and each segment's highest index.
-pub(crate) type Replayed = (LogMem, BTreeMap<u64, u64>);
+/// What [`replay`] rebuilds: the log as the member reads it, each segment's
+/// highest index, and where each entry's record lies.
+pub(crate) type Replayed = (LogMem, BTreeMap<u64, u64>, Locs);
 /// (segment sequence number, path, records), as [`Wal::open`] reads them.
 pub(crate) type SegmentRecords = (u64, std::path::PathBuf, Vec<crate::storage::wal::Record>);
-
-#[derive(Default)]
-pub(crate) struct LogMem {
-    entries: BTreeMap<u64, Entry>,
-    purged: Option<LogId>,
-    vote: Option<Vote>,
-}
 
 enum Op {
     Write {
@@ -59,6 +55,8 @@ enum Op {
 #[derive(Clone)]
 pub struct LogStore {
     mem: Arc<Mutex<LogMem>>,
+    locs: Arc<Mutex<Locs>>,
+    dir: PathBuf,
     tx: mpsc::Sender<Op>,
 }
 
@@ -91,6 +89,14 @@ fn encode_entry(e: &Entry) -> Vec<u8> {
         }
     }
     buf
+}
+
+/// The log id in an entry record's fixed header.
+fn entry_log_id(buf: &[u8]) -> Option<LogId> {
+    Some(openraft::LogId::new(
+        CommittedLeaderId::new(get_u64(buf, 1)?, get_u64(buf, 9)?),
+        get_u64(buf, 17)?,
+    ))
 }
 
 fn decode_entry(buf: &[u8]) -> Result<Entry, String> {
@@ -134,58 +140,82 @@ fn io_error(verb: ErrorVerb, e: impl ToString) -> StorageError {
 /// segment's highest index from the records read back from disk; a record
 /// that does not decode is an error naming its file and offset.
 pub(crate) fn replay(records: &[SegmentRecords]) -> Result<Replayed, WalError> {
-    let mut mem = LogMem::default();
-    let mut seg_max: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut r = Replay::default();
     for (seq, path, records) in records {
         for record in records {
-            let rec = &record.payload;
-            let corrupt = |reason: String| WalError::Corrupt {
-                path: path.clone(),
-                offset: record.offset,
-                reason,
-            };
-            match rec.first() {
-                Some(&REC_ENTRY) => {
-                    let e = decode_entry(rec).map_err(corrupt)?;
-                    let max = seg_max.entry(*seq).or_default();
-                    *max = (*max).max(e.log_id.index);
-                    mem.entries.insert(e.log_id.index, e);
-                }
-                Some(&REC_TRUNCATE) => {
-                    let at = get_u64(rec, 1).ok_or_else(|| corrupt("short truncate".into()))?;
-                    mem.entries.split_off(&at);
-                }
-                Some(&REC_PURGE) => {
-                    let id: LogId =
-                        serde_json::from_slice(&rec[1..]).map_err(|e| corrupt(e.to_string()))?;
-                    // A forged index of u64::MAX would overflow the `+ 1`.
-                    let after = id
-                        .index
-                        .checked_add(1)
-                        .ok_or_else(|| corrupt("purge index out of range".into()))?;
-                    mem.entries = mem.entries.split_off(&after);
-                    mem.purged = Some(id);
-                }
-                Some(&REC_VOTE) => {
-                    mem.vote = Some(
-                        serde_json::from_slice(&rec[1..]).map_err(|e| corrupt(e.to_string()))?,
-                    );
-                }
-                _ => return Err(corrupt("unknown record type".into())),
-            }
+            r.record(*seq, path, record.offset, &record.payload)?;
         }
     }
-    Ok((mem, seg_max))
+    Ok((r.mem, r.seg_max, r.locs))
+}
+
+/// [`replay`] one record at a time, as [`Wal::open_with`] reads them.
+#[derive(Default)]
+struct Replay {
+    mem: LogMem,
+    locs: Locs,
+    seg_max: BTreeMap<u64, u64>,
+}
+
+impl Replay {
+    fn record(&mut self, seq: u64, path: &Path, offset: u64, rec: &[u8]) -> Result<(), WalError> {
+        let corrupt = |reason: String| WalError::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            reason,
+        };
+        let (mem, locs) = (&mut self.mem, &mut self.locs);
+        match rec.first() {
+            Some(&REC_ENTRY) => {
+                let e = decode_entry(rec).map_err(corrupt)?;
+                let max = self.seg_max.entry(seq).or_default();
+                *max = (*max).max(e.log_id.index);
+                locs.insert(Loc {
+                    log_id: e.log_id,
+                    seq,
+                    offset,
+                });
+                mem.insert(e, rec.len());
+                mem.evict(locs);
+            }
+            Some(&REC_TRUNCATE) => {
+                let at = get_u64(rec, 1).ok_or_else(|| corrupt("short truncate".into()))?;
+                mem.truncate(at);
+                locs.truncate(at);
+            }
+            Some(&REC_PURGE) => {
+                let id: LogId =
+                    serde_json::from_slice(&rec[1..]).map_err(|e| corrupt(e.to_string()))?;
+                // A forged index of u64::MAX would overflow the `+ 1`.
+                if id.index == u64::MAX {
+                    return Err(corrupt("purge index out of range".into()));
+                }
+                mem.purge(id);
+                locs.purge(id.index);
+            }
+            Some(&REC_VOTE) => {
+                mem.vote =
+                    Some(serde_json::from_slice(&rec[1..]).map_err(|e| corrupt(e.to_string()))?);
+            }
+            _ => return Err(corrupt("unknown record type".into())),
+        }
+        Ok(())
+    }
 }
 
 impl LogStore {
     /// Opens the log in `dir`, replaying every record, and starts the writer thread.
     pub fn open(dir: &Path) -> Result<LogStore, WalError> {
-        let opened = Wal::open(dir)?;
-        let (mem, seg_max) = replay(&opened.records)?;
+        let mut r = Replay::default();
+        let wal = Wal::open_with(dir, |seq, path, offset, rec| {
+            r.record(seq, path, offset, rec)
+        })?;
+        let Replay { mem, locs, seg_max } = r;
+        let locs = Arc::new(Mutex::new(locs));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
-            wal: opened.wal,
+            wal,
+            locs: locs.clone(),
             seg_max,
             vote: mem.vote,
             purged: mem.purged,
@@ -200,6 +230,8 @@ impl LogStore {
             })?;
         Ok(LogStore {
             mem: Arc::new(Mutex::new(mem)),
+            locs,
+            dir: dir.to_path_buf(),
             tx,
         })
     }
@@ -239,6 +271,8 @@ impl LogStore {
 
 struct Writer {
     wal: Wal,
+    /// Shared with readers; updated once the records are durable.
+    locs: Arc<Mutex<Locs>>,
     /// Highest entry index written to each segment.
     seg_max: BTreeMap<u64, u64>,
     vote: Option<Vote>,
@@ -250,6 +284,13 @@ struct Writer {
     /// raft stops and kvd exits (etcd treats a WAL error as fatal too), and a
     /// restart recovers from what is really on disk.
     failed: Option<String>,
+}
+
+/// What a written record changes in [`Locs`].
+enum Written {
+    Entry(Loc),
+    Truncate(u64),
+    Purge(u64),
 }
 
 impl Writer {
@@ -283,17 +324,38 @@ impl Writer {
     }
 
     fn write(&mut self, ops: &[Op]) -> Result<(), WalError> {
+        // Applied to `locs` in write order once the fsync succeeded.
+        let mut written = Vec::new();
         for Op::Write {
             records, max_index, ..
         } in ops
         {
             for rec in records {
+                let (seq, offset) = self.wal.append(rec)?;
                 match rec.first() {
                     Some(&REC_VOTE) => self.vote = serde_json::from_slice(&rec[1..]).ok(),
-                    Some(&REC_PURGE) => self.purged = serde_json::from_slice(&rec[1..]).ok(),
+                    Some(&REC_PURGE) => {
+                        self.purged = serde_json::from_slice(&rec[1..]).ok();
+                        if let Some(p) = self.purged {
+                            written.push(Written::Purge(p.index));
+                        }
+                    }
+                    Some(&REC_TRUNCATE) => {
+                        if let Some(at) = get_u64(rec, 1) {
+                            written.push(Written::Truncate(at));
+                        }
+                    }
+                    Some(&REC_ENTRY) => {
+                        if let Some(log_id) = entry_log_id(rec) {
+                            written.push(Written::Entry(Loc {
+                                log_id,
+                                seq,
+                                offset,
+                            }));
+                        }
+                    }
                     _ => {}
                 }
-                self.wal.append(rec)?;
             }
             if let Some(seg) = self.wal.segments().last() {
                 let m = self.seg_max.entry(seg.seq).or_default();
@@ -301,6 +363,16 @@ impl Writer {
             }
         }
         self.wal.sync()?;
+        {
+            let mut locs = self.locs.lock();
+            for w in written {
+                match w {
+                    Written::Entry(loc) => locs.insert(loc),
+                    Written::Truncate(at) => locs.truncate(at),
+                    Written::Purge(upto) => locs.purge(upto),
+                }
+            }
+        }
         if self.wal.active_len() > SEGMENT_BYTES {
             self.rotate()?;
         }
@@ -342,8 +414,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let mem = self.mem.lock();
-        Ok(mem.entries.range(range).map(|(_, e)| e.clone()).collect())
+        log_cache::read(&self.mem, &self.locs, &self.dir, range, decode_entry)
+            .map_err(|e| io_error(ErrorVerb::Read, e))
     }
 }
 
@@ -352,11 +424,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let mem = self.mem.lock();
-        let last = mem
-            .entries
-            .last_key_value()
-            .map(|(_, e)| e.log_id)
-            .or(mem.purged);
+        let last = mem.last_log_id();
         Ok(LogState {
             last_purged_log_id: mem.purged,
             last_log_id: last,
@@ -392,10 +460,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut mem = self.mem.lock();
             for e in entries {
-                records.push(encode_entry(&e));
+                let rec = encode_entry(&e);
                 max_index = max_index.max(e.log_id.index);
-                mem.entries.insert(e.log_id.index, e);
+                mem.insert(e, rec.len());
+                records.push(rec);
             }
+            mem.evict(&self.locs.lock());
         }
         self.tx
             .send(Op::Write {
@@ -408,7 +478,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.mem.lock().entries.split_off(&log_id.index);
+        self.mem.lock().truncate(log_id.index);
         let mut rec = vec![REC_TRUNCATE];
         put_u64(&mut rec, log_id.index);
         // Ordered before any later append by the single writer.
@@ -416,60 +486,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        {
-            let mut mem = self.mem.lock();
-            let rest = mem.entries.split_off(&(log_id.index + 1));
-            mem.entries = rest;
-            mem.purged = Some(log_id);
-        }
+        self.mem.lock().purge(log_id);
         self.submit(vec![json_record(REC_PURGE, &log_id)], 0)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use openraft::storage::RaftLogStorageExt;
-
-    #[test]
-    fn entry_codec_round_trips() {
-        let e = Entry {
-            log_id: openraft::LogId::new(CommittedLeaderId::new(3, 7), 42),
-            payload: EntryPayload::Normal(RaftRequest {
-                bytes: vec![1, 2, 3],
-            }),
-        };
-        let back = decode_entry(&encode_entry(&e)).unwrap();
-        assert_eq!(back.log_id, e.log_id);
-        assert!(matches!(back.payload, EntryPayload::Normal(r) if r.bytes == vec![1, 2, 3]));
-    }
-
-    #[tokio::test]
-    async fn reopen_restores_entries_vote_and_purge() {
-        let d = tempfile::tempdir().unwrap();
-        {
-            let mut s = LogStore::open(d.path()).unwrap();
-            s.save_vote(&Vote::new(2, 1)).await.unwrap();
-            let entries: Vec<Entry> = (1..=5)
-                .map(|i| Entry {
-                    log_id: openraft::LogId::new(CommittedLeaderId::new(2, 1), i),
-                    payload: EntryPayload::Blank,
-                })
-                .collect();
-            s.blocking_append(entries).await.unwrap();
-            s.purge(openraft::LogId::new(CommittedLeaderId::new(2, 1), 2))
-                .await
-                .unwrap();
-            s.truncate(openraft::LogId::new(CommittedLeaderId::new(2, 1), 5))
-                .await
-                .unwrap();
-            s.save_vote(&Vote::new(3, 1)).await.unwrap();
-        }
-        let mut s = LogStore::open(d.path()).unwrap();
-        assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
-        let st = s.get_log_state().await.unwrap();
-        assert_eq!(st.last_purged_log_id.map(|l| l.index), Some(2));
-        assert_eq!(st.last_log_id.map(|l| l.index), Some(4));
-        assert_eq!(s.try_get_log_entries(0..100).await.unwrap().len(), 2);
-    }
-}
+#[path = "log_store_tests.rs"]
+mod tests;

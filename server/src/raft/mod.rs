@@ -2,6 +2,7 @@
 //! and the small [`Consensus`] trait the rest of kvd proposes through.
 
 pub mod failpoint;
+mod log_cache;
 pub mod log_store;
 pub mod network;
 pub mod snapshot_receiver;

@@ -318,6 +318,9 @@ impl Peer {
             option.hard_ttl(),
         )
         .await
+        .inspect_err(|_| {
+            crate::metrics::peer_send_failed(self.target, matches!(kind, Kind::Append))
+        })
     }
 }
 
@@ -356,7 +359,9 @@ impl RaftNetwork<TypeConfig> for Peer {
             let (net, target, addr) = (self.net.clone(), self.target, self.addr.clone());
             let deadline = payload_deadline(bytes);
             let task = tokio::spawn(async move {
-                call(&net, target, &addr, Kind::Append, &rpc, deadline).await
+                call(&net, target, &addr, Kind::Append, &rpc, deadline)
+                    .await
+                    .inspect_err(|_| crate::metrics::peer_send_failed(target, false))
             });
             self.inflight = Some(InFlight { key, task });
         }

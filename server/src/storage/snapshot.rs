@@ -282,11 +282,13 @@ pub fn import_from<R: Read + Seek>(
 /// Records imported per commit by [`import_to_file`]: a batch's pages are
 /// what its transaction holds until the commit hands them to the cache.
 const IMPORT_BATCH_BYTES: u64 = 8 << 20;
-/// redb's cache for the file being built, which stays the live store's
-/// until the next restart. Its write buffer is held at half of it, the
-/// rest written out, so this bounds the import's memory (redb's default,
-/// 1 GiB, would keep a large snapshot's pages all in memory).
-pub const IMPORT_CACHE_BYTES: usize = 32 << 20;
+/// redb's cache for the live store and for a file being imported (which
+/// becomes the live store). Its write buffer is held at half of it, the
+/// rest written out, so this bounds the store's memory: redb's default,
+/// 1 GiB, kept every page a write or an import touched in the process.
+/// Reads at the head come from the in-memory index; older pages from the
+/// kernel's page cache, outside kvd's RSS, as bbolt's mmap serves etcd.
+pub const BACKEND_CACHE_BYTES: usize = 16 << 20;
 
 /// Builds a complete store file at `path` from the snapshot in `data`
 /// (`total` bytes from its current position), replacing anything there:
@@ -307,7 +309,7 @@ pub fn import_to_file<R: Read + Seek>(
     data.seek(SeekFrom::Start(start)).map_err(io)?;
     discard_import(path)?;
     let db = redb::Builder::new()
-        .set_cache_size(IMPORT_CACHE_BYTES)
+        .set_cache_size(BACKEND_CACHE_BYTES)
         .create(path)?;
     let mut r = Reader::new(std::io::BufReader::with_capacity(1 << 16, data), total);
     r.magic()?;

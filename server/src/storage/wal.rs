@@ -81,8 +81,32 @@ pub struct Opened {
 }
 
 impl Wal {
-    /// Opens (or creates) the WAL in `dir`, validating every record.
+    /// Opens (or creates) the WAL in `dir`, validating every record, and
+    /// returns them all (tests; kvd itself streams them with [`Wal::open_with`]).
     pub fn open(dir: &Path) -> Result<Opened, WalError> {
+        let mut records: Vec<(u64, PathBuf, Vec<Record>)> = Vec::new();
+        let wal = Wal::open_with(dir, |seq, path, offset, payload| {
+            if records.last().map(|r| r.0) != Some(seq) {
+                records.push((seq, path.to_path_buf(), Vec::new()));
+            }
+            if let Some(last) = records.last_mut() {
+                last.2.push(Record {
+                    offset,
+                    payload: payload.to_vec(),
+                });
+            }
+            Ok(())
+        })?;
+        Ok(Opened { wal, records })
+    }
+
+    /// Opens (or creates) the WAL in `dir`, validating every record and
+    /// handing each to `visit` (segment sequence number, segment path,
+    /// offset, payload) in order, one segment in memory at a time.
+    pub fn open_with(
+        dir: &Path,
+        mut visit: impl FnMut(u64, &Path, u64, &[u8]) -> Result<(), WalError>,
+    ) -> Result<Wal, WalError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut segments = list_segments(dir)?;
         if segments.is_empty() {
@@ -94,15 +118,19 @@ impl Wal {
             sync_dir(dir)?;
             segments.push(seg);
         }
-        let mut records = Vec::with_capacity(segments.len());
         let last = segments.len() - 1;
         let mut active_len = 0;
         for (i, seg) in segments.iter().enumerate() {
-            let (recs, good_len) = read_segment(&seg.path, i == last)?;
+            let mut buf = Vec::new();
+            File::open(&seg.path)
+                .and_then(|mut f| f.read_to_end(&mut buf))
+                .map_err(io_err(&seg.path))?;
+            let good_len = each_record(&buf, i == last, &seg.path, |offset, payload| {
+                visit(seg.seq, &seg.path, offset, payload)
+            })?;
             if i == last {
                 active_len = good_len;
             }
-            records.push((seg.seq, seg.path.clone(), recs));
         }
         let active = &segments[last].path;
         let file = OpenOptions::new()
@@ -116,30 +144,33 @@ impl Wal {
         file.seek(SeekFrom::Start(active_len))
             .map_err(io_err(active))?;
         file.sync_all().map_err(io_err(active))?;
-        Ok(Opened {
-            wal: Wal {
-                dir: dir.to_path_buf(),
-                segments,
-                out: BufWriter::with_capacity(1 << 20, file),
-                active_len,
-            },
-            records,
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            segments,
+            out: BufWriter::with_capacity(1 << 20, file),
+            active_len,
         })
     }
 
-    /// Buffers one record; it is durable only after [`Wal::sync`].
-    pub fn append(&mut self, payload: &[u8]) -> Result<(), WalError> {
+    /// Buffers one record; it is durable only after [`Wal::sync`], and
+    /// readable with [`read_record_at`] from then on. Returns where it
+    /// starts: (segment sequence number, offset).
+    pub fn append(&mut self, payload: &[u8]) -> Result<(u64, u64), WalError> {
         let mut head = [0u8; HEADER];
         head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
         let path = self.active_path().to_path_buf();
+        let at = (
+            self.segments.last().map(|s| s.seq).unwrap_or(0),
+            self.active_len,
+        );
         if failpoint::wal(WalPoint::Write).map_err(io_err(&path))? {
-            return Ok(());
+            return Ok(at);
         }
         self.out.write_all(&head).map_err(io_err(&path))?;
         self.out.write_all(payload).map_err(io_err(&path))?;
         self.active_len += (HEADER + payload.len()) as u64;
-        Ok(())
+        Ok(at)
     }
 
     /// Flushes buffered records and fdatasyncs the active segment.
@@ -211,6 +242,35 @@ impl Wal {
     }
 }
 
+/// The path of segment `seq` in the WAL directory `dir`.
+pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(segment_name(seq))
+}
+
+/// Reads back the record that starts at `offset` of the segment at `path`
+/// (as [`Wal::append`] returned it), checking its length and checksum.
+pub fn read_record_at(path: &Path, offset: u64) -> Result<Vec<u8>, WalError> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut buf = vec![0u8; HEADER];
+    file.read_exact_at(&mut buf, offset).map_err(io_err(path))?;
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let corrupt = |reason: String| WalError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    // Checked before the allocation: the length comes from the disk.
+    if len > MAX_RECORD {
+        return Err(corrupt(Bad::TooLong(len).reason()));
+    }
+    buf.resize(HEADER + len, 0);
+    file.read_exact_at(&mut buf[HEADER..], offset + HEADER as u64)
+        .map_err(io_err(path))?;
+    let (payload, _) = parse_record(&buf).map_err(|bad| corrupt(bad.reason()))?;
+    Ok(payload.to_vec())
+}
+
 fn segment_name(seq: u64) -> String {
     format!("{seq:016x}.wal")
 }
@@ -265,14 +325,6 @@ impl Bad {
 }
 
 /// Reads every record of one segment; returns them and the length of the valid prefix.
-fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Record>, u64), WalError> {
-    let mut buf = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut buf))
-        .map_err(io_err(path))?;
-    parse_segment(&buf, is_last, path)
-}
-
 /// Parses the bytes of one segment (`path` only names it in errors); returns
 /// its records and the length of the valid prefix. `is_last`: the newest
 /// segment, whose torn tail is dropped instead of being an error.
@@ -282,20 +334,35 @@ pub(crate) fn parse_segment(
     path: &Path,
 ) -> Result<(Vec<Record>, u64), WalError> {
     let mut records = Vec::new();
+    let good_len = each_record(buf, is_last, path, |offset, payload| {
+        records.push(Record {
+            offset,
+            payload: payload.to_vec(),
+        });
+        Ok(())
+    })?;
+    Ok((records, good_len))
+}
+
+/// [`parse_segment`], handing each record (offset, payload) to `f` instead
+/// of collecting them.
+fn each_record(
+    buf: &[u8],
+    is_last: bool,
+    path: &Path,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), WalError>,
+) -> Result<u64, WalError> {
     let mut off = 0usize;
     while off < buf.len() {
         match parse_record(&buf[off..]) {
             Ok((payload, used)) => {
-                records.push(Record {
-                    offset: off as u64,
-                    payload: payload.to_vec(),
-                });
+                f(off as u64, payload)?;
                 off += used;
             }
             Err(bad) => {
                 if is_last && is_torn_tail(buf, off, &bad) {
                     tracing::warn!(file = %path.display(), offset = off, reason = %bad.reason(), "dropping a torn write at the end of the log (never acknowledged)");
-                    return Ok((records, off as u64));
+                    return Ok(off as u64);
                 }
                 return Err(WalError::Corrupt {
                     path: path.to_path_buf(),
@@ -305,7 +372,7 @@ pub(crate) fn parse_segment(
             }
         }
     }
-    Ok((records, off as u64))
+    Ok(off as u64)
 }
 
 /// Whether the bad record at `bad_at` is a torn write. A crash mid-append
