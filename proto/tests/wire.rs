@@ -212,8 +212,14 @@ fn maintenance_and_cluster_fields() {
         header: None,
         remaining_bytes: 4,
         blob: b"b".to_vec(),
+        version: "3.6.0".to_string(),
     };
-    roundtrip(&snap, &[0x10, 4, 0x1a, 1, b'b']);
+    roundtrip(
+        &snap,
+        &[
+            0x10, 4, 0x1a, 1, b'b', 0x22, 5, b'3', b'.', b'6', b'.', b'0',
+        ],
+    );
 
     let alarm = etcdserverpb::AlarmRequest {
         action: etcdserverpb::alarm_request::AlarmAction::Deactivate as i32,

@@ -22,10 +22,10 @@ pub struct ClusterService(pub Arc<Node>);
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 /// Reads the exported snapshot in [`SNAPSHOT_CHUNK`]s and sends them, then
-/// the digest; stops when the client goes away.
+/// the digest; stops when the client goes away. As etcd's, the messages
+/// carry no header, and the storage version (etcd 3.6+) in each.
 fn send_snapshot(
     snap: crate::node::SnapshotFile,
-    header: Option<ResponseHeader>,
     tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) {
     use std::io::Read;
@@ -42,18 +42,20 @@ fn send_snapshot(
         }
         sent += want as u64;
         let chunk = SnapshotResponse {
-            header,
+            header: None,
             remaining_bytes: total - sent,
             blob,
+            version: crate::node::API_VERSION.to_string(),
         };
         if tx.blocking_send(Ok(chunk)).is_err() {
             return;
         }
     }
     let _ = tx.blocking_send(Ok(SnapshotResponse {
-        header,
+        header: None,
         remaining_bytes: 0,
         blob: snap.digest.to_vec(),
+        version: crate::node::API_VERSION.to_string(),
     }));
 }
 
@@ -107,12 +109,11 @@ impl Maintenance for MaintenanceService {
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         let snap = self.0.snapshot_file().await.map_err(to_status)?;
-        let header = self.0.header(0);
         // A small channel: the reader runs at most two chunks ahead of the
         // client, so a snapshot costs a few chunks of memory (HTTP/2 flow
         // control holds the rest back).
         let (tx, rx) = tokio::sync::mpsc::channel(2);
-        tokio::task::spawn_blocking(move || send_snapshot(snap, header, tx));
+        tokio::task::spawn_blocking(move || send_snapshot(snap, tx));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -163,7 +164,7 @@ impl Cluster for ClusterService {
             .map_err(to_status)?;
         let members = self.0.members_now().map_err(to_status)?;
         Ok(Response::new(MemberAddResponse {
-            header: self.0.header(0),
+            header: self.0.cluster_header(),
             member: Some(member),
             members,
         }))
@@ -178,7 +179,7 @@ impl Cluster for ClusterService {
         self.0.member_remove(req.id).await.map_err(to_status)?;
         let members = self.0.members_now().map_err(to_status)?;
         Ok(Response::new(MemberRemoveResponse {
-            header: self.0.header(0),
+            header: self.0.cluster_header(),
             members,
         }))
     }
@@ -195,7 +196,7 @@ impl Cluster for ClusterService {
             .map_err(to_status)?;
         let members = self.0.members_now().map_err(to_status)?;
         Ok(Response::new(MemberUpdateResponse {
-            header: self.0.header(0),
+            header: self.0.cluster_header(),
             members,
         }))
     }
@@ -216,7 +217,7 @@ impl Cluster for ClusterService {
         self.0.member_promote(req.id).await.map_err(to_status)?;
         let members = self.0.members_now().map_err(to_status)?;
         Ok(Response::new(MemberPromoteResponse {
-            header: self.0.header(0),
+            header: self.0.cluster_header(),
             members,
         }))
     }

@@ -246,12 +246,18 @@ impl Node {
             .map_err(|e| KvError::Internal(e.to_string()))?
     }
 
-    pub fn member_list(&self) -> KvResult<MemberListResponse> {
-        // etcd answers MemberList with a header whose revision is 0.
+    /// The header of every Cluster service answer: etcd's cluster server
+    /// fills the cluster and member IDs and the raft term, never a revision.
+    pub fn cluster_header(&self) -> Option<kv_proto::etcdserverpb::ResponseHeader> {
         let mut header = self.header(0);
         if let Some(h) = header.as_mut() {
             h.revision = 0;
         }
+        header
+    }
+
+    pub fn member_list(&self) -> KvResult<MemberListResponse> {
+        let header = self.cluster_header();
         let mut members = self.members_now()?;
         // Until this member's published attributes are applied, its own
         // entry is filled from its flags.

@@ -47,7 +47,7 @@ pub use auth::role_perms;
 pub use ids::MemberInfo;
 pub use leadership::ClientRoute;
 use leadership::Route;
-pub use maintenance::SnapshotFile;
+pub use maintenance::{SnapshotFile, API_VERSION};
 
 /// etcd's maxGapBetweenApplyAndCommitIndex: past this many entries between
 /// the log and the applier, new proposals get "too many requests".
