@@ -2,7 +2,7 @@
 # Installs what builds and tests need on a fresh Debian machine: protoc (for the
 # etcd-client crate used in tests), Debian's etcd 3.4 server and etcdctl (the
 # reference the compatibility tests compare against), openssl (test
-# certificates), curl (gateway and health tests). Idempotent.
+# certificates), curl (gateway and health tests), dig (DNS tests). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -15,6 +15,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # `timeout` stops etcdctl watches in the CN tests.
 command -v timeout >/dev/null 2>&1 || need+=(coreutils)
+# The DNS tests of kv-discovery also ask with `dig`.
+command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -1,5 +1,6 @@
 //! Log set-up from etcd's flags: --logger, --log-outputs, --log-format and
-//! --log-level, over tracing-subscriber's fmt (console) and json formatters.
+//! --log-level, over tracing-subscriber's fmt (console) and etcd's zap JSON
+//! lines ([`zap`]).
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
@@ -10,6 +11,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
+
+mod zap;
 
 /// openraft's version, pinned with `=` in the workspace Cargo.toml (a unit
 /// test checks the two agree), for the start-up banner.
@@ -146,14 +149,8 @@ pub fn init(settings: &LogSettings) -> Result<(), LogError> {
         .with_ansi(ansi);
     let result = match settings.format {
         LogFormat::Console => builder.try_init(),
-        // One flat object per line, as etcd's zap JSON: fields beside the
-        // message, no span lists.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
+        // One flat object per line with zap's keys, as etcd writes them.
+        LogFormat::Json => builder.event_format(zap::ZapJson).try_init(),
     };
     result.map_err(|e| LogError::Init(e.to_string()))
 }

@@ -1,5 +1,6 @@
 //! kvd's log flags on a real process: JSON lines to a file named by
-//! --log-outputs with the start-up banner, etcd's "slow fdatasync" warning
+//! --log-outputs, shaped as etcd 3.7.3's zap lines (checked on a real etcd
+//! where it is built), with the start-up banner, etcd's "slow fdatasync" warning
 //! on a slow disk (the `wal-fsync=sleep(N)` test hook), the shutdown lines;
 //! and etcd's refusals of log flags it does not take.
 
@@ -23,7 +24,99 @@ fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
 }
 
 fn with_message<'a>(lines: &'a [serde_json::Value], msg: &str) -> Vec<&'a serde_json::Value> {
-    lines.iter().filter(|l| l["message"] == msg).collect()
+    lines.iter().filter(|l| l["msg"] == msg).collect()
+}
+
+/// Whether `line` is shaped as zap writes etcd's lines: `level`, `ts`,
+/// `caller`, `msg` first and in that order, zap's level names, RFC 3339 UTC
+/// timestamps with microseconds, a `dir/file:line` caller; then fields.
+fn zap_shape(line: &str) -> Result<(), String> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?;
+    let text = |k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .ok_or(format!("no {k}: {line}"))
+    };
+    if !["debug", "info", "warn", "error"].contains(&text("level")?.as_str()) {
+        return Err(format!("level: {line}"));
+    }
+    let ts = text("ts")?;
+    let ts_ok = ts.len() == 27
+        && ts.ends_with('Z')
+        && ts.char_indices().all(|(i, c)| match i {
+            4 | 7 => c == '-',
+            10 => c == 'T',
+            13 | 16 => c == ':',
+            19 => c == '.',
+            26 => c == 'Z',
+            _ => c.is_ascii_digit(),
+        });
+    if !ts_ok {
+        return Err(format!("ts {ts}: {line}"));
+    }
+    let caller = text("caller")?;
+    let (file, no) = caller.rsplit_once(':').ok_or(format!("caller: {line}"))?;
+    if no.parse::<u32>().is_err() || file.matches('/').count() != 1 {
+        return Err(format!("caller {caller}: {line}"));
+    }
+    text("msg")?;
+    let at = |k: &str| line.find(&format!("\"{k}\":")).unwrap_or(usize::MAX);
+    if !(line.starts_with("{\"level\":") && at("ts") < at("caller") && at("caller") < at("msg")) {
+        return Err(format!("key order: {line}"));
+    }
+    Ok(())
+}
+
+/// etcd 3.7.3's own lines (its default --log-format is json): the shape
+/// [`zap_shape`] checks is etcd's, not an assumption.
+#[tokio::test]
+async fn etcd_lines_have_the_shape_kvd_copies() {
+    let Some(etcd) = common::etcd_latest() else {
+        eprintln!("etcd 3.7.3 is not built: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("etcd.log");
+    let (client_port, peer_port) = (free_port(), free_port());
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let client = format!("http://127.0.0.1:{client_port}");
+    let mut child = Command::new(etcd)
+        .args(["--name", "e1", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .arg(format!("--initial-cluster=e1={peer}"))
+        .arg(format!("--log-outputs={}", log.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn etcd");
+    let lines = wait_until("etcd serves", WAIT_TIMEOUT, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move {
+            text.contains("ready to serve client requests")
+                .then_some(text)
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    for line in lines.lines() {
+        zap_shape(line).unwrap_or_else(|e| panic!("etcd's own line: {e}"));
+    }
+    let data_dir = lines.lines().find(|l| l.contains("\"data-dir\":"));
+    assert!(data_dir.is_some(), "etcd's keys are hyphenated: {lines}");
 }
 
 #[tokio::test]
@@ -87,28 +180,33 @@ async fn json_logs_to_a_file_with_banner_slow_fsync_and_shutdown() {
         // Everything went to the file, nothing to stderr.
         assert_eq!(stderr, "", "stderr is not a --log-outputs target");
 
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        for line in text.lines() {
+            zap_shape(line).unwrap_or_else(|e| panic!("not etcd's shape: {e}"));
+        }
         let lines = json_lines(&log);
         let banner = with_message(&lines, "starting a kvd server");
         assert_eq!(banner.len(), 1, "{lines:#?}");
         let b = banner[0];
-        assert_eq!(b["level"], "INFO");
+        assert_eq!(b["level"], "info");
         assert_eq!(b["name"], "n1");
-        assert_eq!(b["listen_client_urls"], endpoint.as_str());
+        // etcd's hyphenated keys, as in its "starting an etcd server" line.
+        assert_eq!(b["listen-client-urls"], endpoint.as_str());
         for field in [
-            "member_id",
-            "cluster_id",
-            "data_dir",
-            "wal_dir",
-            "kvd_version",
+            "member-id",
+            "cluster-id",
+            "data-dir",
+            "wal-dir",
+            "kvd-version",
         ] {
             assert!(b[field].is_string(), "banner lacks {field}: {b}");
         }
-        assert_eq!(b["openraft_version"], kvd::logging::OPENRAFT_VERSION);
+        assert_eq!(b["openraft-version"], kvd::logging::OPENRAFT_VERSION);
 
         let slow = with_message(&lines, "slow fdatasync");
         assert!(!slow.is_empty(), "no slow fdatasync warning: {lines:#?}");
-        assert_eq!(slow[0]["level"], "WARN");
-        assert_eq!(slow[0]["expected_duration"], "1s");
+        assert_eq!(slow[0]["level"], "warn");
+        assert_eq!(slow[0]["expected-duration"], "1s");
         assert!(slow[0]["took"].is_string(), "{}", slow[0]);
 
         for msg in [

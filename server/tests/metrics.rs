@@ -163,6 +163,28 @@ const EXPECTED: &[(&str, &str)] = &[
     ("process_resident_memory_bytes", "gauge"),
     ("process_open_fds", "gauge"),
     ("process_start_time_seconds", "gauge"),
+    // What etcd's Grafana dashboard and alert rules (contrib/mixin) and
+    // its operations guide use besides the above.
+    ("etcd_server_quota_backend_bytes", "gauge"),
+    ("etcd_network_client_grpc_sent_bytes", "counter"),
+    ("etcd_network_client_grpc_received_bytes", "counter"),
+    ("etcd_server_heartbeat_send_failures", "counter"),
+    ("etcd_server_slow_read_indexes", "counter"),
+    ("etcd_debugging_mvcc_keys_total", "gauge"),
+    ("etcd_mvcc_range", "counter"),
+    ("etcd_mvcc_put", "counter"),
+    ("etcd_mvcc_delete", "counter"),
+    ("etcd_mvcc_txn", "counter"),
+    (
+        "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+        "histogram",
+    ),
+    (
+        "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+        "histogram",
+    ),
+    ("etcd_debugging_mvcc_db_compaction_last", "gauge"),
+    ("etcd_debugging_mvcc_db_compaction_keys", "counter"),
     ("kvd_build_info", "gauge"),
     ("kvd_server_proposal_batch_size", "histogram"),
     ("kvd_server_proposals_forwarded", "counter"),
@@ -299,6 +321,8 @@ async fn metrics_have_etcds_names_types_and_labels() {
     for name in [
         "etcd_disk_wal_fsync_duration_seconds",
         "etcd_disk_backend_commit_duration_seconds",
+        "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+        "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
     ] {
         let les = |f: &Families| -> Vec<String> {
             f[name]
@@ -313,7 +337,8 @@ async fn metrics_have_etcds_names_types_and_labels() {
 
 #[tokio::test]
 async fn counters_move_with_their_events() {
-    let kvd = Server::start(Kvd).await;
+    let quota = 3_000_000_000u64;
+    let kvd = Server::start_with(Kvd, Options::default().arg("quota-backend-bytes", quota)).await;
     let ep = kvd.endpoint();
     let mut c = etcd_client::Client::connect([ep.as_str()], None)
         .await
@@ -372,6 +397,50 @@ async fn counters_move_with_their_events() {
         ),
         Some(1.0)
     );
+    store_counters_move(&mut c, &ep, quota).await;
+}
+
+/// etcd's mvcc series: puts, deletes, ranges, txns, live keys, compaction,
+/// the quota and the client gRPC bytes.
+async fn store_counters_move(c: &mut etcd_client::Client, ep: &str, quota: u64) {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let g = |f: &Families, name: &str| value(f, name, name, &[]).unwrap_or(0.0);
+    let c_ = |f: &Families, fam: &str| value(f, fam, &format!("{fam}_total"), &[]).unwrap_or(0.0);
+    let before = scrape(ep);
+    c.put("b", "2", None).await.expect("put b");
+    c.put("c", "3", None).await.expect("put c");
+    c.delete("c", None).await.expect("delete c");
+    c.get("b", None).await.expect("get b");
+    let txn = Txn::new()
+        .when([Compare::value("b", CompareOp::Equal, "2")])
+        .and_then([TxnOp::put("b", "4", None), TxnOp::get("b", None)]);
+    let done = c.txn(txn).await.expect("txn");
+    // At the head: the deleted "c" and the old "b" go.
+    let rev = done.header().map(|h| h.revision()).expect("header");
+    c.compact(rev, None).await.expect("compact");
+    let after = scrape(ep);
+    let d = |fam: &str| c_(&after, fam) - c_(&before, fam);
+    assert_eq!(d("etcd_mvcc_put"), 3.0, "two puts and one in a txn");
+    assert_eq!(d("etcd_mvcc_delete"), 1.0);
+    assert_eq!(d("etcd_mvcc_range"), 2.0, "a get and one in a txn");
+    assert_eq!(d("etcd_mvcc_txn"), 1.0);
+    // "a" and "b" live; "c" was deleted (scrapes do not count as ranges).
+    assert_eq!(g(&after, "etcd_debugging_mvcc_keys_total"), 2.0);
+    assert!(d("etcd_debugging_mvcc_db_compaction_keys") >= 1.0);
+    assert!(g(&after, "etcd_debugging_mvcc_db_compaction_last") > 1.7e9);
+    let pause = "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds";
+    assert_eq!(
+        value(&after, pause, &format!("{pause}_count"), &[]).unwrap_or(0.0)
+            - value(&before, pause, &format!("{pause}_count"), &[]).unwrap_or(0.0),
+        1.0
+    );
+    assert_eq!(g(&after, "etcd_server_quota_backend_bytes"), quota as f64);
+    for fam in [
+        "etcd_network_client_grpc_received_bytes",
+        "etcd_network_client_grpc_sent_bytes",
+    ] {
+        assert!(d(fam) > 20.0, "{fam}: {}", d(fam));
+    }
 }
 
 #[tokio::test]
@@ -409,6 +478,7 @@ async fn leader_change_is_counted_in_a_three_member_cluster() {
         Some(1.0)
     );
 
+    let old_id = f["etcd_server_id"].samples[0].1["server_id"].clone();
     cluster.signal(old, Signal::SIGSTOP);
     let deadline = Instant::now() + Duration::from_secs(30);
     let moved = loop {
@@ -429,10 +499,49 @@ async fn leader_change_is_counted_in_a_three_member_cluster() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // The new leader's heartbeats to the stopped member fail: etcd's
+    // peer send failures (labelled with that member) and heartbeat
+    // failures, which its alert rules watch.
+    let failures = wait_for_failures(&survivors, &base, &old_id).await;
     cluster.signal(old, Signal::SIGCONT);
     assert!(
         moved,
         "no leader change counted on the survivors\n{}",
         cluster.logs()
     );
+    assert!(
+        failures,
+        "no peer send/heartbeat failure counted\n{}",
+        cluster.logs()
+    );
+}
+
+/// Whether a survivor counts send failures to `old_id` and heartbeat
+/// failures within 30 s.
+async fn wait_for_failures(
+    survivors: &[usize],
+    base: &impl Fn(usize) -> String,
+    old_id: &str,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = survivors.iter().any(|i| {
+            let f = scrape(&base(*i));
+            let sent = value(
+                &f,
+                "etcd_network_peer_sent_failures",
+                "etcd_network_peer_sent_failures_total",
+                &[("To", old_id)],
+            );
+            let hb = "etcd_server_heartbeat_send_failures";
+            sent >= Some(1.0) && value(&f, hb, &format!("{hb}_total"), &[]) >= Some(1.0)
+        });
+        if seen {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

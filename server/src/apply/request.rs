@@ -158,6 +158,7 @@ fn compact(b: &mut WriteBatch, r: &CompactionRequest) -> KvResult<Applied> {
     if r.revision > b.rev() {
         return Err(MvccError::FutureRev.into());
     }
+    let _timer = crate::metrics::compaction();
     b.compact(r.revision)?;
     Ok(Applied::Compaction(CompactionResponse::default()))
 }

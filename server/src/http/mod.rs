@@ -40,6 +40,18 @@ fn metrics_routes(node: Arc<Node>) -> Router {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    // Live keys, counted from the index (a local read: no raft round).
+    let all = kv_proto::etcdserverpb::RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        count_only: true,
+        serializable: true,
+        ..Default::default()
+    };
+    match crate::metrics::uncounted(node.range(all)).await {
+        Ok(r) => crate::metrics::set_keys(r.count),
+        Err(e) => tracing::debug!(error = %e, "counting keys for /metrics"),
+    }
     let mut r = crate::metrics::render(&node).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -3,7 +3,9 @@
 //! layer on the client port, so no handler has to count anything. The code
 //! comes from `grpc-status`: in the response headers (trailers-only
 //! answers) or in the body's trailers; a stream the client drops before its
-//! end counts as Canceled, as grpc-go reports it.
+//! end counts as Canceled, as grpc-go reports it. The same layer counts the
+//! bytes of calls' bodies (etcd_network_client_grpc_{received,sent}_bytes_total;
+//! etcd counts encoded messages, kvd their gRPC frames, 5 bytes more each).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -106,8 +108,10 @@ pub struct GrpcMetrics<S>(S);
 
 impl<S, B, RB> tower::Service<Request<B>> for GrpcMetrics<S>
 where
-    S: tower::Service<Request<B>, Response = Response<RB>>,
+    S: tower::Service<Request<tonic::body::Body>, Response = Response<RB>>,
     S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError>,
     RB: Body<Data = Bytes> + Send + 'static,
     RB::Error: Into<tonic::codegen::StdError>,
 {
@@ -138,6 +142,11 @@ where
                         start: Instant::now(),
                     }
                 });
+        // A call's request bytes count as received from gRPC clients.
+        let req = match call {
+            Some(_) => req.map(|b| tonic::body::Body::new(Received(Box::pin(b)))),
+            None => req.map(tonic::body::Body::new),
+        };
         let fut = self.0.call(req);
         Box::pin(async move {
             let resp = fut.await?;
@@ -175,6 +184,9 @@ impl<B: Body<Data = Bytes>> Body for CountedBody<B> {
         let frame = ready!(self.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
+                if let Some(d) = f.data_ref() {
+                    super::client_sent(d.len());
+                }
                 if let Some(code) = f.trailers_ref().and_then(status_of) {
                     if let Some(call) = self.call.take() {
                         call.finish(code);
@@ -197,6 +209,36 @@ impl<B: Body<Data = Bytes>> Body for CountedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A call's request body, counting its bytes
+/// (etcd_network_client_grpc_received_bytes_total).
+struct Received<B>(Pin<Box<B>>);
+
+impl<B: Body<Data = Bytes>> Body for Received<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let frame = ready!(self.0.as_mut().poll_frame(cx));
+        if let Some(Ok(f)) = &frame {
+            if let Some(d) = f.data_ref() {
+                super::client_received(d.len());
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
     }
 }
 

@@ -7,6 +7,7 @@
 //! that owns the event); state that the node already knows (leadership,
 //! indexes, sizes, watcher counts) is read at scrape time by [`refresh`].
 
+mod events;
 pub mod grpc;
 mod series;
 
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::node::Node;
+pub use events::*;
 pub use series::Series;
 
 /// The registry every kvd series lives in (process-wide, as etcd's default
@@ -58,6 +60,7 @@ fn refresh(node: &Node) {
     s.proposals_applied.set(st.raft_applied_index as f64);
     s.db_total_size.set(st.db_size as f64);
     s.db_total_size_in_use.set(st.db_size_in_use as f64);
+    s.quota_backend_bytes.set(st.db_size_quota as f64);
     s.server_id
         .with_label_values(&[&format!("{:x}", node.member_id())])
         .set(1);

@@ -1,6 +1,7 @@
 //! Every series kvd exports, with etcd's names, help texts, types, labels
 //! and buckets (etcd 3.7: etcdserver/metrics.go, storage/wal, storage/backend,
-//! storage/mvcc, lease, etcdserver/api/rafthttp, etcdhttp/health.go).
+//! storage/mvcc, lease, etcdserver/api/rafthttp, etcdhttp/health.go,
+//! etcdserver/api/v3rpc, etcdserver/read, storage/metrics.go).
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -46,6 +47,21 @@ pub struct Series {
     pub build_info: IntGaugeVec,
     pub batch_size: Histogram,
     pub forwarded: IntCounter,
+    pub quota_backend_bytes: Gauge,
+    pub client_grpc_sent_bytes: IntCounter,
+    pub client_grpc_received_bytes: IntCounter,
+    pub peer_sent_failures: IntCounterVec,
+    pub heartbeat_send_failures: IntCounter,
+    pub slow_read_indexes: IntCounter,
+    pub keys: IntGauge,
+    pub mvcc_range: IntCounter,
+    pub mvcc_put: IntCounter,
+    pub mvcc_delete: IntCounter,
+    pub mvcc_txn: IntCounter,
+    pub compaction_pause: Histogram,
+    pub compaction_total: Histogram,
+    pub compaction_last: Gauge,
+    pub compaction_keys: IntCounter,
 }
 
 /// etcd's ExponentialBuckets(start, 2, count); the arguments are constants
@@ -153,6 +169,22 @@ impl Series {
             build_info,
             batch_size: hist("kvd_server_proposal_batch_size", "Requests per group-commit batch this member submitted to raft.", exp(1.0, 12)),
             forwarded: new!(r, IntCounter, "kvd_server_proposals_forwarded_total", "Proposals this member forwarded to the leader."),
+            quota_backend_bytes: new!(r, Gauge, "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes."),
+            client_grpc_sent_bytes: new!(r, IntCounter, "etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients."),
+            client_grpc_received_bytes: new!(r, IntCounter, "etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients."),
+            peer_sent_failures: counter_vec("etcd_network_peer_sent_failures_total", "The total number of send failures from peers.", &["To"]),
+            heartbeat_send_failures: new!(r, IntCounter, "etcd_server_heartbeat_send_failures_total", "The total number of leader heartbeat send failures (likely overloaded from slow disk)."),
+            slow_read_indexes: new!(r, IntCounter, "etcd_server_slow_read_indexes_total", "The total number of pending read indexes not in sync with leader's or timed out read index requests."),
+            keys: new!(r, IntGauge, "etcd_debugging_mvcc_keys_total", "Total number of keys."),
+            mvcc_range: new!(r, IntCounter, "etcd_mvcc_range_total", "Total number of ranges seen by this member."),
+            mvcc_put: new!(r, IntCounter, "etcd_mvcc_put_total", "Total number of puts seen by this member."),
+            mvcc_delete: new!(r, IntCounter, "etcd_mvcc_delete_total", "Total number of deletes seen by this member."),
+            mvcc_txn: new!(r, IntCounter, "etcd_mvcc_txn_total", "Total number of txns seen by this member."),
+            // etcd's buckets: 1 ms to 4.096 s, and 100 ms to 819.2 s.
+            compaction_pause: hist("etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds", "Bucketed histogram of db compaction pause duration.", exp(1.0, 13)),
+            compaction_total: hist("etcd_debugging_mvcc_db_compaction_total_duration_milliseconds", "Bucketed histogram of db compaction total duration.", exp(100.0, 14)),
+            compaction_last: new!(r, Gauge, "etcd_debugging_mvcc_db_compaction_last", "The unix time of the last db compaction. Resets to 0 on start."),
+            compaction_keys: new!(r, IntCounter, "etcd_debugging_mvcc_db_compaction_keys_total", "Total number of db keys compacted."),
         }
     }
 }

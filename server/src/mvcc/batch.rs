@@ -124,6 +124,7 @@ impl<'a, 't> WriteBatch<'a, 't> {
     pub fn compact(&mut self, main: i64) -> Result<(), MvccError> {
         for rev in self.state.index.compact(main) {
             self.kv.remove(rev.to_key())?;
+            crate::metrics::compacted_key();
         }
         self.state.compact_rev = self.state.compact_rev.max(main);
         Ok(())

@@ -77,6 +77,7 @@ impl ReadIndex {
                     batch.push(w);
                 }
                 let result = read_point(&raft, &net, me, watermark).await;
+                crate::metrics::read_index(&result);
                 for w in batch {
                     let _ = w.send(result.clone());
                 }

@@ -3,7 +3,7 @@
 //!
 //! - A listener whose URL is `https://` is served with TLS: the handshake
 //!   runs first ([`accept`]), then the decrypted bytes go through the client
-//!   API's AuthorityFix, then to tonic. ALPN offers `h2` only.
+//!   API's AuthorityFix, then to tonic. ALPN offers `h2`, then `http/1.1`.
 //! - Like etcd (`TLSInfo.ServerConfig`), a trusted CA file *or*
 //!   `--client-cert-auth` makes the server demand a client certificate signed
 //!   by that CA. kvd further requires the CA file whenever client-cert auth
@@ -178,7 +178,9 @@ impl TlsFiles {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(resolver);
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // http/1.1 too: curl --http1.1 and other HTTP/1.1 clients (health
+        // probes, the JSON gateway) connect, as Go lets them reach etcd.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 

@@ -41,6 +41,7 @@ fn keep(req: &RangeRequest, kv: &KeyValue) -> bool {
 
 /// Executes a range request against `view`.
 pub fn range(view: &impl ReadView, req: &RangeRequest) -> KvResult<RangeResponse> {
+    crate::metrics::mvcc_range();
     let rev = read_rev(view, req.revision)?;
     let mut order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
     let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);

@@ -42,6 +42,7 @@ fn check_put(b: &WriteBatch, leases: &dyn LeaseBook, r: &PutRequest) -> KvResult
 
 /// Applies a put whose checks passed.
 fn do_put(b: &mut WriteBatch, leases: &mut dyn LeaseBook, r: &PutRequest) -> KvResult<PutResponse> {
+    crate::metrics::mvcc_put();
     let cur = b.index().get(&r.key).and_then(|h| h.latest.clone());
     let value = match (&cur, r.ignore_value) {
         (Some(c), true) => c.value.clone(),
@@ -86,6 +87,7 @@ pub fn delete_range(
     leases: &mut dyn LeaseBook,
     r: &DeleteRangeRequest,
 ) -> KvResult<DeleteRangeResponse> {
+    crate::metrics::mvcc_delete();
     let mut prev_kvs = Vec::new();
     let keys = b.live_keys(&r.key, &r.range_end);
     for key in &keys {
@@ -294,6 +296,7 @@ pub fn txn(
     leases: &mut dyn LeaseBook,
     t: &TxnRequest,
 ) -> KvResult<TxnResponse> {
+    crate::metrics::mvcc_txn();
     let mut p = Vec::new();
     path(b, t, &mut p)?;
     check_path(b, leases, t, &mut p.iter())?;
@@ -326,6 +329,7 @@ pub fn is_serializable(t: &TxnRequest) -> bool {
 
 /// A txn that [`is_read_only`], evaluated against a read view.
 pub fn read_txn(view: &impl ReadView, t: &TxnRequest) -> KvResult<TxnResponse> {
+    crate::metrics::mvcc_txn();
     let mut p = Vec::new();
     path(view, t, &mut p)?;
     let mut resp = exec(&mut Reader(view), t, &mut p.iter())?;

@@ -13,6 +13,7 @@ mod cluster;
 mod concurrency;
 mod kv;
 mod lease;
+mod prefix;
 mod reply;
 mod stream;
 
@@ -38,14 +39,15 @@ pub fn routes(node: Arc<Node>) -> Router {
     // Base64 and JSON inflate a request: room for the largest one the gRPC
     // server takes, still bounded (each message is checked in reply::decode).
     let limit = (node.max_request_bytes() + 512 * 1024).saturating_mul(2);
-    Router::new()
+    let v3 = Router::new()
         .merge(kv::routes())
         .merge(lease::routes())
         .merge(cluster::routes())
         .merge(auth::routes())
         .merge(concurrency::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .with_state(node)
+        .with_state(node);
+    prefix::with_prefixes(v3)
 }
 
 /// The request's auth token: the `Authorization` header (etcd's gateway
