@@ -18,6 +18,8 @@ pub enum OutputFormat {
     Fields,
     /// An ASCII table (only some commands).
     Table,
+    /// The response's protobuf bytes (the RPC commands only).
+    Protobuf,
 }
 
 /// Flags accepted before or after any command. Each can also be set with
@@ -34,7 +36,7 @@ pub struct GlobalFlags {
     /// timeout for short running command (excluding dial timeout)
     #[arg(long, global = true, default_value = "5s")]
     pub command_timeout: String,
-    /// set the output format (fields, json, simple, table)
+    /// set the output format (fields, json, protobuf, simple, table)
     #[arg(
         short = 'w',
         long = "write-out",
@@ -82,6 +84,7 @@ impl GlobalFlags {
             "json" => Ok(OutputFormat::Json),
             "fields" => Ok(OutputFormat::Fields),
             "table" => Ok(OutputFormat::Table),
+            "protobuf" => Ok(OutputFormat::Protobuf),
             _ => Err(ExitError::bad_feature("unsupported output format")),
         }
     }

@@ -81,6 +81,8 @@ enum Command {
     Defrag(commands::defrag::DefragArgs),
     /// Transfers leadership to another etcd cluster member.
     MoveLeader(commands::move_leader::MoveLeaderArgs),
+    /// Makes a mirror at the destination etcd cluster
+    MakeMirror(commands::make_mirror::MakeMirrorArgs),
     /// commands for checking properties of the etcd cluster
     Check(commands::check::CheckArgs),
     /// Manages etcd node snapshots
@@ -188,6 +190,17 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
             let load = a.validate()?;
             return commands::check::run(&cli.global, a, load).await;
         }
+        Command::MakeMirror(a) => {
+            a.validate()?;
+            let mut sink = printing_sink(format, popts);
+            return commands::make_mirror::run(&cli.global, a, &mut sink).await;
+        }
+        Command::Check(commands::check::CheckArgs {
+            command: commands::check::CheckCommand::Datascale(a),
+        }) => {
+            let scale = a.validate()?;
+            return commands::datascale::run(&cli.global, a, scale).await;
+        }
         Command::MoveLeader(a) => {
             let target = a.validate()?;
             let out = commands::move_leader::run(&cli.global, target).await?;
@@ -202,6 +215,7 @@ async fn run(cli: Cli) -> Result<(), ExitError> {
                     commands::snapshot::run(&cli.global, path).await?
                 }
                 SnapshotCommand::Status { args } => commands::snapshot_status::run(args)?,
+                SnapshotCommand::Restore(r) => commands::snapshot::restore(r)?,
             };
             let p = printer::new_printer(format, popts);
             return emit(p.as_ref(), &out);

@@ -28,6 +28,8 @@ pub struct CheckArgs {
 pub enum CheckCommand {
     /// Check the performance of the etcd cluster
     Perf(PerfArgs),
+    /// Check the memory usage of holding data for different workloads on a given server endpoint.
+    Datascale(super::datascale::DatascaleArgs),
 }
 
 /// `check perf` flags.
@@ -117,7 +119,7 @@ pub async fn run(global: &GlobalFlags, args: &PerfArgs, load: Load) -> Result<()
     if let Some(bar) = bar {
         bar.finish();
     }
-    cleanup(&first, global, args).await;
+    cleanup(&first, global, args).await?;
     report(&stats, elapsed, load)
 }
 
@@ -196,7 +198,7 @@ async fn drive(
 }
 
 /// Go's binary.PutVarint (zig-zag, then 7 bits a byte).
-fn put_varint(buf: &mut [u8], x: i64) {
+pub(crate) fn put_varint(buf: &mut [u8], x: i64) {
     let mut ux = ((x << 1) ^ (x >> 63)) as u64;
     let mut i = 0;
     while ux >= 0x80 && i < buf.len() {
@@ -210,7 +212,7 @@ fn put_varint(buf: &mut [u8], x: i64) {
 }
 
 /// Deletes the check's keys, then compacts and defragments if asked.
-async fn cleanup(client: &Client, global: &GlobalFlags, args: &PerfArgs) {
+async fn cleanup(client: &Client, global: &GlobalFlags, args: &PerfArgs) -> Result<(), ExitError> {
     let del = client
         .delete(args.prefix.clone(), DeleteOptions::new().with_prefix())
         .await;
@@ -221,26 +223,38 @@ async fn cleanup(client: &Client, global: &GlobalFlags, args: &PerfArgs) {
                 "FAIL: Cleanup failed during key deletion: ERROR({})",
                 error_text(&e)
             );
-            return;
+            return Ok(());
         }
     };
-    if args.auto_compact {
-        match client.compact(rev, false).await {
-            Ok(_) => println!("compacted revision {rev}"),
-            Err(e) => eprintln!("Error: {}", error_text(&e)),
-        }
+    compact_and_defrag(client, global, rev, args.auto_compact, args.auto_defrag).await
+}
+
+/// etcdctl's `--auto-compact`/`--auto-defrag` epilogue, shared by `check
+/// perf` and `check datascale`: a physical compaction at `rev` and a
+/// defragmentation of every endpoint, each announced before and after as
+/// etcdctl does (`Compacting with revision N`, `Defragmented "ep"`). The
+/// first failure ends the command with `Error: ...`, as in etcdctl.
+pub(crate) async fn compact_and_defrag(
+    client: &Client,
+    global: &GlobalFlags,
+    rev: i64,
+    compact: bool,
+    defrag: bool,
+) -> Result<(), ExitError> {
+    if compact {
+        println!("Compacting with revision {rev}");
+        client.compact(rev, true).await?;
+        println!("Compacted with revision {rev}");
     }
-    if args.auto_defrag {
+    if defrag {
+        // Defragmentation is per member: each endpoint gets its own client.
         for ep in global.endpoint_list() {
-            match client.defragment().await {
-                Ok(()) => println!("Finished defragmenting etcd member[{ep}]"),
-                Err(e) => eprintln!(
-                    "Failed to defragment etcd member[{ep}] ({})",
-                    error_text(&e)
-                ),
-            }
+            println!("Defragmenting {ep:?}");
+            global.client_for(&ep).await?.defragment().await?;
+            println!("Defragmented {ep:?}");
         }
     }
+    Ok(())
 }
 
 /// Prints etcdctl's verdict lines; FAIL exits 1.

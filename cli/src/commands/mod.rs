@@ -6,6 +6,7 @@ pub mod alarm;
 pub mod auth;
 pub mod check;
 pub mod compaction;
+pub mod datascale;
 pub mod defrag;
 pub mod del;
 pub mod elect;
@@ -13,6 +14,7 @@ pub mod endpoint;
 pub mod get;
 pub mod lease;
 pub mod lock;
+pub mod make_mirror;
 pub mod member;
 pub mod move_leader;
 pub mod password;
@@ -90,6 +92,8 @@ pub enum Output {
     SnapshotStatus(kv_etcdsnap::Status),
     /// Answer of an `auth`, `user` or `role` command.
     Auth(auth::AuthOutput),
+    /// `make-mirror`'s periodic count of the keys mirrored so far.
+    MirrorTotal(i64),
     /// Answer of `version`.
     Version {
         /// kvctl's version.

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod fields;
 pub mod json;
 pub mod json_more;
+pub mod protobuf;
 pub mod simple;
 pub mod table;
 
@@ -301,6 +302,7 @@ pub fn new_printer(format: OutputFormat, opts: PrintOptions) -> Box<dyn Printer>
         OutputFormat::Json => Box::new(json::JsonPrinter),
         OutputFormat::Fields => Box::new(fields::FieldsPrinter),
         OutputFormat::Table => Box::new(table::TablePrinter),
+        OutputFormat::Protobuf => Box::new(protobuf::ProtobufPrinter),
     }
 }
 
@@ -350,6 +352,7 @@ pub fn print(
             name => Err(unsupported(name)),
         },
         // The same in every format, as in etcdctl.
+        Output::MirrorTotal(n) => writeln!(w, "{n}").map_err(io_err),
         Output::SnapshotSaved(path) => writeln!(w, "Snapshot saved at {path}").map_err(io_err),
         Output::SnapshotStatus(st) => w
             .write_all(crate::commands::snapshot_status::render(printer.name(), st).as_bytes())
