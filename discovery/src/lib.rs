@@ -14,6 +14,9 @@
 //!   watch, optionally filtered on tags, metadata and health
 //!   ([`ServiceFilter`], [`Registry::subscribe_with`]); usable as a
 //!   [`tower::discover::Discover`] endpoint set.
+//! - [`grpc::channel`]: a tonic channel balancing over a service's live
+//!   instances, following every change; a killed instance fails only the
+//!   calls in flight to it.
 //! - [`Mutex`] and [`Election`]: etcd's `concurrency` package semantics and
 //!   key layout, so they interoperate with `etcdctl lock` and `etcdctl elect`.
 //! - [`recipes`]: queues, barriers, a readers-writer lock (etcd's
@@ -45,9 +48,12 @@
 #![warn(missing_docs)]
 
 pub mod check;
+#[cfg(feature = "dns")]
+pub mod dns;
 pub mod election;
 pub mod error;
 pub mod filter;
+pub mod grpc;
 pub mod instance;
 pub mod mutex;
 mod ownkey;
@@ -59,6 +65,8 @@ pub mod subscription;
 mod util;
 
 pub use check::{Check, CheckKind, CheckState, MAX_CHECK_OUTPUT};
+#[cfg(feature = "dns")]
+pub use dns::{DnsOptions, DnsServer};
 pub use election::{Election, Leader, Leadership, Observer};
 pub use error::{Error, Result};
 pub use filter::{HealthFilter, ServiceFilter};

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
+use kv_client::retry::Backoff;
 use kv_client::{Client, Compare, CompareOp, LeaseLost, PutOptions, Txn, TxnOp};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::check::{self, Check, CheckState};
 use crate::ownkey::OwnKey;
@@ -23,6 +25,7 @@ pub(crate) async fn start(
     checks: Vec<Check>,
 ) -> Result<Registration> {
     let (session, written) = write_entry(client, &key, &instance, ttl).await?;
+    let written_health = StdMutex::new(instance.health);
     let lease = Arc::new(AtomicI64::new(session.lease_id()));
     let shared = Arc::new(StdMutex::new(instance));
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -38,6 +41,7 @@ pub(crate) async fn start(
         instance: shared.clone(),
         lease: lease.clone(),
         events: ev_tx,
+        written_health,
     };
     let own = OwnKey::new(client, &key, written);
     tokio::spawn(task.run(session, own, cmd_rx));
@@ -77,7 +81,9 @@ pub enum RegistrationEvent {
         /// Why.
         reason: LeaseLost,
     },
-    /// An attempt to re-register failed; it is retried with backoff.
+    /// A write of the entry failed: an attempt to re-register, or the
+    /// write of a check's state change. It is retried with backoff (a
+    /// state change until it lands or a newer one replaces it).
     RetryFailed {
         /// The error.
         error: Error,
@@ -253,6 +259,24 @@ struct Task {
     instance: Arc<StdMutex<ServiceInstance>>,
     lease: Arc<AtomicI64>,
     events: mpsc::Sender<RegistrationEvent>,
+    /// The health in the entry as last written (for `HealthChanged`).
+    written_health: StdMutex<Health>,
+}
+
+/// A check state change whose write failed, to be written again: the
+/// registration's task retries it itself (one write at a time), so it
+/// lands even when no further state change comes to carry it.
+struct PendingWrite {
+    backoff: Backoff,
+    at: Instant,
+}
+
+/// Resolves when the pending write is due; never without one.
+async fn due(pending: &Option<PendingWrite>) {
+    match pending {
+        Some(p) => tokio::time::sleep_until(p.at).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Task {
@@ -268,11 +292,18 @@ impl Task {
         mut own: OwnKey,
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
     ) {
+        let mut pending: Option<PendingWrite> = None;
         loop {
             let lost = tokio::select! {
                 reason = session.lost() => reason,
+                () = due(&pending) => {
+                    self.write_checks(&session, &mut pending).await;
+                    continue;
+                }
                 () = own.deleted() => match self.rewrite(&session).await {
                     Ok(Some(rev)) => {
+                        // The whole entry, pending check states included.
+                        pending = None;
                         own.rewritten(rev);
                         continue;
                     }
@@ -293,13 +324,18 @@ impl Task {
                         return;
                     }
                     Some(Cmd::SetHealth(health, reply)) => {
-                        let _ = reply.send(self.set_health(&session, health).await.map(|_| ()));
+                        let r = self.set_health(&session, health).await;
+                        if r.is_ok() {
+                            pending = None;
+                        }
+                        let _ = reply.send(r.map(|_| ()));
                         continue;
                     }
                     Some(Cmd::Checks(states)) => {
-                        if let Err(e) = self.set_checks(&session, states).await {
-                            tracing::warn!(key = %self.key, %e, "writing a check state change failed");
-                        }
+                        // The newer states replace any pending ones: the
+                        // write below carries them, or is retried.
+                        apply_checks(&mut lock(&self.instance), states);
+                        self.write_checks(&session, &mut pending).await;
                         continue;
                     }
                     Some(Cmd::Deregister(check)) => {
@@ -317,10 +353,18 @@ impl Task {
             // The old lease may still exist (we only missed its renewals):
             // dropping the session revokes it so the old entry goes too.
             drop(session);
+            // Re-registering writes the whole entry, pending states included.
+            pending = None;
             match self.reregister(&mut cmds).await {
-                Some((s, rev)) => {
+                Some((s, rev, stale)) => {
                     session = s;
                     own.rewritten(rev);
+                    if stale {
+                        pending = Some(PendingWrite {
+                            backoff: crate::util::backoff(&self.client),
+                            at: Instant::now(),
+                        });
+                    }
                 }
                 None => return,
             }
@@ -344,6 +388,7 @@ impl Task {
         self.emit(RegistrationEvent::Reregistered {
             lease: session.lease_id(),
         });
+        self.written(lock(&self.instance).health);
         Ok(Some(resp.revision()))
     }
 
@@ -355,29 +400,55 @@ impl Task {
         };
         let opts = PutOptions::new().with_lease(session.lease_id());
         let resp = self.client.put(self.key.as_str(), json, opts).await?;
+        *lock(&self.written_health) = health;
         self.emit(RegistrationEvent::HealthChanged { health });
         Ok(resp.revision())
     }
 
-    /// Stores the checks' states and the health they add up to, and writes
-    /// the entry once; reports `HealthChanged` if that health changed.
-    async fn set_checks(
-        &self,
-        session: &Session,
-        states: BTreeMap<String, CheckState>,
-    ) -> Result<i64> {
-        let (json, before, after) = {
-            let mut inst = lock(&self.instance);
-            let before = inst.health;
-            apply_checks(&mut inst, states);
-            (inst.to_json()?, before, inst.health)
-        };
-        let opts = PutOptions::new().with_lease(session.lease_id());
-        let resp = self.client.put(self.key.as_str(), json, opts).await?;
-        if after != before {
-            self.emit(RegistrationEvent::HealthChanged { health: after });
+    /// Notes that the entry now holds `health`; reports `HealthChanged` if
+    /// that differs from what it held.
+    fn written(&self, health: Health) {
+        let before = std::mem::replace(&mut *lock(&self.written_health), health);
+        if health != before {
+            self.emit(RegistrationEvent::HealthChanged { health });
         }
-        Ok(resp.revision())
+    }
+
+    /// Writes the entry with the checks' current states (applied by
+    /// [`apply_checks`]); reports `HealthChanged` if the written health
+    /// changed. A failed write is reported (`RetryFailed`) and left in
+    /// `pending` with its next attempt after a backoff wait; a successful
+    /// one clears it.
+    async fn write_checks(&self, session: &Session, pending: &mut Option<PendingWrite>) {
+        let (json, after) = {
+            let inst = lock(&self.instance);
+            (inst.to_json(), inst.health)
+        };
+        let result = match json {
+            Ok(json) => {
+                let opts = PutOptions::new().with_lease(session.lease_id());
+                self.client
+                    .put(self.key.as_str(), json, opts)
+                    .await
+                    .map_err(Error::from)
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => {
+                *pending = None;
+                self.written(after);
+            }
+            Err(error) => {
+                tracing::warn!(key = %self.key, %error, "writing a check state change failed; retrying");
+                let p = pending.get_or_insert_with(|| PendingWrite {
+                    backoff: crate::util::backoff(&self.client),
+                    at: Instant::now(),
+                });
+                p.at = Instant::now() + p.backoff.next_delay();
+                self.emit(RegistrationEvent::RetryFailed { error });
+            }
+        }
     }
 
     /// Re-registers with backoff until it works; `None` if closed meanwhile.
@@ -403,7 +474,12 @@ impl Task {
         }
     }
 
-    async fn reregister(&self, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> Option<(Session, i64)> {
+    /// Re-registers; the new session, the revision of the write, and
+    /// whether a change made meanwhile is still to be written.
+    async fn reregister(
+        &self,
+        cmds: &mut mpsc::UnboundedReceiver<Cmd>,
+    ) -> Option<(Session, i64, bool)> {
         let mut backoff = crate::util::backoff(&self.client);
         loop {
             let instance = lock(&self.instance).clone();
@@ -419,18 +495,21 @@ impl Task {
             };
             match result {
                 Ok((session, mut written)) => {
+                    self.written(instance.health);
                     // A change during the attempt was not written yet.
                     let wanted = lock(&self.instance).clone();
-                    if wanted != instance
-                        && let Ok(rev) = self.set_health(&session, wanted.health).await
-                    {
-                        written = rev;
+                    let mut stale = false;
+                    if wanted != instance {
+                        match self.set_health(&session, wanted.health).await {
+                            Ok(rev) => written = rev,
+                            Err(_) => stale = true,
+                        }
                     }
                     self.lease.store(session.lease_id(), Ordering::SeqCst);
                     self.emit(RegistrationEvent::Reregistered {
                         lease: session.lease_id(),
                     });
-                    return Some((session, written));
+                    return Some((session, written, stale));
                 }
                 Err(error) => {
                     self.emit(RegistrationEvent::RetryFailed { error });

@@ -27,6 +27,7 @@
 //! # }
 //! ```
 
+mod options;
 mod probe;
 mod runner;
 
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Health;
 
+pub use options::{CheckOptions, CheckOptionsError, grpc_target, split_command};
 pub(crate) use runner::{Checks, initial_states, spawn};
 
 /// The most output bytes kept from one probe (a command's stdout and

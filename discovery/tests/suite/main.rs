@@ -15,9 +15,15 @@ mod proxy;
 mod server;
 
 mod backends;
+mod check_retry;
 mod checks;
+#[cfg(feature = "dns")]
+mod dns;
+#[cfg(feature = "dns")]
+mod dns_dig;
 mod election;
 mod failover;
+mod grpc_channel;
 mod lock;
 mod recipes_go;
 mod recipes_queue;
