@@ -6,7 +6,9 @@
 
 mod compare;
 mod driver;
+mod lease;
 mod pool;
+mod procstat;
 mod stats;
 mod watch;
 
@@ -14,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use driver::{Limit, Op, Worker};
 use pool::{Keys, Pool};
+use procstat::CpuMeter;
 use stats::{Latency, Report};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -68,6 +71,10 @@ struct Common {
     /// Seed of the key choice.
     #[arg(long, global = true, default_value_t = 1)]
     seed: u64,
+    /// PIDs of the server processes (comma-separated): the report then holds
+    /// their CPU time during the measured phase per op, and their peak RSS.
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pids: Vec<u32>,
     /// Print the report as one JSON object instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -96,9 +103,12 @@ enum Cmd {
     },
     /// W watchers on one prefix while P putters write keys under it.
     Watch {
-        /// Watchers (one watch stream each, spread over the connections).
+        /// Watchers, spread over the streams.
         #[arg(long, default_value_t = 16)]
         watchers: usize,
+        /// Watch streams (spread over the connections); default: one per watcher.
+        #[arg(long)]
+        streams: Option<usize>,
         /// Putters (default: --clients).
         #[arg(long)]
         putters: Option<usize>,
@@ -106,11 +116,19 @@ enum Cmd {
         #[arg(long, value_parser = parse_duration, default_value = "10s")]
         drain: Duration,
     },
+    /// Leases kept alive: `--clients` closed loops cycle through them, one
+    /// keep-alive stream per lease; ops are keep-alive responses.
+    LeaseKeepalive {
+        /// Leases granted before the timed phase.
+        #[arg(long, default_value_t = 1000)]
+        leases: usize,
+    },
     /// One get against the first endpoint; exit 0 if it answers (for readiness checks).
     Ping,
     /// Print the markdown A/B table from two directories of `--json` reports.
     Compare {
-        /// Reports of server A, as <dir>/<workload>.json.
+        /// Reports of server A, as <dir>/<workload>.json or, one per round,
+        /// <dir>/<workload>.r<N>.json; the table shows medians over rounds.
         #[arg(long)]
         a_dir: PathBuf,
         /// Reports of server B.
@@ -127,6 +145,10 @@ enum Cmd {
             default_value = "put,range-l,range-s,txn,watch"
         )]
         workloads: Vec<String>,
+        /// Fail unless every workload has a report from both servers with
+        /// ops, server CPU and RSS (the CI smoke; no speed is asserted).
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -169,15 +191,19 @@ async fn run(cli: Cli) -> Result<()> {
             a_name,
             b_name,
             workloads,
+            check,
         } => {
             let rows: Vec<_> = workloads
                 .into_iter()
                 .map(|w| {
-                    let (a, b) = (compare::load(&a_dir, &w), compare::load(&b_dir, &w));
+                    let (a, b) = (compare::load_all(&a_dir, &w), compare::load_all(&b_dir, &w));
                     (w, a, b)
                 })
                 .collect();
             print!("{}", compare::table(&a_name, &b_name, &rows));
+            if check {
+                compare::check(&a_name, &b_name, &rows)?;
+            }
             return Ok(());
         }
         Cmd::Ping => {
@@ -218,6 +244,7 @@ async fn run(cli: Cli) -> Result<()> {
         ),
         Cmd::Txn { .. } => (Op::Txn, b't'),
         Cmd::Watch { .. } => (Op::Put, b'w'),
+        Cmd::LeaseKeepalive { .. } => (Op::Put, b'l'),
         Cmd::Ping | Cmd::Compare { .. } => unreachable!("handled above"),
     };
     let keys = Keys::new(prefix, c.key_size, c.key_space)?;
@@ -225,6 +252,7 @@ async fn run(cli: Cli) -> Result<()> {
     let outcome = match cli.cmd {
         Cmd::Watch {
             watchers,
+            streams,
             putters,
             drain,
         } => {
@@ -234,16 +262,34 @@ async fn run(cli: Cli) -> Result<()> {
             report.val_size = c.val_size.max(8);
             let params = watch::Params {
                 watchers,
+                streams: streams.unwrap_or(watchers),
                 putters,
                 val_size: c.val_size,
                 seed: c.seed,
                 limit,
                 drain,
+                server_pids: c.server_pids.clone(),
             };
             let w = watch::run(&pool, keys, params).await?;
             report.watch = Some(w.stats);
+            report.server = w.server;
             report.first_error = w.first_error;
             w.puts
+        }
+        Cmd::LeaseKeepalive { leases } => {
+            report.workload = "lease-keepalive".into();
+            report.leases = Some(leases);
+            let mut meter = None;
+            let out = lease::run(&pool, leases, c.clients, c.timeout, limit, || {
+                meter = Some(CpuMeter::start(&c.server_pids)?);
+                Ok(())
+            })
+            .await?;
+            if let Some(m) = meter {
+                report.server = m.stop(out.ops)?;
+            }
+            report.first_error = out.first_error.clone();
+            out
         }
         cmd => {
             report.workload = match cmd {
@@ -280,7 +326,9 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 })
                 .collect();
+            let meter = CpuMeter::start(&c.server_pids)?;
             let out = driver::drive(workers, limit).await?;
+            report.server = meter.stop(out.ops)?;
             if op == Op::Txn {
                 report.txn = Some(out.txn.clone());
             }

@@ -68,6 +68,9 @@ pub struct TxnStats {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WatchStats {
     pub watchers: usize,
+    /// Watch streams the watchers share (0 in reports older than the field).
+    #[serde(default)]
+    pub streams: usize,
     pub putters: usize,
     /// Events delivered, summed over all watchers.
     pub events: u64,
@@ -79,6 +82,24 @@ pub struct WatchStats {
     pub event_latency_ms: Latency,
     /// Watchers that stopped early (stream error, cancel or close).
     pub watcher_errors: u64,
+}
+
+/// What the server processes spent during the measured phase (from /proc,
+/// with `--server-pids`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// Server processes summed (3 for a three-member cluster).
+    pub pids: usize,
+    /// CPU seconds (user + system) of those processes in the measured phase.
+    pub cpu_s: f64,
+    /// What the CPU is divided by: ops, events delivered (watch) or
+    /// keep-alive responses (lease-keepalive).
+    pub units: u64,
+    /// `cpu_s` per unit, in microseconds.
+    pub cpu_us_per_op: f64,
+    /// Peak resident set (VmHWM) at the end of the run, summed over the
+    /// processes, in KiB. Fresh servers per workload make it per workload.
+    pub peak_rss_kib: u64,
 }
 
 /// Everything one run measured; `--json` prints exactly this.
@@ -105,6 +126,11 @@ pub struct Report {
     pub txn: Option<TxnStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<WatchStats>,
+    /// lease-keepalive: leases kept alive, one keep-alive stream each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leases: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerStats>,
     /// The first error seen, if any, to tell what went wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
@@ -134,10 +160,24 @@ impl Report {
         }
         if let Some(w) = &self.watch {
             out += &format!(
-                "watch: {} watchers, {} putters; events {} of {} expected = {:.1} events/s, watcher errors {}\n",
-                w.watchers, w.putters, w.events, w.expected_events, w.events_per_sec, w.watcher_errors
+                "watch: {} watchers on {} streams, {} putters; events {} of {} expected = {:.1} events/s, watcher errors {}\n",
+                w.watchers, w.streams, w.putters, w.events, w.expected_events, w.events_per_sec, w.watcher_errors
             );
             out += &format!("put->event latency ms: {}\n", w.event_latency_ms.line());
+        }
+        if let Some(n) = self.leases {
+            out +=
+                &format!("{n} leases, one keep-alive stream each; ops are keep-alive responses\n");
+        }
+        if let Some(s) = &self.server {
+            out += &format!(
+                "server ({} processes): {:.2} CPU s = {:.1} us per {}, peak RSS {} KiB\n",
+                s.pids,
+                s.cpu_s,
+                s.cpu_us_per_op,
+                if self.watch.is_some() { "event" } else { "op" },
+                s.peak_rss_kib
+            );
         }
         if let Some(e) = &self.first_error {
             out += &format!("first error: {e}\n");
@@ -159,6 +199,16 @@ impl Report {
             Some(w) => w.event_latency_ms.p99,
             None => self.latency_ms.p99,
         }
+    }
+
+    /// Server CPU per op (per event for watch) in microseconds, if measured.
+    pub fn cpu_per_op(&self) -> Option<f64> {
+        self.server.as_ref().map(|s| s.cpu_us_per_op)
+    }
+
+    /// Peak RSS of the server processes in MiB, if measured.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        self.server.as_ref().map(|s| s.peak_rss_kib as f64 / 1024.0)
     }
 
     /// Errors the A/B table shows next to the numbers.

@@ -1,10 +1,12 @@
-//! The watch workload: W watchers on one prefix while P putters write under
-//! it. Each put's value carries its send time, so a watcher measures the
-//! put->event latency of every event it gets.
+//! The watch workload: W watchers on one prefix, spread over S watch streams
+//! (one per watcher by default), while P putters write under it. Each put's
+//! value carries its send time, so a watcher measures the put->event latency
+//! of every event it gets.
 
 use crate::driver::{self, Limit, Op, Worker};
 use crate::pool::{self, Keys, Pool};
-use crate::stats::{self, Latency, WatchStats};
+use crate::procstat::CpuMeter;
+use crate::stats::{self, Latency, ServerStats, WatchStats};
 use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{EventType, WatchOptions, WatchStream};
 use hdrhistogram::Histogram;
@@ -13,18 +15,23 @@ use tokio::sync::watch as signal;
 
 pub struct Params {
     pub watchers: usize,
+    /// Watch streams the watchers are spread over (at most `watchers`).
+    pub streams: usize,
     pub putters: usize,
     pub val_size: usize,
     pub seed: u64,
     pub limit: Limit,
     /// How long watchers may take, after the last put, to deliver the rest.
     pub drain: Duration,
+    /// Server processes whose CPU and peak RSS the report includes.
+    pub server_pids: Vec<u32>,
 }
 
 /// What the watch run measured.
 pub struct WatchOutcome {
     pub puts: driver::Outcome,
     pub stats: WatchStats,
+    pub server: Option<ServerStats>,
     pub first_error: Option<String>,
 }
 
@@ -43,43 +50,37 @@ struct WatcherResult {
 }
 
 pub async fn run(pool: &Pool, keys: Keys, p: Params) -> Result<WatchOutcome> {
-    if p.watchers == 0 || p.putters == 0 {
-        bail!("watch needs at least one watcher and one putter");
+    if p.watchers == 0 || p.putters == 0 || p.streams == 0 {
+        bail!("watch needs at least one watcher, one stream and one putter");
     }
     let start = Instant::now();
-    // Open every watcher and wait for its `created` answer before writing.
-    let mut streams = Vec::with_capacity(p.watchers);
-    for i in 0..p.watchers {
-        let mut wc = pool.for_client(i).watch_client();
-        let mut stream = wc
-            .watch(keys.prefix(), Some(WatchOptions::new().with_prefix()))
+    // Open every stream and its watchers, and wait for every `created` answer
+    // before writing. Stream s carries watchers s, s + streams, ...
+    let streams_n = p.streams.min(p.watchers);
+    let mut streams = Vec::with_capacity(streams_n);
+    for s in 0..streams_n {
+        let on_stream = (p.watchers - s).div_ceil(streams_n);
+        let stream = open_stream(pool, s, keys, on_stream)
             .await
-            .with_context(|| format!("opening watcher {i}"))?;
-        let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .map_err(|_| anyhow!("watcher {i}: no `created` answer within 10s"))?
-            .with_context(|| format!("watcher {i}: first message"))?;
-        match first {
-            Some(resp) if resp.created() && !resp.canceled() => {}
-            Some(resp) => bail!(
-                "watcher {i}: expected `created`, got canceled={} reason={:?}",
-                resp.canceled(),
-                resp.cancel_reason()
-            ),
-            None => bail!("watcher {i}: stream closed before `created`"),
-        }
-        streams.push(stream);
+            .with_context(|| format!("watch stream {s}"))?;
+        streams.push((stream, on_stream as u64));
     }
 
     let (phase_tx, phase_rx) = signal::channel(Phase::default());
     let mut watcher_tasks = Vec::with_capacity(p.watchers);
-    for stream in streams {
-        watcher_tasks.push(tokio::spawn(watcher(stream, phase_rx.clone(), start)));
+    for (stream, on_stream) in streams {
+        watcher_tasks.push(tokio::spawn(watcher(
+            stream,
+            on_stream,
+            phase_rx.clone(),
+            start,
+        )));
     }
 
     let workers = (0..p.putters)
         .map(|i| Worker::new(pool, i, p.seed, keys, p.val_size, Op::StampedPut { start }))
         .collect();
+    let meter = CpuMeter::start(&p.server_pids)?;
     let put_start = Instant::now();
     let puts = driver::drive(workers, p.limit).await?;
 
@@ -113,9 +114,11 @@ pub async fn run(pool: &Pool, keys: Keys, p: Params) -> Result<WatchOutcome> {
         }
     }
     stopper.abort();
+    let server = meter.stop(events)?;
 
     let stats = WatchStats {
         watchers: p.watchers,
+        streams: streams_n,
         putters: p.putters,
         events,
         expected_events: puts.ops * p.watchers as u64,
@@ -126,12 +129,51 @@ pub async fn run(pool: &Pool, keys: Keys, p: Params) -> Result<WatchOutcome> {
     Ok(WatchOutcome {
         puts,
         stats,
+        server,
         first_error,
     })
 }
 
+/// Opens watch stream `s` with `n` watchers on the workload's prefix and
+/// waits until the server confirmed each one.
+async fn open_stream(pool: &Pool, s: usize, keys: Keys, n: usize) -> Result<WatchStream> {
+    let opts = || Some(WatchOptions::new().with_prefix());
+    let mut stream = pool
+        .for_client(s)
+        .watch_client()
+        .watch(keys.prefix(), opts())
+        .await
+        .context("opening the stream")?;
+    for _ in 1..n {
+        stream
+            .watch(keys.prefix(), opts())
+            .await
+            .context("adding a watcher")?;
+    }
+    let mut created = 0;
+    while created < n {
+        let msg = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .map_err(|_| anyhow!("{created} of {n} `created` answers within 10s"))?
+            .context("waiting for `created`")?;
+        match msg {
+            Some(resp) if resp.created() && !resp.canceled() => created += 1,
+            Some(resp) => bail!(
+                "expected `created`, got canceled={} reason={:?}",
+                resp.canceled(),
+                resp.cancel_reason()
+            ),
+            None => bail!("stream closed before `created`"),
+        }
+    }
+    Ok(stream)
+}
+
+/// Reads one stream's events until its `watchers` each got the expected
+/// count (events are counted over all the stream's watchers), or told to stop.
 async fn watcher(
     mut stream: WatchStream,
+    watchers: u64,
     mut phase: signal::Receiver<Phase>,
     start: Instant,
 ) -> WatcherResult {
@@ -143,7 +185,11 @@ async fn watcher(
     };
     loop {
         let now_phase = *phase.borrow_and_update();
-        if now_phase.stop || now_phase.expected.is_some_and(|n| res.events >= n) {
+        if now_phase.stop
+            || now_phase
+                .expected
+                .is_some_and(|n| res.events >= n.saturating_mul(watchers))
+        {
             break;
         }
         tokio::select! {
