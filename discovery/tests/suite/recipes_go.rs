@@ -33,6 +33,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -103,6 +104,21 @@ func main() {
 		n, _ := strconv.Atoi(args[0])
 		b := recipe.NewDoubleBarrier(s, name, n)
 		must(b.Enter())
+		// etcd's WaitEvents returns (nil, nil) when its watch channel
+		// closes without the event, so Enter can return before anyone
+		// wrote the ready key. That is not entering: wait for the key.
+		// (A ready key written too early still shows as ENTERED.)
+		for warned := false; ; warned = true {
+			r, err := cli.Get(context.Background(), name+"/ready")
+			must(err)
+			if len(r.Kvs) > 0 {
+				break
+			}
+			if !warned {
+				fmt.Fprintln(os.Stderr, "note: Enter returned before the ready key existed; waiting for it")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		fmt.Println("ENTERED")
 		in.Scan()
 		must(b.Leave())
@@ -208,9 +224,15 @@ impl Go {
 
     /// Whether the driver printed nothing within a short while.
     async fn silent(&mut self) -> bool {
-        tokio::time::timeout(Duration::from_millis(300), self.lines.recv())
-            .await
-            .is_err()
+        match tokio::time::timeout(Duration::from_millis(300), self.lines.recv()).await {
+            Err(_) => true,
+            Ok(got) => {
+                // Shown with the failing assertion: a line, or None when
+                // the driver exited (its stderr says why).
+                eprintln!("the Go driver was not silent: {got:?}");
+                false
+            }
+        }
     }
 
     async fn proceed(&mut self) {
