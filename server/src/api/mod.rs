@@ -171,6 +171,7 @@ async fn unknown_path(req: axum::extract::Request) -> axum::response::Response {
     if grpc {
         return tonic::Status::unimplemented("").into_http();
     }
+    crate::http::drain_body(req).await;
     let mut r = (http::StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     let h = r.headers_mut();
     h.insert(

@@ -21,6 +21,17 @@ use tokio::sync::watch as signal;
 use crate::node::Node;
 
 /// Every HTTP route of the client port.
+/// Most bytes of a request read before answering it with an error.
+const DRAIN_LIMIT: usize = 64 << 10;
+
+/// Reads (and drops) a request's body before it is answered without it,
+/// up to [`DRAIN_LIMIT`]: an HTTP/2 answer sent while the body is still
+/// unread ends the stream with a reset, which curl reports as a failed
+/// transfer instead of the 404 (seen over TLS).
+pub(crate) async fn drain_body(req: axum::extract::Request) {
+    let _ = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await;
+}
+
 pub fn router(node: Arc<Node>) -> Router {
     // The JSON gateway's routes are merged here too.
     metrics_router(node.clone()).merge(gateway::routes(node))

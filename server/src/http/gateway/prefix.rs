@@ -28,7 +28,8 @@ pub(super) fn with_prefixes(v3: Router) -> Router {
 }
 
 /// grpc-gateway v1's unknown path: Go's http.Error with "Not Found".
-async fn not_found() -> Response {
+async fn not_found(req: Request) -> Response {
+    crate::http::drain_body(req).await;
     let mut resp = super::reply::with_gateway_headers(Response::new(Body::from("Not Found\n")));
     *resp.status_mut() = StatusCode::NOT_FOUND;
     let h = resp.headers_mut();
@@ -59,7 +60,7 @@ async fn v3beta(State(v3): State<Router>, mut req: Request) -> Response {
     match rewritten(req.uri()) {
         Some(uri) => *req.uri_mut() = uri,
         // Unreachable from the route's pattern; answered as an unknown path.
-        None => return not_found().await,
+        None => return not_found(req).await,
     }
     match v3.oneshot(req).await {
         Ok(resp) => resp,
