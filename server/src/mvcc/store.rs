@@ -153,7 +153,7 @@ impl Store {
                     // No committed state to fall back to: serving this index
                     // would show writes that are not on disk. Exit as etcd's
                     // backend does on a failed commit; a restart recovers.
-                    tracing::error!(error = %e2, "cannot reload the index after a failed commit; exiting");
+                    tracing::error!(error = %e2, "fatal storage error: cannot reload the index after a failed commit; exiting (restart recovers from disk)");
                     std::process::exit(1);
                 }
             }
