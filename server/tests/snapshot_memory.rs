@@ -45,9 +45,10 @@ async fn snapshot_streams_without_holding_the_database_in_memory() {
         let grew = common::peak_rss(pid).saturating_sub(before);
         eprintln!("peak RSS grew by {grew} bytes during a {total}-byte snapshot");
         // In-memory, the snapshot cost ~2x the database (here ~96 MiB);
-        // streamed, a few chunks plus buffers.
+        // streamed, a few chunks plus buffers, plus redb's page cache
+        // (16 MiB) filling as the export reads: under half the database.
         assert!(
-            grew < db_bytes / 3,
+            grew < db_bytes / 2,
             "peak RSS grew by {grew} bytes for a {db_bytes}-byte database"
         );
         // And the stream is still what etcdctl accepts (digest, page padding).
