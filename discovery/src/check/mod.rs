@@ -1,6 +1,7 @@
 //! Health checks the registering process runs itself, as Consul's agent
-//! does: HTTP, TCP connect, gRPC health (`grpc.health.v1`), a command's
-//! exit code, and TTL checks the application pings.
+//! does: HTTP (and HTTPS, see [`CheckTls`]), TCP connect, gRPC health
+//! (`grpc.health.v1`, plaintext or TLS), a command's exit code, and TTL
+//! checks the application pings.
 //!
 //! Each check turns its probe results into a state with thresholds
 //! (`success_before_passing`, `failures_before_critical`); the instance's
@@ -30,7 +31,9 @@
 mod options;
 mod probe;
 mod runner;
+mod tls;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +42,7 @@ use crate::Health;
 
 pub use options::{CheckOptions, CheckOptionsError, grpc_target, split_command};
 pub(crate) use runner::{Checks, initial_states, spawn};
+pub use tls::CheckTls;
 
 /// The most output bytes kept from one probe (a command's stdout and
 /// stderr, an HTTP body); the rest is cut.
@@ -53,8 +57,10 @@ pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CheckKind {
-    /// `GET url` (plain `http://`): 2xx passing, 429 warning, anything else
-    /// (or no answer) critical.
+    /// `GET url` (`http://` or `https://`): 2xx passing, 429 warning,
+    /// anything else (or no answer, or a TLS handshake that fails) critical.
+    /// An `https://` server is verified as the check's [`CheckTls`] says
+    /// (by default against the system's roots, for the URL's host).
     Http {
         /// The URL.
         url: String,
@@ -64,8 +70,10 @@ pub enum CheckKind {
         /// The address.
         addr: String,
     },
-    /// `grpc.health.v1.Health/Check` at `addr` (`http://host:port`) for
-    /// `service` (`""`: the server as a whole): `SERVING` is passing.
+    /// `grpc.health.v1.Health/Check` at `addr` (`http://host:port`, or
+    /// `https://host:port` over TLS verified as the check's [`CheckTls`]
+    /// says) for `service` (`""`: the server as a whole): `SERVING` is
+    /// passing.
     Grpc {
         /// The server's URI.
         addr: String,
@@ -111,6 +119,7 @@ pub struct Check {
     pub(crate) success_before_passing: u32,
     pub(crate) failures_before_critical: u32,
     pub(crate) deregister_critical_after: Option<Duration>,
+    pub(crate) tls: CheckTls,
 }
 
 impl Check {
@@ -126,6 +135,7 @@ impl Check {
             success_before_passing: 1,
             failures_before_critical: 1,
             deregister_critical_after: None,
+            tls: CheckTls::default(),
         }
     }
     /// An HTTP check: see [`CheckKind::Http`].
@@ -194,6 +204,41 @@ impl Check {
     pub fn with_deregister_critical_after(mut self, after: Duration) -> Check {
         self.deregister_critical_after = Some(after);
         self
+    }
+    /// Verifies an `https://` server against the CA certificates of this
+    /// PEM file instead of the system's roots (HTTP and gRPC checks).
+    ///
+    /// ```
+    /// let c = kv_discovery::Check::grpc("rpc", "https://127.0.0.1:50051", "")
+    ///     .with_tls_ca_file("/etc/rpc/ca.pem");
+    /// assert!(c.tls().ca_file.is_some());
+    /// ```
+    pub fn with_tls_ca_file(mut self, path: impl Into<PathBuf>) -> Check {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+    /// Verifies an `https://` server's certificate for this name (also sent
+    /// as SNI) instead of the URL's host (Consul's `TLSServerName`).
+    pub fn with_tls_server_name(mut self, name: impl Into<String>) -> Check {
+        self.tls.server_name = Some(name.into());
+        self
+    }
+    /// Accepts any certificate from an `https://` server (Consul's
+    /// `TLSSkipVerify`): still encrypted, but the server is not
+    /// authenticated.
+    ///
+    /// ```
+    /// let c = kv_discovery::Check::http("web", "https://127.0.0.1:8443/")
+    ///     .with_tls_skip_verify(true);
+    /// assert!(c.tls().skip_verify);
+    /// ```
+    pub fn with_tls_skip_verify(mut self, skip: bool) -> Check {
+        self.tls.skip_verify = skip;
+        self
+    }
+    /// The TLS settings of `https://` probes.
+    pub fn tls(&self) -> &CheckTls {
+        &self.tls
     }
     /// The check's name.
     pub fn name(&self) -> &str {

@@ -2,13 +2,15 @@
 //! the Python and Node `register(...)` take them, named after the fields of
 //! a Consul check definition (`HTTP`, `TCP`, `GRPC`, `Args`, `TTL`,
 //! `Interval`, `Timeout`, `DeregisterCriticalServiceAfter`,
-//! `SuccessBeforePassing`, `FailuresBeforeCritical`).
+//! `SuccessBeforePassing`, `FailuresBeforeCritical`, `TLSServerName`,
+//! `TLSSkipVerify`; a CA file too, which Consul takes from its agent).
 //! One place turns them into [`Check`]s, so every front end names and
 //! validates them alike.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Check;
+use super::{Check, tls};
 
 /// Why a set of [`CheckOptions`] cannot become checks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +29,14 @@ pub enum CheckOptionsError {
     /// A duration that must be positive is zero.
     #[error("{0} must be positive")]
     NotPositive(&'static str),
+    /// The CA file cannot be read or holds no usable certificate.
+    #[error("invalid check-tls-ca-file: {0}")]
+    CaFile(String),
+    /// TLS settings without an `https://` HTTP or gRPC check to use them.
+    #[error(
+        "check-tls-ca-file, check-tls-server-name and check-tls-skip-verify need an https:// HTTP or gRPC check"
+    )]
+    TlsWithoutHttps,
 }
 
 /// Health checks as flat options; [`into_checks`](CheckOptions::into_checks)
@@ -53,7 +63,7 @@ pub enum CheckOptionsError {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckOptions {
-    /// URLs to `GET` (`http://`; `https://` is not supported yet).
+    /// URLs to `GET` (`http://` or `https://`).
     pub http: Vec<String>,
     /// `host:port` addresses to connect to.
     pub tcp: Vec<String>,
@@ -74,6 +84,15 @@ pub struct CheckOptions {
     pub success_before_passing: Option<u32>,
     /// Consecutive failures needed to turn warning or critical (default 1).
     pub failures_before_critical: Option<u32>,
+    /// `https://` checks trust the CA certificates of this PEM file instead
+    /// of the system's roots ([`Check::with_tls_ca_file`]).
+    pub tls_ca_file: Option<PathBuf>,
+    /// `https://` checks verify the certificate for this name
+    /// ([`Check::with_tls_server_name`], Consul's `TLSServerName`).
+    pub tls_server_name: Option<String>,
+    /// `https://` checks accept any certificate
+    /// ([`Check::with_tls_skip_verify`], Consul's `TLSSkipVerify`).
+    pub tls_skip_verify: bool,
 }
 
 impl CheckOptions {
@@ -86,8 +105,10 @@ impl CheckOptions {
             && self.ttl.is_empty()
     }
 
-    /// The checks, validated: URLs parse with the `http` scheme,
-    /// addresses and programs are non-empty, durations positive.
+    /// The checks, validated: URLs parse with the `http` or `https`
+    /// scheme, addresses and programs are non-empty, durations positive;
+    /// TLS settings need an `https://` check, and the CA file must hold a
+    /// certificate.
     pub fn into_checks(self) -> Result<Vec<Check>, CheckOptionsError> {
         for (what, d) in [
             ("interval", self.interval),
@@ -101,6 +122,7 @@ impl CheckOptions {
         if self.ttl.contains(&Duration::ZERO) {
             return Err(CheckOptionsError::NotPositive("check-ttl"));
         }
+        self.check_tls()?;
         let mut out = Vec::new();
         for (i, url) in self.http.into_iter().enumerate() {
             check_url(&url)?;
@@ -145,9 +167,51 @@ impl CheckOptions {
                 if let Some(n) = self.failures_before_critical {
                     c = c.with_failures_before_critical(n);
                 }
-                c
+                if let Some(path) = &self.tls_ca_file {
+                    c = c.with_tls_ca_file(path.clone());
+                }
+                if let Some(name) = &self.tls_server_name {
+                    c = c.with_tls_server_name(name.clone());
+                }
+                c.with_tls_skip_verify(self.tls_skip_verify)
             })
             .collect())
+    }
+}
+
+impl CheckOptions {
+    /// The TLS settings are usable: some check is `https://`, the server
+    /// name is a DNS name or IP address, the CA file holds certificates.
+    fn check_tls(&self) -> Result<(), CheckOptionsError> {
+        let settings = tls::CheckTls {
+            ca_file: self.tls_ca_file.clone(),
+            server_name: self.tls_server_name.clone(),
+            skip_verify: self.tls_skip_verify,
+        };
+        if settings == tls::CheckTls::default() {
+            return Ok(());
+        }
+        let https = |t: &String| t.trim_start().starts_with("https://");
+        if !self.http.iter().chain(&self.grpc).any(https) {
+            return Err(CheckOptionsError::TlsWithoutHttps);
+        }
+        if let Some(name) = &self.tls_server_name
+            && tls::server_name(&settings, name).is_err()
+        {
+            return Err(invalid(
+                "check-tls-server-name",
+                name.clone(),
+                "not a DNS name or IP address",
+            ));
+        }
+        if self.tls_ca_file.is_some() {
+            let ca_only = tls::CheckTls {
+                skip_verify: false,
+                ..settings
+            };
+            tls::verifier(&ca_only).map_err(|e| CheckOptionsError::CaFile(e.to_string()))?;
+        }
+        Ok(())
     }
 }
 
@@ -172,11 +236,11 @@ fn check_url(url: &str) -> Result<(), CheckOptionsError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| invalid("check-http", url.to_string(), "not a URL"))?;
-    if uri.scheme_str() != Some("http") {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(invalid(
             "check-http",
             url.to_string(),
-            "the scheme must be http (https checks are not supported yet)",
+            "the scheme must be http or https",
         ));
     }
     if uri.host().is_none_or(str::is_empty) {
@@ -315,6 +379,26 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad(ttl), "check-ttl must be positive");
+        let tls = |o: CheckOptions| CheckOptions {
+            tls_skip_verify: true,
+            ..o
+        };
+        assert!(bad(tls(http("http://a/"))).contains("need an https://"));
+        assert!(
+            tls(http("https://a/")).into_checks().unwrap()[0]
+                .tls()
+                .skip_verify
+        );
+        let ca = CheckOptions {
+            tls_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..http("https://a/")
+        };
+        assert!(bad(ca).contains("cannot read CA file"));
+        let named = CheckOptions {
+            tls_server_name: Some("a b".into()),
+            ..http("https://a/")
+        };
+        assert!(bad(named).contains("check-tls-server-name"));
         assert!(grpc_target("ftp://h:1").is_err());
         assert!(grpc_target("noport").is_err());
         assert!(split_command("  ").is_err());

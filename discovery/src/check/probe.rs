@@ -8,6 +8,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
+use super::tls::{self, CheckTls};
 use super::{MAX_CHECK_OUTPUT, bounded};
 use crate::Health;
 
@@ -18,28 +19,56 @@ fn critical(output: impl Into<String>) -> Outcome {
     (Health::Critical, bounded(output.into()))
 }
 
-/// `GET url`: 2xx passing, 429 warning, else critical (Consul's rule).
-pub(crate) async fn http(url: &str) -> Outcome {
+/// `GET url`: 2xx passing, 429 warning, else critical (Consul's rule);
+/// `https://` URLs over TLS verified as `tls` says.
+pub(crate) async fn http(url: &str, tls: &CheckTls) -> Outcome {
     let uri: http::Uri = match url.parse() {
         Ok(u) => u,
         Err(e) => return critical(format!("invalid URL {url:?}: {e}")),
     };
-    if uri.scheme_str() != Some("http") {
-        return critical(format!(
-            "unsupported URL {url:?}: only http:// is supported"
-        ));
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return critical(format!(
+                "unsupported URL {url:?}: only http:// and https:// are supported"
+            ));
+        }
+    };
     let (Some(host), Some(authority)) = (uri.host(), uri.authority().cloned()) else {
         return critical(format!("URL {url:?} has no host"));
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let method = if https { "HTTPS GET" } else { "GET" };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let stream = match TcpStream::connect((host, port)).await {
         Ok(s) => s,
-        Err(e) => return critical(format!("GET {url}: {e}")),
+        Err(e) => return critical(format!("{method} {url}: {e}")),
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    if !https {
+        return get(TokioIo::new(stream), url, authority.as_str(), path).await;
+    }
+    let setup = tls::http1_config(tls).and_then(|c| Ok((c, tls::server_name(tls, host)?)));
+    let (config, name) = match setup {
+        Ok(pair) => pair,
+        Err(e) => return critical(format!("{method} {url}: {e}")),
+    };
+    match tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
     {
+        Ok(s) => get(TokioIo::new(s), url, authority.as_str(), path).await,
+        Err(e) => critical(format!("{method} {url}: TLS handshake failed: {e}")),
+    }
+}
+
+/// One `GET path` over the connection `io` (plain or TLS).
+async fn get<I>(io: I, url: &str, authority: &str, path: &str) -> Outcome
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(io).await {
         Ok(pair) => pair,
         Err(e) => return critical(format!("GET {url}: {e}")),
     };
@@ -47,9 +76,8 @@ pub(crate) async fn http(url: &str) -> Outcome {
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let req = http::Request::get(path)
-        .header(http::header::HOST, authority.as_str())
+        .header(http::header::HOST, authority)
         .header(http::header::USER_AGENT, "kv-discovery health check")
         .body(Empty::<Bytes>::new());
     let req = match req {
@@ -57,7 +85,7 @@ pub(crate) async fn http(url: &str) -> Outcome {
         Err(e) => return critical(format!("GET {url}: {e}")),
     };
     let outcome = match sender.send_request(req).await {
-        Err(e) => critical(format!("GET {url}: {e}")),
+        Err(e) => critical(format!("GET {url}: {}", chain(&e))),
         Ok(resp) => {
             let status = resp.status();
             let mut body = resp.into_body();
@@ -92,6 +120,22 @@ pub(crate) async fn http(url: &str) -> Outcome {
     outcome
 }
 
+/// `e` and its sources, `: `-separated (tonic's and hyper's errors say
+/// little at the top: the cause, such as a certificate problem, is below).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// A TCP connect: accepted is passing.
 pub(crate) async fn tcp(addr: &str) -> Outcome {
     match TcpStream::connect(addr).await {
@@ -100,18 +144,35 @@ pub(crate) async fn tcp(addr: &str) -> Outcome {
     }
 }
 
-/// `grpc.health.v1.Health/Check`: `SERVING` is passing, else critical.
-pub(crate) async fn grpc(addr: &str, service: &str) -> Outcome {
+/// `grpc.health.v1.Health/Check`: `SERVING` is passing, else critical;
+/// an `https://` address over TLS verified as `tls` says.
+pub(crate) async fn grpc(addr: &str, service: &str, tls: &CheckTls) -> Outcome {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
-    let endpoint = match tonic::transport::Endpoint::from_shared(addr.to_string()) {
+    let mut endpoint = match tonic::transport::Endpoint::from_shared(addr.to_string()) {
         Ok(e) => e,
         Err(e) => return critical(format!("invalid gRPC address {addr:?}: {e}")),
     };
+    if endpoint.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+        // One verifier for both check kinds (CA file, system roots or
+        // none); tonic then only adds SNI and ALPN h2.
+        let verifier = match tls::verifier(tls) {
+            Ok(v) => v,
+            Err(e) => return critical(format!("gRPC connect {addr}: {e}")),
+        };
+        let mut config = tonic::transport::ClientTlsConfig::new();
+        if let Some(name) = &tls.server_name {
+            config = config.domain_name(name.clone());
+        }
+        endpoint = match endpoint.tls_config_with_verifier(config, verifier) {
+            Ok(e) => e,
+            Err(e) => return critical(format!("gRPC connect {addr}: {}", chain(&e))),
+        };
+    }
     let channel = match endpoint.connect().await {
         Ok(c) => c,
-        Err(e) => return critical(format!("gRPC connect {addr}: {e}")),
+        Err(e) => return critical(format!("gRPC connect {addr}: {}", chain(&e))),
     };
     let req = HealthCheckRequest {
         service: service.to_string(),

@@ -87,9 +87,9 @@ pub(crate) fn spawn(checks: Vec<Check>, cmds: &mpsc::UnboundedSender<Cmd>) -> Ch
 async fn probe_once(check: &Check) -> probe::Outcome {
     let run = async {
         match &check.kind {
-            CheckKind::Http { url } => probe::http(url).await,
+            CheckKind::Http { url } => probe::http(url, &check.tls).await,
             CheckKind::Tcp { addr } => probe::tcp(addr).await,
-            CheckKind::Grpc { addr, service } => probe::grpc(addr, service).await,
+            CheckKind::Grpc { addr, service } => probe::grpc(addr, service, &check.tls).await,
             CheckKind::Command { program, args } => probe::command(program, args).await,
             CheckKind::Ttl { .. } => (Health::Critical, String::new()),
         }
@@ -104,9 +104,12 @@ async fn probe_once(check: &Check) -> probe::Outcome {
 }
 
 /// Probes every interval; reports a state only when the thresholds say it
-/// changed.
+/// changed, and the first state the thresholds settle on even if it is the
+/// initial critical (so a check failing from the start shows why, not
+/// "not run yet").
 async fn probe_loop(check: Check, changes: mpsc::Sender<(String, CheckState)>) {
     let mut state = Health::Critical;
+    let mut reported = false;
     let (mut successes, mut failures) = (0u32, 0u32);
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,8 +126,9 @@ async fn probe_loop(check: Check, changes: mpsc::Sender<(String, CheckState)>) {
             (failures >= check.failures_before_critical).then_some(health)
         };
         tracing::trace!(check = %check.name, %health, ?next, "probe");
-        if let Some(next) = next.filter(|n| *n != state) {
+        if let Some(next) = next.filter(|n| *n != state || !reported) {
             state = next;
+            reported = true;
             let st = CheckState {
                 health: next,
                 output,

@@ -1,6 +1,7 @@
 //! The health-check and filter flags of `kvctl service`, after Consul's
 //! check definition (`HTTP`, `TCP`, `GRPC`, `Args`, `TTL`, `Interval`,
-//! `Timeout`, `DeregisterCriticalServiceAfter`) and its
+//! `Timeout`, `DeregisterCriticalServiceAfter`, `TLSServerName`,
+//! `TLSSkipVerify`) and its
 //! `-passing` / `-tag` filters; kv-discovery's `CheckOptions` turns them
 //! into checks the `register` process runs itself.
 
@@ -14,13 +15,13 @@ use crate::global::parse_duration;
 /// Health checks `service register` runs; each state change rewrites the entry.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CheckFlags {
-    /// HTTP check: GET this http:// URL every interval; 2xx passing, 429 warning, else critical (repeatable)
+    /// HTTP check: GET this http:// or https:// URL every interval; 2xx passing, 429 warning, else critical (repeatable)
     #[arg(long = "check-http", value_name = "URL")]
     pub http: Vec<String>,
     /// TCP check: connect to host:port every interval (repeatable)
     #[arg(long = "check-tcp", value_name = "ADDR")]
     pub tcp: Vec<String>,
-    /// gRPC health check (grpc.health.v1) of host:port, optionally for one service (repeatable)
+    /// gRPC health check (grpc.health.v1) of host:port or https://host:port (TLS), optionally for one service (repeatable)
     #[arg(long = "check-grpc", value_name = "ADDR[/SERVICE]")]
     pub grpc: Vec<String>,
     /// command check: run "CMD ARGS" (quotes group words); exit 0 passing, 1 warning, else critical (repeatable)
@@ -44,6 +45,25 @@ pub struct CheckFlags {
     /// consecutive failing probes before a check turns warning or critical
     #[arg(long = "failures-before-critical", value_name = "N")]
     pub failures_before_critical: Option<u32>,
+    /// The TLS settings of https:// checks (boxed: kvctl's command enum
+    /// stays small).
+    #[command(flatten)]
+    pub tls: Box<CheckTlsFlags>,
+}
+
+/// How https:// checks verify their server (Consul's `TLSServerName`,
+/// `TLSSkipVerify`, and a CA file).
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckTlsFlags {
+    /// https:// checks trust the CA certificates of this PEM file instead of the system's roots
+    #[arg(long = "check-tls-ca-file", value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// https:// checks verify the server certificate for this name (and send it as SNI) instead of the URL's host
+    #[arg(long = "check-tls-server-name", value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// https:// checks accept any server certificate (encrypted, but the server is not authenticated)
+    #[arg(long = "check-tls-skip-verify")]
+    pub skip_verify: bool,
 }
 
 impl CheckFlags {
@@ -69,12 +89,18 @@ impl CheckFlags {
             )?,
             success_before_passing: self.success_before_passing,
             failures_before_critical: self.failures_before_critical,
+            tls_ca_file: self.tls.ca_file.clone(),
+            tls_server_name: self.tls.server_name.clone(),
+            tls_skip_verify: self.tls.skip_verify,
         };
         let settings_only = opts.interval.is_some()
             || opts.timeout.is_some()
             || opts.deregister_critical_after.is_some()
             || opts.success_before_passing.is_some()
-            || opts.failures_before_critical.is_some();
+            || opts.failures_before_critical.is_some()
+            || opts.tls_ca_file.is_some()
+            || opts.tls_server_name.is_some()
+            || opts.tls_skip_verify;
         if opts.is_empty() && settings_only {
             return Err(ExitError::bad_args(
                 "check settings given without a check (--check-http, --check-tcp, --check-grpc, --check-cmd or --check-ttl)",
@@ -158,6 +184,41 @@ mod tests {
         .checks()
         .is_err());
         assert!(CheckFlags::default().checks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn tls_flags_reach_https_checks() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            checks: CheckFlags,
+        }
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("kvctl").chain(args.iter().copied());
+            Cmd::try_parse_from(argv).unwrap().checks.checks()
+        };
+        let checks = parse(&[
+            "--check-http",
+            "https://127.0.0.1:1/h",
+            "--check-tls-skip-verify",
+            "--check-tls-server-name",
+            "web.internal",
+        ])
+        .unwrap();
+        assert!(checks[0].tls().skip_verify);
+        assert_eq!(checks[0].tls().server_name.as_deref(), Some("web.internal"));
+        // TLS settings without an https check, or with a missing CA file.
+        assert!(parse(&["--check-tls-skip-verify"]).is_err());
+        let plain = parse(&["--check-http", "http://h/", "--check-tls-skip-verify"]);
+        assert!(plain.is_err());
+        let missing = parse(&[
+            "--check-grpc",
+            "https://127.0.0.1:1",
+            "--check-tls-ca-file",
+            "/nonexistent/ca.pem",
+        ]);
+        assert!(missing.is_err());
     }
 
     #[test]
