@@ -9,13 +9,16 @@ use std::sync::atomic::Ordering;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use crate::checks::PyCheck;
 use crate::config::{Core, LeaseId, core, instance, sort, watch, watch_options};
 use crate::election::{ElectionInner, PyAsyncElection, PyElection};
 use crate::errors::client_err;
 use crate::lease::{LeaseInner, PyAsyncLease, PyLease};
 use crate::lock::{LockInner, PyAsyncLock, PyLock};
 use crate::registration::{PyAsyncRegistration, PyRegistration, RegInner};
-use crate::registry::{PyAsyncSubscription, PySubscription, RegisterArgs, SubInner, instances};
+use crate::registry::{
+    PyAsyncSubscription, PySubscription, RegisterArgs, SubInner, instances, service_filter,
+};
 use crate::runtime::{awaitable, block, block_py};
 use crate::txn::{
     PyCompare, PyOp, PyTxnResult, build_txn, delete_options, get_options, put_options,
@@ -272,37 +275,48 @@ macro_rules! client_class {
                 $run(py, async move { Ok($lock { inner: LockInner::new(core.client().await?, name, ttl) }) })
             }
 
-            /// Registers a service instance; heartbeat and re-registration run in the background.
+            /// Registers a service instance; heartbeat and re-registration run in the
+            /// background. `tags` are what subscribers filter on; `checks` are health
+            /// checks this process runs (`HttpCheck`, `TcpCheck`, `GrpcCheck`,
+            /// `CommandCheck`, `TtlCheck`): with checks the instance starts critical and
+            /// its health is the worst check's (`health` is then replaced).
             ///
-            /// >>> with c.register("web", "10.0.0.5:8080", metadata={"zone": "a"}) as reg:
+            /// >>> with c.register("web", "10.0.0.5:8080", tags=["v2"],
+            /// ...                 checks=[kvclient.HttpCheck("http://10.0.0.5:8080/health")]) as reg:
             /// ...     serve()
-            #[pyo3(signature = (service, addr, *, id=None, metadata=None, version=None, health="passing", ttl=10, namespace="kv"))]
+            #[pyo3(signature = (service, addr, *, id=None, metadata=None, version=None, health="passing", ttl=10, namespace="kv", tags=None, checks=None))]
             #[allow(clippy::too_many_arguments)]
-            fn register<'py>(&self, py: Python<'py>, service: String, addr: String, id: Option<String>, metadata: Option<BTreeMap<String, String>>, version: Option<String>, health: &str, ttl: i64, namespace: &str) -> PyResult<Bound<'py, PyAny>> {
-                let args = RegisterArgs { instance: instance(service, addr, id, metadata, version, health)?, ttl, namespace: namespace.to_string() };
+            fn register<'py>(&self, py: Python<'py>, service: String, addr: String, id: Option<String>, metadata: Option<BTreeMap<String, String>>, version: Option<String>, health: &str, ttl: i64, namespace: &str, tags: Option<Vec<String>>, checks: Option<Vec<PyRef<'py, PyCheck>>>) -> PyResult<Bound<'py, PyAny>> {
+                let args = RegisterArgs { instance: instance(service, addr, id, metadata, version, health)?, ttl, namespace: namespace.to_string(), checks: Vec::new() }
+                    .with_tags_and_checks(tags, checks);
                 let core = self.core.clone();
                 $run(py, async move { Ok($reg { inner: RegInner::register(core.client().await?, args).await? }) })
             }
 
-            /// Subscribes to `service`'s live instances.
+            /// Subscribes to `service`'s live instances: those carrying every tag in
+            /// `tags` and every pair in `metadata`, whose health `health` accepts
+            /// (`"any"`, the default as in Consul; `"warning"`: passing or warning;
+            /// `"passing"`). An instance leaving the filter is reported `"removed"`.
             ///
-            /// >>> for event in c.subscribe("web"):
+            /// >>> for event in c.subscribe("web", tags=["v2"], health="passing"):
             /// ...     print(event.type, event.instance.addr)
-            #[pyo3(signature = (service, *, namespace="kv"))]
-            fn subscribe<'py>(&self, py: Python<'py>, service: String, namespace: &str) -> PyResult<Bound<'py, PyAny>> {
+            #[pyo3(signature = (service, *, namespace="kv", tags=None, metadata=None, health="any"))]
+            fn subscribe<'py>(&self, py: Python<'py>, service: String, namespace: &str, tags: Option<Vec<String>>, metadata: Option<BTreeMap<String, String>>, health: &str) -> PyResult<Bound<'py, PyAny>> {
+                let filter = service_filter(tags, metadata, health)?;
                 let namespace = namespace.to_string();
                 let core = self.core.clone();
-                $run(py, async move { Ok($sub { inner: SubInner::start(core.client().await?, service, namespace).await? }) })
+                $run(py, async move { Ok($sub { inner: SubInner::start(core.client().await?, service, namespace, filter).await? }) })
             }
 
-            /// The instances of `service` registered now.
+            /// The instances of `service` registered now, filtered as `subscribe` filters.
             ///
-            /// >>> [i.addr for i in c.instances("web")]
-            #[pyo3(signature = (service, *, namespace="kv"))]
-            fn instances<'py>(&self, py: Python<'py>, service: String, namespace: &str) -> PyResult<Bound<'py, PyAny>> {
+            /// >>> [i.addr for i in c.instances("web", health="passing")]
+            #[pyo3(signature = (service, *, namespace="kv", tags=None, metadata=None, health="any"))]
+            fn instances<'py>(&self, py: Python<'py>, service: String, namespace: &str, tags: Option<Vec<String>>, metadata: Option<BTreeMap<String, String>>, health: &str) -> PyResult<Bound<'py, PyAny>> {
+                let filter = service_filter(tags, metadata, health)?;
                 let namespace = namespace.to_string();
                 let core = self.core.clone();
-                $run(py, async move { instances(core.client().await?, service, namespace).await })
+                $run(py, async move { instances(core.client().await?, service, namespace, filter).await })
             }
 
             /// An election named `name`; campaigns run on a session lease of `ttl` seconds.

@@ -3,6 +3,7 @@
 //! wrappers. The Python package (`python/kvclient`) re-exports it.
 
 mod aio;
+mod checks;
 mod client;
 mod config;
 mod election;
@@ -47,6 +48,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lock::PyLock>()?;
     m.add_class::<lock::PyAsyncLock>()?;
     m.add_class::<registry::PyServiceInstance>()?;
+    m.add_class::<checks::PyCheck>()?;
+    m.add_class::<checks::PyHttpCheck>()?;
+    m.add_class::<checks::PyTcpCheck>()?;
+    m.add_class::<checks::PyGrpcCheck>()?;
+    m.add_class::<checks::PyCommandCheck>()?;
+    m.add_class::<checks::PyTtlCheck>()?;
+    m.add_class::<checks::PyCheckState>()?;
     m.add_class::<registry::PyServiceEvent>()?;
     m.add_class::<registration::PyRegistration>()?;
     m.add_class::<registration::PyAsyncRegistration>()?;

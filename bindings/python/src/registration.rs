@@ -1,21 +1,28 @@
 //! A live registration (`Client.register`): the entry is kept on a lease,
-//! renewed and re-registered by kv-discovery in the background. Its
-//! `RegistrationEvent`s (registered, lease lost, retry failed,
-//! re-registered, health changed) are read by iterating the object.
+//! renewed and re-registered by kv-discovery in the background, with the
+//! health checks it was given. Its `RegistrationEvent`s (registered, lease
+//! lost, retry failed, re-registered, health changed) are read by
+//! iterating the object.
 //!
 //! A pump task owns the Rust `Registration`: it forwards events to a
-//! bounded queue for Python and runs `set_health`/`close` commands, so a
-//! reader waiting for the next event never blocks those calls.
+//! bounded queue for Python and runs `set_health`/`update_ttl`/`close`
+//! commands, so a reader waiting for the next event never blocks those
+//! calls. It also answers `instance` reads with the Rust registration's
+//! own copy, which follows every check state change (only changes of the
+//! overall health come as events).
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use kv_discovery::{Health, Registration, RegistrationEvent, ServiceInstance};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::errors::discovery_err;
+use crate::checks::PyCheckState;
+use crate::errors::{discovery_err, invalid};
 use crate::lease::reason;
 use crate::registry::{PyServiceInstance, RegisterArgs, parse_health, registry};
 use crate::runtime::{aenter_self, anext, awaitable, block, block_py};
@@ -93,22 +100,25 @@ impl From<RegistrationEvent> for PyRegistrationEvent {
 
 enum Cmd {
     SetHealth(Health, oneshot::Sender<PyResult<()>>),
+    /// A TTL check report: check name, state, note.
+    UpdateTtl(String, Health, String, oneshot::Sender<PyResult<()>>),
     Close(oneshot::Sender<PyResult<()>>),
 }
+
+/// A request for the instance as the Rust registration holds it now.
+type Snapshot = oneshot::Sender<ServiceInstance>;
 
 /// What the pump keeps up to date for the getters.
 struct Shared {
     lease: AtomicI64,
-    /// `None` once closed.
-    instance: StdMutex<Option<ServiceInstance>>,
+    /// Set once closed, or once kv-discovery stopped the registration (a
+    /// check critical past its `deregister_critical_after`).
+    stopped: AtomicBool,
 }
 
 impl Shared {
-    fn update(&self, reg: Option<&Registration>) {
-        if let Some(r) = reg {
-            self.lease.store(r.lease_id(), Ordering::Relaxed);
-        }
-        *self.instance.lock().unwrap_or_else(|p| p.into_inner()) = reg.map(Registration::instance);
+    fn update(&self, reg: &Registration) {
+        self.lease.store(reg.lease_id(), Ordering::Relaxed);
     }
 }
 
@@ -117,7 +127,17 @@ pub(crate) struct RegInner {
     key: String,
     shared: Arc<Shared>,
     cmds: mpsc::UnboundedSender<Cmd>,
+    /// Each waiting reader holds one request: bounded by the readers.
+    snapshots: mpsc::UnboundedSender<Snapshot>,
     events: tokio::sync::Mutex<mpsc::Receiver<RegistrationEvent>>,
+}
+
+/// The errors of `update_ttl` the shared mapping does not know.
+fn ttl_err(e: kv_discovery::Error) -> PyErr {
+    match e {
+        kv_discovery::Error::UnknownCheck(_) => invalid(e.to_string()),
+        e => discovery_err(e),
+    }
 }
 
 impl RegInner {
@@ -126,23 +146,56 @@ impl RegInner {
         args: RegisterArgs,
     ) -> PyResult<Arc<RegInner>> {
         let reg = registry(client, args.namespace, Some(args.ttl))
-            .register(args.instance)
+            .register_with_checks(args.instance, args.checks)
             .await
-            .map_err(discovery_err)?;
+            .map_err(|e| match e {
+                // Two checks of one name.
+                kv_discovery::Error::InvalidCheck(_) => invalid(e.to_string()),
+                e => discovery_err(e),
+            })?;
         let shared = Arc::new(Shared {
             lease: AtomicI64::new(reg.lease_id()),
-            instance: StdMutex::new(Some(reg.instance())),
+            stopped: AtomicBool::new(false),
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (snap_tx, snap_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let key = reg.key().to_string();
-        tokio::spawn(pump(reg, cmd_rx, ev_tx, shared.clone()));
+        tokio::spawn(pump(reg, cmd_rx, snap_rx, ev_tx, shared.clone()));
         Ok(Arc::new(RegInner {
             key,
             shared,
             cmds: cmd_tx,
+            snapshots: snap_tx,
             events: tokio::sync::Mutex::new(ev_rx),
         }))
+    }
+
+    /// The instance as the registration holds it now; `None` once stopped.
+    async fn instance(self: Arc<Self>) -> PyResult<Option<ServiceInstance>> {
+        if self.shared.stopped.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.snapshots.send(tx).is_err() {
+            return Ok(None);
+        }
+        // The pump drops the request only when it stops.
+        Ok(rx.await.ok())
+    }
+
+    async fn update_ttl(
+        self: Arc<Self>,
+        check: String,
+        health: Health,
+        note: String,
+    ) -> PyResult<()> {
+        let (tx, rx) = oneshot::channel();
+        let closed = || crate::errors::closed("registration");
+        self.cmds
+            .send(Cmd::UpdateTtl(check, health, note, tx))
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
     }
 
     async fn set_health(self: Arc<Self>, health: Health) -> PyResult<()> {
@@ -175,34 +228,74 @@ impl RegInner {
     }
 }
 
+/// Runs `call` (a call on the registration) while answering snapshot
+/// requests, so an `instance` read never waits for a write.
+async fn serving<T>(
+    reg: &Registration,
+    snapshots: &mut mpsc::UnboundedReceiver<Snapshot>,
+    call: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            r = &mut call => return r,
+            Some(tx) = snapshots.recv() => {
+                let _ = tx.send(reg.instance());
+            }
+        }
+    }
+}
+
 /// Owns the registration until closed or until the Python object is gone
 /// (then dropping it revokes the lease in the background).
 async fn pump(
     mut reg: Registration,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    mut snapshots: mpsc::UnboundedReceiver<Snapshot>,
     events: mpsc::Sender<RegistrationEvent>,
     shared: Arc<Shared>,
 ) {
-    let mut live = true;
+    // `None` once kv-discovery stopped the registration (deregistered by a
+    // check): Python's iteration then ends after the queued events.
+    let mut events = Some(events);
     loop {
         tokio::select! {
-            ev = reg.next_event(), if live => match ev {
+            ev = reg.next_event(), if events.is_some() => match ev {
                 Some(ev) => {
-                    shared.update(Some(&reg));
-                    let _ = events.try_send(ev);
+                    shared.update(&reg);
+                    if let Some(tx) = &events {
+                        let _ = tx.try_send(ev);
+                    }
                 }
-                None => live = false,
+                None => {
+                    events = None;
+                    shared.stopped.store(true, Ordering::SeqCst);
+                }
             },
+            Some(tx) = snapshots.recv() => {
+                let _ = tx.send(reg.instance());
+            }
             cmd = cmds.recv() => match cmd {
                 None => return,
                 Some(Cmd::SetHealth(health, reply)) => {
-                    let r = reg.set_health(health).await.map_err(discovery_err);
-                    shared.update(Some(&reg));
+                    let call = reg.set_health(health);
+                    let r = serving(&reg, &mut snapshots, call).await.map_err(discovery_err);
+                    shared.update(&reg);
+                    let _ = reply.send(r);
+                }
+                Some(Cmd::UpdateTtl(check, health, note, reply)) => {
+                    let call = reg.update_ttl(&check, health, note);
+                    let r = serving(&reg, &mut snapshots, call).await.map_err(ttl_err);
                     let _ = reply.send(r);
                 }
                 Some(Cmd::Close(reply)) => {
-                    shared.update(None);
-                    let _ = reply.send(reg.close().await.map_err(discovery_err));
+                    shared.stopped.store(true, Ordering::SeqCst);
+                    let r = match reg.close().await {
+                        // Deregistered by a check already: closing is a no-op.
+                        Err(kv_discovery::Error::Closed) if events.is_none() => Ok(()),
+                        r => r.map_err(discovery_err),
+                    };
+                    let _ = reply.send(r);
                     return;
                 }
             },
@@ -234,13 +327,54 @@ macro_rules! registration_class {
             fn lease_id(&self) -> i64 {
                 self.inner.shared.lease.load(Ordering::Relaxed)
             }
-            /// The instance as last written, or `None` once closed.
+            /// The instance as last written (or being written), or `None` once
+            /// closed or deregistered by a check.
             ///
             /// >>> reg.instance.health
             #[getter]
-            fn instance(&self) -> Option<PyServiceInstance> {
-                let i = self.inner.shared.instance.lock().unwrap_or_else(|p| p.into_inner());
-                i.clone().map(Into::into)
+            fn instance(&self, py: Python<'_>) -> PyResult<Option<PyServiceInstance>> {
+                Ok(block(py, self.inner.clone().instance())?.map(Into::into))
+            }
+            /// The states of its health checks by name, as last written (`{}`
+            /// without checks, or once closed).
+            ///
+            /// >>> {name: state.health for name, state in reg.checks.items()}
+            #[getter]
+            fn checks(&self, py: Python<'_>) -> PyResult<BTreeMap<String, PyCheckState>> {
+                let i = block(py, self.inner.clone().instance())?;
+                Ok(i.map(|i| i.checks.into_iter().map(|(k, v)| (k, v.into())).collect()).unwrap_or_default())
+            }
+            /// Whether the registration has stopped: closed, or deregistered
+            /// because a check stayed critical past its `deregister_critical_after`.
+            ///
+            /// >>> reg.stopped
+            #[getter]
+            fn stopped(&self) -> bool {
+                self.inner.shared.stopped.load(Ordering::SeqCst)
+            }
+            /// Reports the TTL check `name` passing (see `TtlCheck`), with an
+            /// optional note as its output. Only a change of state is written.
+            ///
+            /// >>> reg.pass_ttl("ttl", note="queue drained")
+            #[pyo3(signature = (name, note=None))]
+            fn pass_ttl<'py>(&self, py: Python<'py>, name: String, note: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+                $run(py, self.inner.clone().update_ttl(name, Health::Passing, note.unwrap_or_default()))
+            }
+            /// Reports the TTL check `name` warning (the instance stays in
+            /// `health="warning"` subscriptions).
+            ///
+            /// >>> reg.warn_ttl("ttl", note="queue backing up")
+            #[pyo3(signature = (name, note=None))]
+            fn warn_ttl<'py>(&self, py: Python<'py>, name: String, note: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+                $run(py, self.inner.clone().update_ttl(name, Health::Warning, note.unwrap_or_default()))
+            }
+            /// Reports the TTL check `name` critical now (without waiting for
+            /// its TTL to run out).
+            ///
+            /// >>> reg.fail_ttl("ttl", note="database unreachable")
+            #[pyo3(signature = (name, note=None))]
+            fn fail_ttl<'py>(&self, py: Python<'py>, name: String, note: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+                $run(py, self.inner.clone().update_ttl(name, Health::Critical, note.unwrap_or_default()))
             }
             /// Sets the health (`"passing"`, `"warning"`, `"critical"`) and rewrites the entry.
             ///
@@ -265,7 +399,7 @@ registration_class!(
     PyRegistration,
     "Registration",
     block_py,
-    "A live registration: the entry is kept on a lease, renewed in the background and written again after the lease is lost. Iterating it yields `RegistrationEvent`s until closed; `close()` (or the end of a `with` block) deregisters.\n\n>>> with c.register(\"web\", \"10.0.0.5:8080\") as reg:\n...     for event in reg:\n...         print(event.type, event.lease)",
+    "A live registration: the entry is kept on a lease, renewed in the background and written again after the lease is lost. Iterating it yields `RegistrationEvent`s until it stops (closed, or deregistered by a check critical past its `deregister_critical_after`); `close()` (or the end of a `with` block) deregisters.\n\n>>> with c.register(\"web\", \"10.0.0.5:8080\") as reg:\n...     for event in reg:\n...         print(event.type, event.lease)",
     {
         fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
             slf

@@ -1,14 +1,20 @@
-//! Service discovery: `register(...)` (heartbeat and re-registration run in
-//! the background) and `subscribe(service)` (the live instance set plus
-//! added/updated/removed events, gap-free).
+//! Service discovery: `register(...)` (heartbeat, re-registration and
+//! health checks run in the background) and `subscribe(service)` /
+//! `instances(service)` (the live instance set plus added/updated/removed
+//! events, gap-free), both filtered on tags, metadata and health by
+//! kv-discovery's `ServiceFilter`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex as StdMutex};
 
-use kv_discovery::{Health, Registry, ServiceEvent, ServiceInstance, Subscription};
+use kv_discovery::{
+    Check, Health, HealthFilter, Registry, ServiceEvent, ServiceFilter, ServiceInstance,
+    Subscription,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use crate::checks::PyCheckState;
 use crate::errors::{discovery_err, invalid};
 use crate::runtime::{aenter_self, anext, awaitable, block, drop_in_runtime};
 
@@ -23,9 +29,39 @@ pub(crate) fn parse_health(s: &str) -> PyResult<Health> {
     }
 }
 
+/// Parses a subscription's or listing's `health`: `"passing"` (passing
+/// only), `"warning"` (passing or warning) or `"any"`.
+fn parse_health_filter(s: &str) -> PyResult<HealthFilter> {
+    match s {
+        "passing" => Ok(HealthFilter::Passing),
+        "warning" => Ok(HealthFilter::PassingOrWarning),
+        "any" => Ok(HealthFilter::All),
+        _ => Err(invalid(format!(
+            "health must be \"passing\", \"warning\" or \"any\", not {s:?}"
+        ))),
+    }
+}
+
+/// The filter of `subscribe`/`instances`: every tag, every metadata pair,
+/// and the health.
+pub(crate) fn service_filter(
+    tags: Option<Vec<String>>,
+    metadata: Option<BTreeMap<String, String>>,
+    health: &str,
+) -> PyResult<ServiceFilter> {
+    let mut f = ServiceFilter::new().with_health(parse_health_filter(health)?);
+    for t in tags.unwrap_or_default() {
+        f = f.with_tag(t);
+    }
+    for (k, v) in metadata.unwrap_or_default() {
+        f = f.with_metadata(k, v);
+    }
+    Ok(f)
+}
+
 /// A registered service instance (JSON-compatible with the Rust toolkit).
 ///
-/// >>> [(i.id, i.addr, i.metadata) for i in c.instances("web")]
+/// >>> [(i.id, i.addr, i.tags, i.health) for i in c.instances("web", tags=["v2"])]
 #[pyclass(frozen, module = "kvclient", name = "ServiceInstance")]
 #[derive(Clone, Debug)]
 pub(crate) struct PyServiceInstance {
@@ -44,15 +80,24 @@ pub(crate) struct PyServiceInstance {
     /// The version it runs.
     #[pyo3(get)]
     version: String,
-    /// `"passing"`, `"warning"` or `"critical"`.
+    /// `"passing"`, `"warning"` or `"critical"` (with checks: the worst of them).
     #[pyo3(get)]
     health: String,
+    /// Tags subscribers filter on.
+    #[pyo3(get)]
+    tags: Vec<String>,
+    /// The states of the health checks its owner runs, by check name
+    /// (empty without checks).
+    #[pyo3(get)]
+    checks: BTreeMap<String, PyCheckState>,
 }
 
 impl From<ServiceInstance> for PyServiceInstance {
     fn from(i: ServiceInstance) -> Self {
         PyServiceInstance {
             health: i.health.to_string(),
+            tags: i.tags,
+            checks: i.checks.into_iter().map(|(k, v)| (k, v.into())).collect(),
             service: i.service,
             id: i.id,
             addrs: i.addrs,
@@ -73,8 +118,8 @@ impl PyServiceInstance {
     }
     fn __repr__(&self) -> String {
         format!(
-            "ServiceInstance(service={:?}, id={:?}, addrs={:?}, health={:?})",
-            self.service, self.id, self.addrs, self.health
+            "ServiceInstance(service={:?}, id={:?}, addrs={:?}, tags={:?}, health={:?})",
+            self.service, self.id, self.addrs, self.tags, self.health
         )
     }
 }
@@ -84,6 +129,24 @@ pub(crate) struct RegisterArgs {
     pub(crate) instance: ServiceInstance,
     pub(crate) ttl: i64,
     pub(crate) namespace: String,
+    /// Run by the registration (none: a plain registration).
+    pub(crate) checks: Vec<Check>,
+}
+
+impl RegisterArgs {
+    /// Adds `register`'s `tags` and `checks` to the instance `config`
+    /// built (the checks named, see `checks::resolve`).
+    pub(crate) fn with_tags_and_checks(
+        mut self,
+        tags: Option<Vec<String>>,
+        checks: Option<Vec<PyRef<'_, crate::checks::PyCheck>>>,
+    ) -> RegisterArgs {
+        for t in tags.unwrap_or_default() {
+            self.instance = self.instance.with_tag(t);
+        }
+        self.checks = crate::checks::resolve(&checks.unwrap_or_default());
+        self
+    }
 }
 
 pub(crate) fn registry(client: kv_client::Client, namespace: String, ttl: Option<i64>) -> Registry {
@@ -95,7 +158,10 @@ pub(crate) fn registry(client: kv_client::Client, namespace: String, ttl: Option
 }
 
 /// A change in a subscribed service: `type` is `"added"`, `"updated"` or
-/// `"removed"` (the initial instances come as `"added"`).
+/// `"removed"` (the initial instances come as `"added"`). In a filtered
+/// subscription an instance that stops passing the filter (e.g. turns
+/// critical under `health="passing"`) is `"removed"`, and `"added"` again
+/// when it passes again.
 ///
 /// >>> for event in c.subscribe("web"):
 /// ...     print(event.type, event.instance.addr)
@@ -147,9 +213,10 @@ impl SubInner {
         client: kv_client::Client,
         service: String,
         namespace: String,
+        filter: ServiceFilter,
     ) -> PyResult<Arc<SubInner>> {
         let sub = registry(client, namespace, None)
-            .subscribe(&service)
+            .subscribe_with(&service, filter)
             .await
             .map_err(discovery_err)?;
         let last = (
@@ -286,14 +353,15 @@ subscription_class!(PyAsyncSubscription, "AsyncSubscription", {
     }
 });
 
-/// Lists a service's instances now.
+/// Lists a service's instances now that pass `filter`.
 pub(crate) async fn instances(
     client: kv_client::Client,
     service: String,
     namespace: String,
+    filter: ServiceFilter,
 ) -> PyResult<Vec<PyServiceInstance>> {
     let list = registry(client, namespace, None)
-        .list(&service)
+        .list_with(&service, &filter)
         .await
         .map_err(discovery_err)?;
     Ok(list.into_iter().map(Into::into).collect())

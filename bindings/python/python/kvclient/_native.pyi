@@ -2,9 +2,12 @@
 
 from typing import Any, Awaitable, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Union, final
 
+from typing_extensions import disjoint_base
+
 _Bin = Union[str, bytes, bytearray]
 _LeaseArg = Union[int, "Lease", "AsyncLease", "LeaseKeeper", "AsyncLeaseKeeper"]
 _Endpoints = Union[str, Sequence[str]]
+_HealthFilter = Literal["passing", "warning", "any"]
 
 __all__ = [
     "AsyncClient",
@@ -18,8 +21,11 @@ __all__ = [
     "AsyncSubscription",
     "AsyncWatch",
     "AuthFailedError",
+    "Check",
+    "CheckState",
     "Client",
     "ClosedError",
+    "CommandCheck",
     "CompactedError",
     "Compare",
     "CompareTarget",
@@ -30,6 +36,8 @@ __all__ = [
     "Event",
     "FutureRevisionError",
     "GetResult",
+    "GrpcCheck",
+    "HttpCheck",
     "InvalidArgumentError",
     "KeyNotFoundError",
     "KeyValue",
@@ -56,6 +64,8 @@ __all__ = [
     "SessionExpiredError",
     "Status",
     "Subscription",
+    "TcpCheck",
+    "TtlCheck",
     "TxnResult",
     "Watch",
     "WatchCanceledError",
@@ -894,7 +904,7 @@ class AsyncLock:
 class ServiceInstance:
     """A registered service instance (JSON-compatible with the Rust toolkit).
 
-    >>> [(i.id, i.addr, i.metadata) for i in c.instances("web")]
+    >>> [(i.id, i.addr, i.tags, i.health) for i in c.instances("web", tags=["v2"])]
     """
     @property
     def service(self) -> str:
@@ -919,12 +929,172 @@ class ServiceInstance:
         """The version it runs."""
     @property
     def health(self) -> str:
+        """`"passing"`, `"warning"` or `"critical"` (with checks: the worst of them)."""
+    @property
+    def tags(self) -> List[str]:
+        """Tags subscribers filter on."""
+    @property
+    def checks(self) -> Dict[str, CheckState]:
+        """The states of the health checks its owner runs, by check name
+        (empty without checks).
+        """
+
+@disjoint_base
+class Check:
+    """A health check the registering process runs; make one of its
+    subclasses and pass it in `register(..., checks=[...])`. Checks start
+    critical until their first result (as Consul's do); the instance's
+    health is the worst of its checks, and only a change of state is
+    written.
+
+    >>> c.register("web", "10.0.0.5:8080", checks=[kvclient.HttpCheck("http://10.0.0.5:8080/health")])
+    """
+    @property
+    def name(self) -> Optional[str]:
+        """The name given, or `None`: then `register` names it after its kind
+        (`"http"`, `"tcp"`, `"grpc"`, `"cmd"`, `"ttl"`; a second one of a kind
+        `"http-2"`). A TTL check's name is what `pass_ttl` takes.
+        """
+    @property
+    def kind(self) -> Literal["http", "tcp", "grpc", "cmd", "ttl"]:
+        """`"http"`, `"tcp"`, `"grpc"`, `"cmd"` or `"ttl"`."""
+    @property
+    def deregister_critical_after(self) -> Optional[float]:
+        """Seconds critical after which the instance is deregistered (its lease
+        revoked, the registration stopped), or `None`.
+        """
+
+@final
+class HttpCheck(Check):
+    """`GET url` every `interval` seconds: 2xx is passing, 429 warning, anything else (or no answer within `timeout`) critical.
+
+    >>> kvclient.HttpCheck("http://127.0.0.1:8080/health", interval=5.0, timeout=2.0, failures_before_critical=3)
+    """
+    def __new__(cls, url: str, *, name: Optional[str] = None, interval: float = 10.0, timeout: float = 5.0, success_before_passing: int = 1, failures_before_critical: int = 1, deregister_critical_after: Optional[float] = None) -> HttpCheck: ...
+    @property
+    def url(self) -> str:
+        """The URL probed."""
+    @property
+    def interval(self) -> float:
+        """Seconds between two probes."""
+    @property
+    def timeout(self) -> float:
+        """Seconds one probe may take (then it counts as critical)."""
+    @property
+    def success_before_passing(self) -> int:
+        """Consecutive passing results needed to turn passing."""
+    @property
+    def failures_before_critical(self) -> int:
+        """Consecutive failing results needed to turn warning or critical."""
+
+@final
+class TcpCheck(Check):
+    """A TCP connect to `addr` (`host:port`) every `interval` seconds: accepted within `timeout` is passing, else critical.
+
+    >>> kvclient.TcpCheck("127.0.0.1:5432", interval=2.0)
+    """
+    def __new__(cls, addr: str, *, name: Optional[str] = None, interval: float = 10.0, timeout: float = 5.0, success_before_passing: int = 1, failures_before_critical: int = 1, deregister_critical_after: Optional[float] = None) -> TcpCheck: ...
+    @property
+    def addr(self) -> str:
+        """The address connected to."""
+    @property
+    def interval(self) -> float:
+        """Seconds between two probes."""
+    @property
+    def timeout(self) -> float:
+        """Seconds one probe may take (then it counts as critical)."""
+    @property
+    def success_before_passing(self) -> int:
+        """Consecutive passing results needed to turn passing."""
+    @property
+    def failures_before_critical(self) -> int:
+        """Consecutive failing results needed to turn warning or critical."""
+
+@final
+class GrpcCheck(Check):
+    """`grpc.health.v1.Health/Check` at `addr` (`host:port` or `http://host:port`) for `service` (`""`: the server as a whole): `SERVING` is passing, else critical.
+
+    >>> kvclient.GrpcCheck("127.0.0.1:50051", service="my.Service")
+    """
+    def __new__(cls, addr: str, *, service: str = ..., name: Optional[str] = None, interval: float = 10.0, timeout: float = 5.0, success_before_passing: int = 1, failures_before_critical: int = 1, deregister_critical_after: Optional[float] = None) -> GrpcCheck: ...
+    @property
+    def addr(self) -> str:
+        """The server's address."""
+    @property
+    def service(self) -> str:
+        """The service asked about (`""`: the whole server)."""
+    @property
+    def interval(self) -> float:
+        """Seconds between two probes."""
+    @property
+    def timeout(self) -> float:
+        """Seconds one probe may take (then it counts as critical)."""
+    @property
+    def success_before_passing(self) -> int:
+        """Consecutive passing results needed to turn passing."""
+    @property
+    def failures_before_critical(self) -> int:
+        """Consecutive failing results needed to turn warning or critical."""
+
+@final
+class CommandCheck(Check):
+    """Runs `argv` (the program, then its arguments; no shell) every `interval` seconds: exit 0 is passing, 1 warning, anything else (or running past `timeout`) critical. Its output (bounded) is the check's output.
+
+    >>> kvclient.CommandCheck(["pg_isready", "-h", "127.0.0.1"], interval=30.0)
+    """
+    def __new__(cls, argv: Sequence[str], *, name: Optional[str] = None, interval: float = 10.0, timeout: float = 5.0, success_before_passing: int = 1, failures_before_critical: int = 1, deregister_critical_after: Optional[float] = None) -> CommandCheck: ...
+    @property
+    def argv(self) -> List[str]:
+        """The program and its arguments."""
+    @property
+    def interval(self) -> float:
+        """Seconds between two probes."""
+    @property
+    def timeout(self) -> float:
+        """Seconds one probe may take (then it counts as critical)."""
+    @property
+    def success_before_passing(self) -> int:
+        """Consecutive passing results needed to turn passing."""
+    @property
+    def failures_before_critical(self) -> int:
+        """Consecutive failing results needed to turn warning or critical."""
+
+@final
+class TtlCheck(Check):
+    """A check the application reports itself: each `pass_ttl` / `warn_ttl`
+    / `fail_ttl` on the registration holds for `ttl` seconds; without a
+    new report it turns critical. Only a change of state is written.
+
+    >>> with c.register("worker", "10.0.0.5:0", checks=[kvclient.TtlCheck(15.0)]) as reg:
+    ...     reg.pass_ttl("ttl", note="queue drained")
+    """
+    def __new__(cls, ttl: float, *, name: Optional[str] = None, deregister_critical_after: Optional[float] = None) -> TtlCheck: ...
+    @property
+    def ttl(self) -> float:
+        """Seconds a report holds."""
+
+@final
+class CheckState:
+    """A check's state as written in the instance's entry: `health`
+    (`"passing"`, `"warning"` or `"critical"`) and the `output` of the probe
+    (or the TTL report's note) that set it.
+
+    >>> {name: s.health for name, s in instance.checks.items()}
+    """
+    @property
+    def health(self) -> Literal["passing", "warning", "critical"]:
         """`"passing"`, `"warning"` or `"critical"`."""
+    @property
+    def output(self) -> str:
+        """The output of the probe that set the state (at most 4096 bytes)."""
 
 @final
 class ServiceEvent:
     """A change in a subscribed service: `type` is `"added"`, `"updated"` or
-    `"removed"` (the initial instances come as `"added"`).
+    `"removed"` (the initial instances come as `"added"`). In a filtered
+    subscription an instance that stops passing the filter (e.g. turns
+    critical under `health="passing"`) is `"removed"`, and `"added"` again
+    when it passes again.
 
     >>> for event in c.subscribe("web"):
     ...     print(event.type, event.instance.addr)
@@ -964,7 +1134,7 @@ class RegistrationEvent:
 
 @final
 class Registration:
-    """A live registration: the entry is kept on a lease, renewed in the background and written again after the lease is lost. Iterating it yields `RegistrationEvent`s until closed; `close()` (or the end of a `with` block) deregisters.
+    """A live registration: the entry is kept on a lease, renewed in the background and written again after the lease is lost. Iterating it yields `RegistrationEvent`s until it stops (closed, or deregistered by a check critical past its `deregister_critical_after`); `close()` (or the end of a `with` block) deregisters.
 
     >>> with c.register("web", "10.0.0.5:8080") as reg:
     ...     for event in reg:
@@ -984,9 +1154,42 @@ class Registration:
         """
     @property
     def instance(self) -> Optional[ServiceInstance]:
-        """The instance as last written, or `None` once closed.
+        """The instance as last written (or being written), or `None` once
+        closed or deregistered by a check.
 
         >>> reg.instance.health
+        """
+    @property
+    def checks(self) -> Dict[str, CheckState]:
+        """The states of its health checks by name, as last written (`{}`
+        without checks, or once closed).
+
+        >>> {name: state.health for name, state in reg.checks.items()}
+        """
+    @property
+    def stopped(self) -> bool:
+        """Whether the registration has stopped: closed, or deregistered
+        because a check stayed critical past its `deregister_critical_after`.
+
+        >>> reg.stopped
+        """
+    def pass_ttl(self, name: str, note: Optional[str] = None) -> None:
+        """Reports the TTL check `name` passing (see `TtlCheck`), with an
+        optional note as its output. Only a change of state is written.
+
+        >>> reg.pass_ttl("ttl", note="queue drained")
+        """
+    def warn_ttl(self, name: str, note: Optional[str] = None) -> None:
+        """Reports the TTL check `name` warning (the instance stays in
+        `health="warning"` subscriptions).
+
+        >>> reg.warn_ttl("ttl", note="queue backing up")
+        """
+    def fail_ttl(self, name: str, note: Optional[str] = None) -> None:
+        """Reports the TTL check `name` critical now (without waiting for
+        its TTL to run out).
+
+        >>> reg.fail_ttl("ttl", note="database unreachable")
         """
     def set_health(self, health: str) -> None:
         """Sets the health (`"passing"`, `"warning"`, `"critical"`) and rewrites the entry.
@@ -1026,9 +1229,42 @@ class AsyncRegistration:
         """
     @property
     def instance(self) -> Optional[ServiceInstance]:
-        """The instance as last written, or `None` once closed.
+        """The instance as last written (or being written), or `None` once
+        closed or deregistered by a check.
 
         >>> reg.instance.health
+        """
+    @property
+    def checks(self) -> Dict[str, CheckState]:
+        """The states of its health checks by name, as last written (`{}`
+        without checks, or once closed).
+
+        >>> {name: state.health for name, state in reg.checks.items()}
+        """
+    @property
+    def stopped(self) -> bool:
+        """Whether the registration has stopped: closed, or deregistered
+        because a check stayed critical past its `deregister_critical_after`.
+
+        >>> reg.stopped
+        """
+    def pass_ttl(self, name: str, note: Optional[str] = None) -> Awaitable[None]:
+        """Reports the TTL check `name` passing (see `TtlCheck`), with an
+        optional note as its output. Only a change of state is written.
+
+        >>> reg.pass_ttl("ttl", note="queue drained")
+        """
+    def warn_ttl(self, name: str, note: Optional[str] = None) -> Awaitable[None]:
+        """Reports the TTL check `name` warning (the instance stays in
+        `health="warning"` subscriptions).
+
+        >>> reg.warn_ttl("ttl", note="queue backing up")
+        """
+    def fail_ttl(self, name: str, note: Optional[str] = None) -> Awaitable[None]:
+        """Reports the TTL check `name` critical now (without waiting for
+        its TTL to run out).
+
+        >>> reg.fail_ttl("ttl", note="database unreachable")
         """
     def set_health(self, health: str) -> Awaitable[None]:
         """Sets the health (`"passing"`, `"warning"`, `"critical"`) and rewrites the entry.
@@ -1392,22 +1628,30 @@ class Client:
         >>> with c.lock("jobs/nightly", ttl=10) as lock:
         ...     print(lock.fencing_token)
         """
-    def register(self, service: str, addr: str, *, id: Optional[str] = None, metadata: Optional[Dict[str, str]] = None, version: Optional[str] = None, health: str = 'passing', ttl: int = 10, namespace: str = 'kv') -> Registration:
-        """Registers a service instance; heartbeat and re-registration run in the background.
+    def register(self, service: str, addr: str, *, id: Optional[str] = None, metadata: Optional[Dict[str, str]] = None, version: Optional[str] = None, health: str = 'passing', ttl: int = 10, namespace: str = 'kv', tags: Optional[Sequence[str]] = None, checks: Optional[Sequence[Check]] = None) -> Registration:
+        """Registers a service instance; heartbeat and re-registration run in the
+        background. `tags` are what subscribers filter on; `checks` are health
+        checks this process runs (`HttpCheck`, `TcpCheck`, `GrpcCheck`,
+        `CommandCheck`, `TtlCheck`): with checks the instance starts critical and
+        its health is the worst check's (`health` is then replaced).
 
-        >>> with c.register("web", "10.0.0.5:8080", metadata={"zone": "a"}) as reg:
+        >>> with c.register("web", "10.0.0.5:8080", tags=["v2"],
+        ...                 checks=[kvclient.HttpCheck("http://10.0.0.5:8080/health")]) as reg:
         ...     serve()
         """
-    def subscribe(self, service: str, *, namespace: str = 'kv') -> Subscription:
-        """Subscribes to `service`'s live instances.
+    def subscribe(self, service: str, *, namespace: str = 'kv', tags: Optional[Sequence[str]] = None, metadata: Optional[Dict[str, str]] = None, health: _HealthFilter = 'any') -> Subscription:
+        """Subscribes to `service`'s live instances: those carrying every tag in
+        `tags` and every pair in `metadata`, whose health `health` accepts
+        (`"any"`, the default as in Consul; `"warning"`: passing or warning;
+        `"passing"`). An instance leaving the filter is reported `"removed"`.
 
-        >>> for event in c.subscribe("web"):
+        >>> for event in c.subscribe("web", tags=["v2"], health="passing"):
         ...     print(event.type, event.instance.addr)
         """
-    def instances(self, service: str, *, namespace: str = 'kv') -> List[ServiceInstance]:
-        """The instances of `service` registered now.
+    def instances(self, service: str, *, namespace: str = 'kv', tags: Optional[Sequence[str]] = None, metadata: Optional[Dict[str, str]] = None, health: _HealthFilter = 'any') -> List[ServiceInstance]:
+        """The instances of `service` registered now, filtered as `subscribe` filters.
 
-        >>> [i.addr for i in c.instances("web")]
+        >>> [i.addr for i in c.instances("web", health="passing")]
         """
     def election(self, name: str, *, ttl: int = 60) -> Election:
         """An election named `name`; campaigns run on a session lease of `ttl` seconds.
@@ -1529,22 +1773,30 @@ class AsyncClient:
         >>> with c.lock("jobs/nightly", ttl=10) as lock:
         ...     print(lock.fencing_token)
         """
-    def register(self, service: str, addr: str, *, id: Optional[str] = None, metadata: Optional[Dict[str, str]] = None, version: Optional[str] = None, health: str = 'passing', ttl: int = 10, namespace: str = 'kv') -> Awaitable[AsyncRegistration]:
-        """Registers a service instance; heartbeat and re-registration run in the background.
+    def register(self, service: str, addr: str, *, id: Optional[str] = None, metadata: Optional[Dict[str, str]] = None, version: Optional[str] = None, health: str = 'passing', ttl: int = 10, namespace: str = 'kv', tags: Optional[Sequence[str]] = None, checks: Optional[Sequence[Check]] = None) -> Awaitable[AsyncRegistration]:
+        """Registers a service instance; heartbeat and re-registration run in the
+        background. `tags` are what subscribers filter on; `checks` are health
+        checks this process runs (`HttpCheck`, `TcpCheck`, `GrpcCheck`,
+        `CommandCheck`, `TtlCheck`): with checks the instance starts critical and
+        its health is the worst check's (`health` is then replaced).
 
-        >>> with c.register("web", "10.0.0.5:8080", metadata={"zone": "a"}) as reg:
+        >>> with c.register("web", "10.0.0.5:8080", tags=["v2"],
+        ...                 checks=[kvclient.HttpCheck("http://10.0.0.5:8080/health")]) as reg:
         ...     serve()
         """
-    def subscribe(self, service: str, *, namespace: str = 'kv') -> Awaitable[AsyncSubscription]:
-        """Subscribes to `service`'s live instances.
+    def subscribe(self, service: str, *, namespace: str = 'kv', tags: Optional[Sequence[str]] = None, metadata: Optional[Dict[str, str]] = None, health: _HealthFilter = 'any') -> Awaitable[AsyncSubscription]:
+        """Subscribes to `service`'s live instances: those carrying every tag in
+        `tags` and every pair in `metadata`, whose health `health` accepts
+        (`"any"`, the default as in Consul; `"warning"`: passing or warning;
+        `"passing"`). An instance leaving the filter is reported `"removed"`.
 
-        >>> for event in c.subscribe("web"):
+        >>> for event in c.subscribe("web", tags=["v2"], health="passing"):
         ...     print(event.type, event.instance.addr)
         """
-    def instances(self, service: str, *, namespace: str = 'kv') -> Awaitable[List[ServiceInstance]]:
-        """The instances of `service` registered now.
+    def instances(self, service: str, *, namespace: str = 'kv', tags: Optional[Sequence[str]] = None, metadata: Optional[Dict[str, str]] = None, health: _HealthFilter = 'any') -> Awaitable[List[ServiceInstance]]:
+        """The instances of `service` registered now, filtered as `subscribe` filters.
 
-        >>> [i.addr for i in c.instances("web")]
+        >>> [i.addr for i in c.instances("web", health="passing")]
         """
     def election(self, name: str, *, ttl: int = 60) -> Awaitable[AsyncElection]:
         """An election named `name`; campaigns run on a session lease of `ttl` seconds.
