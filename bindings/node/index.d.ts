@@ -19,6 +19,8 @@ export declare class NativeCampaign {
 
 /** One connection to a kv or etcd cluster (cheap to share). */
 export declare class NativeClient {
+  /** The instances of `service` registered now that pass `filter`. */
+  list(service: string, namespace?: string | undefined | null, filter?: FilterOpts | undefined | null): Promise<Array<Instance>>
   /**
    * Ends every pending watch, keeper, lock wait and subscription of this
    * client (they settle), and fails later calls with `CLOSED`.
@@ -60,8 +62,8 @@ export declare class NativeClient {
   lock(name: string, options?: LockOpts | undefined | null): NativeLockRequest
   /** Registers a service instance; resolves once its entry is written. */
   register(options: RegisterOpts): Promise<NativeRegistration>
-  /** Subscribes to the instances of `service`. */
-  subscribe(service: string, namespace?: string | undefined | null): Promise<NativeSubscription>
+  /** Subscribes to the instances of `service` that pass `filter`. */
+  subscribe(service: string, namespace?: string | undefined | null, filter?: FilterOpts | undefined | null): Promise<NativeSubscription>
   /** Runs a transaction described by the JS builder. */
   txn(spec: TxnSpec): Promise<TxnResult>
   /** Starts a watch; resolves once the server confirmed it. */
@@ -154,6 +156,11 @@ export declare class NativeRegistration {
   /** Sets the health and rewrites the entry. */
   setHealth(health: string): Promise<void>
   /**
+   * Reports the state of the TTL check `check` ("passing" | "warning" |
+   * "critical", with a note as its output); it holds for the check's TTL.
+   */
+  updateTtl(check: string, health: string, note?: string | undefined | null): Promise<void>
+  /**
    * Deregisters now (revokes the lease, deleting the entry). A second
    * call is a no-op.
    */
@@ -192,6 +199,46 @@ export declare class NativeWatch {
 }
 
 /**
+ * One health check of `register`: exactly one of `http`, `tcp`, `grpc`,
+ * `command`, `ttlMs`, with optional settings. Durations are milliseconds.
+ */
+export interface CheckSpec {
+  /**
+   * Unique within the registration; by default the kind (`http`, `tcp`,
+   * `grpc`, `cmd`, `ttl`), then `http-2`... for a second of one kind.
+   */
+  name?: string
+  /** URL to `GET` (`http://`): 2xx passing, 429 warning, else critical. */
+  http?: string
+  /** `host:port` to connect to. */
+  tcp?: string
+  /** gRPC health target `ADDR[/SERVICE]`. */
+  grpc?: string
+  /** Program and arguments: exit 0 passing, 1 warning, else critical. */
+  command?: Array<string>
+  /** A TTL check: how long a report holds. */
+  ttlMs?: number
+  /** Time between two probes (default 10 s). */
+  intervalMs?: number
+  /** Limit on one probe (default 5 s). */
+  timeoutMs?: number
+  /** Consecutive passing results needed to turn passing (default 1). */
+  successBeforePassing?: number
+  /** Consecutive failures needed to turn warning or critical (default 1). */
+  failuresBeforeCritical?: number
+  /** Deregisters the instance once the check has been critical this long. */
+  deregisterCriticalAfterMs?: number
+}
+
+/** A check's state as written in the instance's entry. */
+export interface CheckStatus {
+  /** "passing" | "warning" | "critical" */
+  health: string
+  /** The output of the probe (or the TTL report's note) that set the state. */
+  output: string
+}
+
+/**
  * Connects (authenticating first when a user is given). Connections are
  * made lazily, so an unreachable cluster shows up on the first call.
  */
@@ -225,6 +272,19 @@ export interface DeleteResult {
   header?: Header
   deleted: number
   prevKvs: Array<KeyValue>
+}
+
+/** Which instances `list` and `subscribe` return. */
+export interface FilterOpts {
+  /** Every one of these tags. */
+  tags?: Array<string>
+  /** Every one of these metadata labels, equal. */
+  metadata?: Record<string, string>
+  /**
+   * "passing" (passing only), "warning" (passing or warning), "any"
+   * (default, as Consul's catalog and the toolkit).
+   */
+  health?: string
 }
 
 /** Options of a read. */
@@ -275,9 +335,12 @@ export interface Instance {
   id: string
   addrs: Array<string>
   metadata: Record<string, string>
+  tags: Array<string>
   version: string
-  /** "passing" | "warning" | "critical" */
+  /** "passing" | "warning" | "critical" (with checks: the worst of them) */
   health: string
+  /** The states of the checks its owner runs, by check name. */
+  checks: Record<string, CheckStatus>
 }
 
 /** One key-value as stored, at its revisions. */
@@ -426,6 +489,13 @@ export interface RegisterOpts {
   metadata?: Record<string, string>
   version?: string
   health?: string
+  /** Tags subscribers can filter on. */
+  tags?: Array<string>
+  /**
+   * Health checks this process runs; the instance starts critical
+   * until they pass (as Consul's).
+   */
+  checks?: Array<CheckSpec>
   /** Lease TTL in seconds (default 10): a dead instance disappears within it. */
   ttlSec?: number
   /** Key namespace (default "kv"). */

@@ -227,26 +227,33 @@ class Client {
   async register(service, addr, options = {}) {
     const n = await this._n()
     const addrs = Array.isArray(addr) ? addr : [addr]
-    return new Registration(
-      await call(
-        n.register({
-          service,
-          addrs,
-          id: options.id,
-          metadata: options.metadata,
-          version: options.version,
-          health: options.health,
-          ttlSec: options.ttlSec,
-          namespace: options.namespace,
-        }),
-      ),
-    )
+    const opts = {
+      service,
+      addrs,
+      id: options.id,
+      metadata: options.metadata,
+      version: options.version,
+      health: options.health,
+      ttlSec: options.ttlSec,
+      namespace: options.namespace,
+      tags: options.tags,
+      checks: options.checks,
+    }
+    // callSync: napi checks the options' types synchronously (a wrong type
+    // becomes InvalidArgumentError, not napi's bare Error).
+    return new Registration(await call(callSync(() => n.register(opts))))
   }
 
-  /** Subscribes to the live instances of `service`. */
+  /** Subscribes to the live instances of `service` (filtered by `tags`, `metadata`, `health`). */
   async subscribe(service, options) {
     const n = await this._n()
-    return new Subscription(await call(n.subscribe(service, options?.namespace)))
+    return new Subscription(await call(callSync(() => n.subscribe(service, options?.namespace, serviceFilter(options)))))
+  }
+
+  /** The instances of `service` registered now (filtered by `tags`, `metadata`, `health`). */
+  async list(service, options) {
+    const n = await this._n()
+    return call(callSync(() => n.list(service, options?.namespace, serviceFilter(options))))
   }
 
   /**
@@ -257,6 +264,12 @@ class Client {
     this._closed = true
     if (this._native) callSync(() => this._native.close())
   }
+}
+
+/** The native filter of `list`/`subscribe` options. */
+function serviceFilter(o) {
+  if (!o) return undefined
+  return { tags: o.tags, metadata: o.metadata, health: o.health }
 }
 
 module.exports = { Client, prefixEnd }

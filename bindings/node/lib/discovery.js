@@ -30,9 +30,16 @@ class Registration extends EventEmitter {
   get lease() {
     return this._n.lease
   }
-  /** The instance as last written. */
+  /** The instance as last written (tags, health and check states included). */
   get instance() {
     return this._n.instance
+  }
+  /**
+   * The states of the health checks this registration runs, by name, as of
+   * its last event or TTL report (see index.d.ts).
+   */
+  get checks() {
+    return this._n.instance.checks
   }
   async _pump() {
     for (;;) {
@@ -53,6 +60,21 @@ class Registration extends EventEmitter {
   async setHealth(health) {
     await call(this._n.setHealth(health))
   }
+  /**
+   * Reports TTL check `name` passing (`note` becomes its output); the
+   * report holds for the check's `ttlMs`, then the check turns critical.
+   */
+  async passTtl(name, note) {
+    await call(this._n.updateTtl(name, 'passing', note))
+  }
+  /** Reports TTL check `name` warning: see passTtl. */
+  async warnTtl(name, note) {
+    await call(this._n.updateTtl(name, 'warning', note))
+  }
+  /** Reports TTL check `name` critical: see passTtl. */
+  async failTtl(name, note) {
+    await call(this._n.updateTtl(name, 'critical', note))
+  }
   /** Deregisters now (revokes the lease, deleting the entry). */
   async close() {
     await call(this._n.close())
@@ -62,7 +84,7 @@ class Registration extends EventEmitter {
 const SUB_EVENTS = new Set(['added', 'updated', 'removed', 'change'])
 
 /**
- * The live instances of a service: `instances` now, and events ('added',
+ * The live instances of a service (those passing its filter, if any): `instances` now, and events ('added',
  * 'updated', 'removed', and 'change' for each) or an async iterator of
  * `{ type, instance }` (the instances present at start come first, as
  * 'added'). Use one or the other.

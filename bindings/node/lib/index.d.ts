@@ -304,13 +304,74 @@ export declare class Election {
 
 export type Health = 'passing' | 'warning' | 'critical'
 
+/** A health check's state as written in its instance's entry. */
+export interface CheckState {
+  health: Health
+  /** The output of the probe (or the TTL report's note) that set the state. */
+  output: string
+}
+
 export interface Instance {
   service: string
   id: string
   addrs: string[]
   metadata: Record<string, string>
+  tags: string[]
   version: string
+  /** With checks: the worst of their states. */
   health: Health
+  /** The states of the checks its owner runs, by check name (empty without checks). */
+  checks: Record<string, CheckState>
+}
+
+/**
+ * Settings every kind of check takes. Durations are milliseconds, like
+ * the client's other timeouts (only lease TTLs are whole seconds, `ttlSec`).
+ */
+export interface CheckSettings {
+  /**
+   * Unique within the registration; by default the kind ('http', 'tcp',
+   * 'grpc', 'cmd', 'ttl'), then 'http-2', ... for a second check of one kind.
+   */
+  name?: string
+  /** Time between two probes (default 10000). */
+  intervalMs?: number
+  /** Limit on one probe (default 5000). */
+  timeoutMs?: number
+  /** Consecutive passing results needed to turn passing (default 1). */
+  successBeforePassing?: number
+  /** Consecutive failures needed to turn warning or critical (default 1). */
+  failuresBeforeCritical?: number
+  /** Deregisters the instance once the check has been critical this long. */
+  deregisterCriticalAfterMs?: number
+}
+
+/**
+ * A health check the registering process runs (as Consul's agent does):
+ * exactly one of `http`, `tcp`, `grpc`, `command`, `ttlMs`.
+ */
+export type CheckSpec = CheckSettings &
+  (
+    | { /** `GET` this `http://` URL: 2xx passing, 429 warning, else critical. */ http: string }
+    | { /** Connect to `host:port`: accepted is passing. */ tcp: string }
+    | { /** grpc.health.v1 target `ADDR[/SERVICE]`: SERVING is passing. */ grpc: string }
+    | { /** Program and arguments: exit 0 passing, 1 warning, else critical. */ command: string[] }
+    | { /** Reported by `passTtl`/`warnTtl`/`failTtl`; none within `ttlMs` is critical. */ ttlMs: number }
+  )
+
+/** Which instances `list` and `subscribe` return. */
+export interface ServiceFilterOptions {
+  /** Only instances carrying every one of these tags. */
+  tags?: string[]
+  /** Only instances whose metadata has every one of these labels, equal. */
+  metadata?: Record<string, string>
+  /**
+   * 'passing': passing only; 'warning': passing or warning (not critical);
+   * 'any' (default, as Consul's catalog and kv-discovery): every instance.
+   */
+  health?: 'passing' | 'warning' | 'any'
+  /** Key namespace (default "kv"). */
+  namespace?: string
 }
 
 export interface RegisterOptions {
@@ -323,6 +384,10 @@ export interface RegisterOptions {
   ttlSec?: number
   /** Key namespace (default "kv"). */
   namespace?: string
+  /** Tags subscribers can filter on. */
+  tags?: string[]
+  /** Health checks this process runs; the instance starts critical until they pass. */
+  checks?: CheckSpec[]
 }
 
 export interface RegistrationEvents {
@@ -340,7 +405,21 @@ export declare class Registration extends EventEmitter<RegistrationEvents> {
   readonly key: string
   readonly lease: string
   readonly instance: Instance
+  /**
+   * The states of its checks, by name (as `instance.checks`), refreshed with
+   * each registration event and TTL report: a state change that leaves the
+   * instance's health as it was shows here at the next one (`list` and
+   * subscriptions read the stored entry and see it at once).
+   */
+  readonly checks: Record<string, CheckState>
+  /** Sets the health and rewrites the entry (with checks, the next check state change replaces it). */
   setHealth(health: Health): Promise<void>
+  /** Reports TTL check `name` passing (`note` becomes its output) for the check's `ttlMs`. */
+  passTtl(name: string, note?: string): Promise<void>
+  /** Reports TTL check `name` warning. */
+  warnTtl(name: string, note?: string): Promise<void>
+  /** Reports TTL check `name` critical. */
+  failTtl(name: string, note?: string): Promise<void>
   /** Deregisters now. */
   close(): Promise<void>
 }
@@ -400,7 +479,9 @@ export declare class Client {
   election(name: string): Election
 
   register(service: string, addr: string | string[], options?: RegisterOptions): Promise<Registration>
-  subscribe(service: string, options?: { namespace?: string }): Promise<Subscription>
+  subscribe(service: string, options?: ServiceFilterOptions): Promise<Subscription>
+  /** The instances of `service` registered now that pass the filter. */
+  list(service: string, options?: ServiceFilterOptions): Promise<Instance[]>
 
   /** Ends every watch, keeper, lock wait and subscription; later calls fail with ClosedError. */
   close(): Promise<void>

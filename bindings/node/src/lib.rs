@@ -22,6 +22,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod cancel;
+mod checks;
 mod client;
 mod convert;
 mod election;

@@ -16,6 +16,7 @@ use napi_derive::napi;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::checks::{CheckSpec, FilterOpts, Instance, check_error, health};
 use crate::client::NativeClient;
 use crate::lease::lost_code;
 use crate::{errors, guard};
@@ -23,42 +24,6 @@ use crate::{errors, guard};
 /// How many events wait for JS; further ones are dropped until it reads (the toolkit
 /// bounds its own queue the same way).
 const EVENT_QUEUE: usize = 256;
-
-/// A service instance as registered.
-#[napi(object, object_from_js = false)]
-pub struct Instance {
-    pub service: String,
-    pub id: String,
-    pub addrs: Vec<String>,
-    pub metadata: HashMap<String, String>,
-    pub version: String,
-    /// "passing" | "warning" | "critical"
-    pub health: String,
-}
-
-impl From<ServiceInstance> for Instance {
-    fn from(i: ServiceInstance) -> Self {
-        Instance {
-            health: i.health.to_string(),
-            service: i.service,
-            id: i.id,
-            addrs: i.addrs,
-            metadata: i.metadata.into_iter().collect(),
-            version: i.version,
-        }
-    }
-}
-
-fn health(s: &str) -> napi::Result<Health> {
-    match s {
-        "passing" => Ok(Health::Passing),
-        "warning" => Ok(Health::Warning),
-        "critical" => Ok(Health::Critical),
-        h => Err(errors::invalid(format!(
-            "health must be passing, warning or critical, not {h:?}"
-        ))),
-    }
-}
 
 /// Options of `register`.
 #[napi(object)]
@@ -70,6 +35,11 @@ pub struct RegisterOpts {
     pub metadata: Option<HashMap<String, String>>,
     pub version: Option<String>,
     pub health: Option<String>,
+    /// Tags subscribers can filter on.
+    pub tags: Option<Vec<String>>,
+    /// Health checks this process runs; the instance starts critical
+    /// until they pass (as Consul's).
+    pub checks: Option<Vec<CheckSpec>>,
     /// Lease TTL in seconds (default 10): a dead instance disappears within it.
     pub ttl_sec: Option<i64>,
     /// Key namespace (default "kv").
@@ -126,6 +96,13 @@ fn reg_event(e: RegistrationEvent) -> RegEvent {
 
 enum Cmd {
     SetHealth(Health, oneshot::Sender<kv_discovery::Result<()>>),
+    /// A TTL check report.
+    UpdateTtl {
+        check: String,
+        health: Health,
+        note: String,
+        done: oneshot::Sender<kv_discovery::Result<()>>,
+    },
     Close(oneshot::Sender<kv_discovery::Result<()>>),
 }
 
@@ -135,20 +112,35 @@ async fn run_registration(
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     events: mpsc::Sender<RegEvent>,
     lease: Arc<StdMutex<String>>,
+    instance: Arc<StdMutex<ServiceInstance>>,
     closed: CancellationToken,
 ) {
+    // Check states change the toolkit's instance without an event of
+    // their own unless the health changes: refresh after every event and
+    // command.
+    let refresh = |reg: &Registration| {
+        *instance.lock().unwrap_or_else(|p| p.into_inner()) = reg.instance();
+    };
     loop {
         tokio::select! {
             ev = reg.next_event() => {
                 let Some(ev) = ev else { return };
                 *lease.lock().unwrap_or_else(|p| p.into_inner()) = reg.lease_id().to_string();
+                refresh(&reg);
                 // A reader that does not keep up misses the newest events
                 // rather than growing the queue.
                 let _ = events.try_send(reg_event(ev));
             }
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::SetHealth(h, done)) => {
-                    let _ = done.send(reg.set_health(h).await);
+                    let r = reg.set_health(h).await;
+                    refresh(&reg);
+                    let _ = done.send(r);
+                }
+                Some(Cmd::UpdateTtl { check, health, note, done }) => {
+                    let r = reg.update_ttl(&check, health, note).await;
+                    refresh(&reg);
+                    let _ = done.send(r);
                 }
                 Some(Cmd::Close(done)) => {
                     let _ = done.send(reg.close().await);
@@ -194,15 +186,22 @@ impl NativeClient {
         if let Some(h) = options.health {
             inst = inst.with_health(health(&h)?);
         }
+        for t in options.tags.unwrap_or_default() {
+            inst = inst.with_tag(t);
+        }
+        let checks = crate::checks::checks(options.checks.unwrap_or_default())?;
         let mut registry = Registry::new(c).with_ttl(options.ttl_sec.unwrap_or(10));
         if let Some(ns) = options.namespace {
             registry = registry.with_namespace(ns);
         }
         let closed = self.closed.child_token();
         guard(async move {
-            let reg = registry.register(inst).await.map_err(errors::discovery)?;
+            let reg = registry
+                .register_with_checks(inst, checks)
+                .await
+                .map_err(check_error)?;
             let key = reg.key().to_string();
-            let instance = reg.instance();
+            let instance = Arc::new(StdMutex::new(reg.instance()));
             let lease = Arc::new(StdMutex::new(reg.lease_id().to_string()));
             let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
             let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
@@ -211,11 +210,12 @@ impl NativeClient {
                 cmd_rx,
                 ev_tx,
                 lease.clone(),
+                instance.clone(),
                 closed.clone(),
             ));
             Ok(NativeRegistration {
                 key,
-                instance: StdMutex::new(instance),
+                instance,
                 lease,
                 cmds: cmd_tx,
                 events: Arc::new(Mutex::new(ev_rx)),
@@ -225,14 +225,16 @@ impl NativeClient {
         .await
     }
 
-    /// Subscribes to the instances of `service`.
+    /// Subscribes to the instances of `service` that pass `filter`.
     #[napi]
     pub async fn subscribe(
         &self,
         service: String,
         namespace: Option<String>,
+        filter: Option<FilterOpts>,
     ) -> napi::Result<NativeSubscription> {
         let c = self.live()?;
+        let filter = crate::checks::filter(filter)?;
         let mut registry = Registry::new(c);
         if let Some(ns) = namespace {
             registry = registry.with_namespace(ns);
@@ -240,7 +242,7 @@ impl NativeClient {
         let closed = self.closed.child_token();
         guard(async move {
             let sub = registry
-                .subscribe(&service)
+                .subscribe_with(&service, filter)
                 .await
                 .map_err(errors::discovery)?;
             let current = Arc::new(StdMutex::new((sub.current(), sub.revision())));
@@ -268,7 +270,7 @@ impl NativeClient {
 #[napi]
 pub struct NativeRegistration {
     key: String,
-    instance: StdMutex<ServiceInstance>,
+    instance: Arc<StdMutex<ServiceInstance>>,
     lease: Arc<StdMutex<String>>,
     cmds: mpsc::UnboundedSender<Cmd>,
     events: Arc<Mutex<mpsc::Receiver<RegEvent>>>,
@@ -323,12 +325,29 @@ impl NativeRegistration {
             .send(Cmd::SetHealth(h, tx))
             .map_err(|_| errors::closed())?;
         let r = rx.await.map_err(|_| errors::closed())?;
-        r.map_err(errors::discovery)?;
-        self.instance
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .health = h;
-        Ok(())
+        r.map_err(errors::discovery)
+    }
+
+    /// Reports the state of the TTL check `check` ("passing" | "warning" |
+    /// "critical", with a note as its output); it holds for the check's TTL.
+    #[napi]
+    pub async fn update_ttl(
+        &self,
+        check: String,
+        health_: String,
+        note: Option<String>,
+    ) -> napi::Result<()> {
+        let h = health(&health_)?;
+        let (tx, rx) = oneshot::channel();
+        let cmd = Cmd::UpdateTtl {
+            check,
+            health: h,
+            note: note.unwrap_or_default(),
+            done: tx,
+        };
+        self.cmds.send(cmd).map_err(|_| errors::closed())?;
+        let r = rx.await.map_err(|_| errors::closed())?;
+        r.map_err(check_error)
     }
 
     /// Deregisters now (revokes the lease, deleting the entry). A second
