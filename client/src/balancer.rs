@@ -21,7 +21,7 @@
 //!
 //! With a single endpoint there is nothing to choose and no probing.
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -32,11 +32,11 @@ use kv_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use tokio::time::Instant;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::auth::TokenCache;
 use crate::config::ClientConfig;
+use crate::conn::{Conn, Settings};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 
@@ -77,7 +77,7 @@ struct Shared {
 
 struct Member {
     uri: String,
-    channel: Channel,
+    conn: Conn,
     health: Mutex<Health>,
 }
 
@@ -93,21 +93,23 @@ impl Balancer {
     /// configuration.
     pub(crate) fn new(config: &ClientConfig) -> Result<Balancer> {
         let (interval, timeout) = config.keep_alive();
+        let settings = Settings {
+            connect_timeout: config.connect_timeout(),
+            keep_alive_interval: interval,
+            keep_alive_timeout: timeout,
+        };
+        let uris = config.endpoint_uris()?;
+        // One TLS setup shared by every endpoint, made only when needed.
+        let tls = if uris.iter().any(|u| u.starts_with("https://")) {
+            Some(config.tls().cloned().unwrap_or_default().connector()?)
+        } else {
+            None
+        };
         let mut members = Vec::new();
-        for uri in config.endpoint_uris()? {
-            let mut endpoint = Endpoint::from_shared(uri.clone())
-                .map_err(|e| Error::Config(format!("bad endpoint {uri:?}: {e}")))?
-                .connect_timeout(config.connect_timeout())
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(interval)
-                .keep_alive_timeout(timeout)
-                .keep_alive_while_idle(true);
-            if uri.starts_with("https://") {
-                endpoint = config.tls().cloned().unwrap_or_default().apply(endpoint)?;
-            }
+        for uri in uris {
             members.push(Member {
+                conn: Conn::new(&uri, tls.clone(), settings.clone())?,
                 uri,
-                channel: endpoint.connect_lazy(),
                 health: Mutex::new(Health {
                     aside_until: None,
                     backoff: config.retry().backoff(),
@@ -236,7 +238,7 @@ impl Balancer {
         runtime.spawn(async move {
             let m = &this.shared.members[i];
             let limit = this.config().connect_timeout().max(MIN_PROBE_TIMEOUT);
-            let mut client = MaintenanceClient::new(m.channel.clone());
+            let mut client = MaintenanceClient::new(m.conn.clone());
             let answer = tokio::time::timeout(limit, client.status(StatusRequest {})).await;
             let alive = match answer {
                 Ok(Ok(resp)) => resp.get_ref().leader != 0,
@@ -297,7 +299,7 @@ impl Drop for Watchdog {
 
 impl Service<http::Request<Body>> for Balancer {
     type Response = http::Response<Body>;
-    type Error = tonic::transport::Error;
+    type Error = tonic::codegen::StdError;
     type Future = BoxFuture<Self::Response, Self::Error>;
 
     /// Always ready: readiness belongs to the endpoint, which is chosen
@@ -327,12 +329,7 @@ impl Service<http::Request<Body>> for Balancer {
             }
             let i = this.pick();
             let _ = ATTEMPT.try_with(|slot| slot.store(i, Ordering::Relaxed));
-            let mut channel = this.shared.members[i].channel.clone();
-            let result = async {
-                poll_fn(|cx| channel.poll_ready(cx)).await?;
-                channel.call(req).await
-            }
-            .await;
+            let result = this.shared.members[i].conn.send(req).await;
             if let Err(e) = &result {
                 this.failed(i, e);
             }

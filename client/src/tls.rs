@@ -1,4 +1,4 @@
-//! TLS settings for `https://` endpoints (rustls via tonic, ring backend).
+//! TLS settings for `https://` endpoints (rustls with the ring backend, under the client's own HTTP/2 connections).
 //!
 //! The server is verified against the given CA, or against the system's
 //! roots when no CA is given (as etcdctl does); a client certificate is
@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::Error;
 
@@ -120,39 +120,86 @@ impl TlsConfig {
         self.identity.is_some()
     }
 
-    /// Applies these settings to a tonic endpoint.
-    pub(crate) fn apply(&self, endpoint: Endpoint) -> Result<Endpoint, Error> {
-        let uri = endpoint.uri().to_string();
-        let bad =
-            |e: tonic::transport::Error| Error::Config(format!("TLS settings for {uri:?}: {e}"));
-        if self.insecure_skip_verify {
-            // The verifier replaces the roots: none may be configured.
-            let verifier = Arc::new(AcceptAnyServerCert(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            )));
-            return endpoint
-                .tls_config_with_verifier(self.to_tonic(ClientTlsConfig::new()), verifier)
-                .map_err(bad);
-        }
-        let roots = match &self.ca_pem {
-            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
-            None => ClientTlsConfig::new().with_native_roots(),
+    /// The rustls connector these settings make (fails on a bad PEM).
+    pub(crate) fn connector(&self) -> Result<Connector, Error> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Config(format!("TLS settings: {what}: {e}"))
         };
-        endpoint
-            .clone()
-            .tls_config(self.to_tonic(roots))
-            .map_err(bad)
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad("protocol versions", &e))?;
+        let builder = if self.insecure_skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            match &self.ca_pem {
+                Some(ca) => {
+                    for cert in CertificateDer::pem_slice_iter(ca) {
+                        let cert = cert.map_err(|e| bad("CA certificate", &e))?;
+                        roots.add(cert).map_err(|e| bad("CA certificate", &e))?;
+                    }
+                    if roots.is_empty() {
+                        return Err(bad("CA certificate", &"no certificate in the PEM"));
+                    }
+                }
+                None => {
+                    // Unreadable system certificates are skipped, as tonic did.
+                    let native = rustls_native_certs::load_native_certs();
+                    roots.add_parsable_certificates(native.certs);
+                }
+            }
+            builder.with_root_certificates(roots)
+        };
+        let mut config = match &self.identity {
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad("client certificate", &e))?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad("client key", &e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| bad("client certificate", &e))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let domain_name = match &self.domain_name {
+            Some(name) => {
+                Some(ServerName::try_from(name.clone()).map_err(|e| bad("domain name", &e))?)
+            }
+            None => None,
+        };
+        Ok(Connector {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            domain_name,
+        })
     }
+}
 
-    /// `tls` plus the client identity and name settings.
-    fn to_tonic(&self, mut tls: ClientTlsConfig) -> ClientTlsConfig {
-        if let Some((cert, key)) = &self.identity {
-            tls = tls.identity(Identity::from_pem(cert, key));
-        }
-        if let Some(name) = &self.domain_name {
-            tls = tls.domain_name(name.clone());
-        }
-        tls
+/// Makes TLS connections for one client (see [`TlsConfig::connector`]).
+#[derive(Clone)]
+pub(crate) struct Connector {
+    tls: tokio_rustls::TlsConnector,
+    /// The name to verify instead of the endpoint's host.
+    domain_name: Option<ServerName<'static>>,
+}
+
+impl Connector {
+    /// The TLS handshake over `tcp` with the endpoint `host`.
+    pub(crate) async fn connect(
+        &self,
+        host: &str,
+        tcp: tokio::net::TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let name = match &self.domain_name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(host.to_string())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        };
+        self.tls.connect(name, tcp).await
     }
 }
 

@@ -236,6 +236,29 @@ impl Cluster {
     pub fn stop(&mut self, i: usize) {
         self.signal(i, Signal::SIGSTOP);
         self.members[i].stopped = true;
+        // kill() returns before every thread has stopped; a fast client
+        // could still get an answer meanwhile. Wait for the stopped state.
+        if let Some(child) = &self.members[i].child {
+            let tasks = format!("/proc/{}/task", child.id());
+            let all_stopped = || {
+                std::fs::read_dir(&tasks)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .all(|t| {
+                        let stat =
+                            std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                        let state = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+                        state.starts_with(['T', 't'])
+                    })
+            };
+            for _ in 0..5000 {
+                if all_stopped() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
     }
 
     /// Thaws member `i` (SIGCONT).

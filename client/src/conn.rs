@@ -1,0 +1,386 @@
+//! One HTTP/2 connection per endpoint, driven with the `h2` crate directly.
+//!
+//! Why not tonic's `Channel`: it hands every request to a `Buffer` worker
+//! task, which hands it to hyper's connection task, which spawns one task
+//! for the request body and one for the response and answers through a
+//! oneshot: four task hand-offs (each a wake, often across threads) before
+//! a byte is written. Here the calling task opens the stream, writes a
+//! unary request's body itself and awaits the response itself; the only
+//! other task is the connection's, which does the socket I/O. A streaming
+//! request body (watch, lease keep-alive) gets a task of its own, as it
+//! must outlive the call.
+//!
+//! What `Channel` did that this keeps: connect lazily and again after the
+//! connection broke (never retrying a request that may have been sent),
+//! the connect timeout (covering TCP and TLS), TCP_NODELAY, HTTP/2
+//! keep-alive pings that close a connection whose peer stopped answering,
+//! TLS with rustls (ALPN `h2`), and hyper's HTTP/2 window sizes.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http_body::{Body as _, Frame};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
+use tonic::body::Body;
+use tonic::codegen::http::{self, Uri, uri};
+use tonic::codegen::{BoxFuture, Service, StdError};
+
+use crate::error::Error;
+use crate::tls::Connector;
+
+/// hyper's HTTP/2 client defaults (what tonic's `Channel` used).
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+const MAX_SEND_BUFFER: usize = 1024 * 1024;
+/// The shortest keep-alive interval used, whatever is configured.
+const MIN_KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How a connection is made and kept.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) keep_alive_interval: Duration,
+    pub(crate) keep_alive_timeout: Duration,
+}
+
+/// A lazily (re)connected HTTP/2 connection to one endpoint. Cheap to
+/// clone; clones share the connection.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    scheme: uri::Scheme,
+    authority: uri::Authority,
+    /// Host (without IPv6 brackets) and port to dial.
+    host: String,
+    port: u16,
+    tls: Option<Connector>,
+    settings: Settings,
+    /// The live connection's handle, if any.
+    current: Mutex<Option<SendRequest<Bytes>>>,
+    /// Held while connecting, so concurrent calls share one attempt.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Conn {
+    /// Checks the endpoint URI (`http://host:port` or `https://...`); does
+    /// not connect.
+    pub(crate) fn new(
+        endpoint: &str,
+        tls: Option<Connector>,
+        settings: Settings,
+    ) -> Result<Conn, Error> {
+        let bad = |why: &dyn std::fmt::Display| {
+            Error::Config(format!("bad endpoint {endpoint:?}: {why}"))
+        };
+        let parsed: Uri = endpoint.parse().map_err(|e| bad(&e))?;
+        let scheme = parsed.scheme().cloned().ok_or_else(|| bad(&"no scheme"))?;
+        let authority = parsed.authority().cloned().ok_or_else(|| bad(&"no host"))?;
+        let https = scheme == uri::Scheme::HTTPS;
+        if !https && scheme != uri::Scheme::HTTP {
+            return Err(bad(&"the scheme must be http or https"));
+        }
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(Conn {
+            inner: Arc::new(Inner {
+                scheme,
+                authority,
+                host,
+                port,
+                tls: if https { tls } else { None },
+                settings,
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Sends one request and returns the response once its headers came.
+    pub(crate) async fn send(
+        &self,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, StdError> {
+        let (mut parts, mut body) = req.into_parts();
+        // h2 takes `:scheme` and `:authority` from the URI.
+        let mut uri = uri::Parts::default();
+        uri.scheme = Some(self.inner.scheme.clone());
+        uri.authority = Some(self.inner.authority.clone());
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        parts.uri = Uri::from_parts(uri)?;
+        let mut sender = self.ready().await?;
+        let end = body.is_end_stream();
+        let (response, mut stream) =
+            sender.send_request(http::Request::from_parts(parts, ()), end)?;
+        let mut pipe = None;
+        if !end {
+            // A unary body is ready at once: write it from this task.
+            // Whatever is not ready yet (a stream) is piped by a task.
+            loop {
+                let next = poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+                    Poll::Pending => Poll::Ready(None),
+                    Poll::Ready(frame) => Poll::Ready(Some(frame)),
+                })
+                .await;
+                match next {
+                    None => {
+                        let task = tokio::spawn(pipe_body(body, stream));
+                        pipe = Some(task.abort_handle());
+                        break;
+                    }
+                    Some(frame) => {
+                        if !send_frame(&mut stream, frame)? {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let guard = PipeGuard(pipe);
+        let (parts, recv) = response.await?.into_parts();
+        Ok(http::Response::from_parts(
+            parts,
+            Body::new(RecvBody {
+                recv,
+                data_done: false,
+                _pipe: guard,
+            }),
+        ))
+    }
+
+    /// The live connection, ready for a new stream; connects when there
+    /// is none or it broke. A failure to connect comes as
+    /// [`tonic::ConnectError`]: the request was surely not sent.
+    async fn ready(&self) -> Result<SendRequest<Bytes>, StdError> {
+        if let Some(sender) = self.current_ready().await {
+            return Ok(sender);
+        }
+        let _one = self.inner.connecting.lock().await;
+        // Another call may have connected meanwhile.
+        if let Some(sender) = self.current_ready().await {
+            return Ok(sender);
+        }
+        let settings = &self.inner.settings;
+        let sender = tokio::time::timeout(settings.connect_timeout, self.connect())
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out").into())
+            })
+            .map_err(tonic::ConnectError)?;
+        *self.lock() = Some(sender.clone());
+        Ok(sender.ready().await?)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<SendRequest<Bytes>>> {
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The live connection once ready for a stream; `None` if there is
+    /// none or it broke.
+    async fn current_ready(&self) -> Option<SendRequest<Bytes>> {
+        let sender = self.lock().clone()?;
+        sender.ready().await.ok()
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Bytes>, StdError> {
+        let inner = &self.inner;
+        let tcp = TcpStream::connect((inner.host.as_str(), inner.port)).await?;
+        tcp.set_nodelay(true)?;
+        match &inner.tls {
+            None => self.handshake(tcp).await,
+            Some(tls) => self.handshake(tls.connect(&inner.host, tcp).await?).await,
+        }
+    }
+
+    async fn handshake<T>(&self, io: T) -> Result<SendRequest<Bytes>, StdError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, mut connection) = h2::client::Builder::new()
+            .enable_push(false)
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_send_buffer_size(MAX_SEND_BUFFER)
+            .handshake::<_, Bytes>(io)
+            .await?;
+        let pings = connection.ping_pong();
+        let settings = self.inner.settings.clone();
+        let authority = self.inner.authority.clone();
+        tokio::spawn(async move {
+            let keep_alive = async {
+                let Some(mut pings) = pings else {
+                    return std::future::pending().await;
+                };
+                // A zero interval must not spin.
+                let interval = settings.keep_alive_interval.max(MIN_KEEP_ALIVE_INTERVAL);
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let pong = pings.ping(h2::Ping::opaque());
+                    match tokio::time::timeout(settings.keep_alive_timeout, pong).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            tracing::warn!(endpoint = %authority, "keep-alive ping unanswered: closing the connection");
+                            return;
+                        }
+                    }
+                }
+            };
+            // Dropping the connection (keep-alive failed) fails its streams.
+            tokio::select! {
+                done = connection => if let Err(e) = done {
+                    tracing::debug!(endpoint = %authority, %e, "connection closed");
+                },
+                () = keep_alive => {}
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// Writes one body frame; `false` once the body is complete.
+fn send_frame(
+    stream: &mut h2::SendStream<Bytes>,
+    frame: Option<Result<Frame<Bytes>, tonic::Status>>,
+) -> Result<bool, StdError> {
+    match frame {
+        None => {
+            stream.send_data(Bytes::new(), true)?;
+            Ok(false)
+        }
+        Some(Err(status)) => {
+            stream.send_reset(h2::Reason::CANCEL);
+            Err(status.into())
+        }
+        Some(Ok(frame)) => match frame.into_data() {
+            Ok(data) => {
+                stream.send_data(data, false)?;
+                Ok(true)
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    stream.send_trailers(trailers)?;
+                    return Ok(false);
+                }
+                Ok(true)
+            }
+        },
+    }
+}
+
+/// Pipes a streaming request body, waiting for flow-control capacity so
+/// nothing piles up in h2's buffers.
+async fn pipe_body(mut body: Body, mut stream: h2::SendStream<Bytes>) {
+    loop {
+        let frame = tokio::select! {
+            frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
+            // The server ended the stream: nothing more to send.
+            _ = poll_fn(|cx| stream.poll_reset(cx)) => return,
+        };
+        let data = match frame {
+            Some(Ok(frame)) if frame.is_data() => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => return,
+            },
+            other => {
+                let _ = send_frame(&mut stream, other);
+                return;
+            }
+        };
+        let mut data = data;
+        while !data.is_empty() {
+            stream.reserve_capacity(data.len());
+            let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(n)) if n > 0 => n,
+                Some(Ok(_)) => continue,
+                _ => return,
+            };
+            let chunk = data.split_to(granted.min(data.len()));
+            if stream.send_data(chunk, false).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Stops a streaming request's pipe task when the response is dropped:
+/// the stream is then reset rather than left half-open.
+struct PipeGuard(Option<AbortHandle>);
+
+impl Drop for PipeGuard {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A response body read straight from the h2 stream, giving the window
+/// back as data is taken.
+struct RecvBody {
+    recv: h2::RecvStream,
+    data_done: bool,
+    _pipe: PipeGuard,
+}
+
+impl http_body::Body for RecvBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => self.data_done = true,
+            }
+        }
+        match ready!(self.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+}
+
+impl Service<http::Request<Body>> for Conn {
+    type Response = http::Response<Body>;
+    type Error = StdError;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    /// Readiness is awaited per call, in [`Conn::send`].
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let conn = self.clone();
+        Box::pin(async move { conn.send(req).await })
+    }
+}
