@@ -12,6 +12,7 @@
 #   bench/run.sh --etcd latest # compare with the newest etcd release, built from
 #                              # the Go module proxy by scripts/etcd-latest.sh
 #   bench/run.sh --etcd PATH   # compare with that etcd binary (default: Debian's)
+#   bench/run.sh --workloads watch,watch-fanout   # only these workloads
 #
 # Environment: KVD_BIN, ETCD_BIN, BENCH_BIN override the binaries;
 # BENCH_DURATION overrides the length of each workload (e.g. 5s).
@@ -33,8 +34,9 @@ BUILD=1
 ONLY=""
 SMOKE=0
 ROUNDS=""
+SELECT=""
 
-usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -57,6 +59,10 @@ while [[ $# -gt 0 ]]; do
     --only)
       ONLY=${2:-}
       [[ $ONLY == kvd || $ONLY == etcd ]] || { echo "--only takes kvd or etcd" >&2; exit 2; }
+      shift ;;
+    --workloads)
+      SELECT=${2:-}
+      [[ -n $SELECT ]] || { echo "--workloads takes a comma-separated list" >&2; exit 2; }
       shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -251,6 +257,12 @@ workload_args() {
 
 WORKLOADS=put-1,put,put-256,range-l,range-s,txn,watch,watch-fanout,lease-keepalive
 [[ $CLUSTER == 1 ]] && WORKLOADS=put,put-256,range-l
+if [[ -n $SELECT ]]; then
+  for w in ${SELECT//,/ }; do
+    workload_args "$w" >/dev/null || { echo "unknown workload: $w (known: $WORKLOADS)" >&2; exit 2; }
+  done
+  WORKLOADS=$SELECT
+fi
 
 # start_with_retry NAME BIN: start_server, up to 3 times: on this shared
 # machine another process may take a port between our check and the bind.

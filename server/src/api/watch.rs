@@ -129,8 +129,12 @@ impl Stream for Outbound {
             // The queue closes after the reader stopped: with its error, if any.
             return Poll::Ready(self.room.error.lock().take().map(Err));
         }
-        self.room.pending.fetch_sub(1, Ordering::AcqRel);
-        self.room.freed.notify_waiters();
+        // The reader waits only while the queue is full: wake it when this
+        // take makes room, not on every response (notify_waiters takes a
+        // lock, and this runs once per response sent).
+        if self.room.pending.fetch_sub(1, Ordering::AcqRel) >= MAX_PENDING_RESPONSES {
+            self.room.freed.notify_waiters();
+        }
         Poll::Ready(r.map(Ok))
     }
 }

@@ -187,9 +187,9 @@ impl WatchHub {
                 if !runs.is_empty() {
                     let header = self.header.at(to.max(published));
                     let (prev, frag, limit) = (w.prev_kv, w.fragment, self.fragment_bytes());
-                    for r in event_responses(header, id, &batch, runs, prev, frag, limit) {
-                        s.queue.send(r);
-                    }
+                    let runs = Arc::new(runs);
+                    let q = &s.queue;
+                    event_responses(header, id, &batch, &runs, prev, frag, limit, |r| q.send(r));
                 }
                 true
             }

@@ -14,7 +14,7 @@ use kv_proto::mvccpb::{event::EventType, Event};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::queue::{self, event_responses, push_index, Batch, Queue, Receiver, Runs};
+use super::queue::{self, event_responses, push_index, Batch, Queue, Receiver, Runs, SharedRuns};
 use crate::header::HeaderSource;
 use crate::mvcc::{in_range, Store};
 
@@ -48,29 +48,55 @@ pub(super) struct Watcher {
 }
 
 impl Watcher {
-    fn wants(&self, ev: &Event) -> bool {
+    /// The indices of the events in `batch` this watcher wants.
+    pub(super) fn select(&self, batch: &[Event]) -> Runs {
+        Pick::of(self).select(self.next_rev, batch)
+    }
+
+    fn key_bytes(&self) -> usize {
+        self.key.len() + self.end.len()
+    }
+}
+
+/// What a watcher's pick out of a batch depends on, once its next revision
+/// is at or below the batch's first.
+#[derive(PartialEq, Eq)]
+struct Pick<'a> {
+    key: &'a [u8],
+    end: &'a [u8],
+    no_put: bool,
+    no_delete: bool,
+}
+
+impl<'a> Pick<'a> {
+    fn of(w: &'a Watcher) -> Self {
+        Pick {
+            key: &w.key,
+            end: &w.end,
+            no_put: w.no_put,
+            no_delete: w.no_delete,
+        }
+    }
+
+    fn wants(&self, next_rev: i64, ev: &Event) -> bool {
         let Some(kv) = &ev.kv else { return false };
-        if kv.mod_revision < self.next_rev || !in_range(&kv.key, &self.key, &self.end) {
+        if kv.mod_revision < next_rev || !in_range(&kv.key, self.key, self.end) {
             return false;
         }
         let is_put = ev.r#type == EventType::Put as i32;
         !(is_put && self.no_put || !is_put && self.no_delete)
     }
 
-    /// The indices of the events in `batch` this watcher wants.
-    pub(super) fn select(&self, batch: &[Event]) -> Runs {
+    /// The indices of the events in `batch` at or after `next_rev` wanted.
+    fn select(&self, next_rev: i64, batch: &[Event]) -> Runs {
         let mut runs = Runs::new();
         for (i, e) in batch.iter().enumerate() {
-            if self.wants(e) {
+            if self.wants(next_rev, e) {
                 // A batch never nears u32::MAX events (bounded by the request size).
                 push_index(&mut runs, i as u32);
             }
         }
         runs
-    }
-
-    fn key_bytes(&self) -> usize {
-        self.key.len() + self.end.len()
     }
 }
 
@@ -348,32 +374,73 @@ impl WatchHub {
     }
 
     /// Hands the events of a committed batch (ending at `rev`) to synced
-    /// watchers. Every response shares the one batch.
+    /// watchers. Every response shares the one batch, and watchers of one
+    /// range with the same filters (on any stream) share one pick.
     pub fn publish(&self, rev: i64, events: Vec<Event>) {
+        // A watcher whose next revision is at or below the batch's first
+        // picks by range and filters alone, so its pick can be reused.
+        let first = events
+            .iter()
+            .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
+            .min()
+            .unwrap_or(rev);
         let batch: Batch = Arc::new(events);
         let limit = self.fragment_bytes();
         let mut g = self.inner.lock();
         let header = self.header.at(rev);
         let mut lagging = false;
+        // The last pick, across streams too (one range watched from many
+        // streams is the fan-out case).
+        let mut memo: Option<(Pick<'_>, SharedRuns)> = None;
         for s in g.streams.values_mut() {
-            for (id, w) in s.watchers.iter_mut() {
-                if !w.synced {
+            let Stream {
+                queue, watchers, ..
+            } = s;
+            for (id, w) in watchers.iter_mut() {
+                // Field by field: the pick borrows key and end for the memo
+                // while next_rev and synced change.
+                let Watcher {
+                    key,
+                    end,
+                    no_put,
+                    no_delete,
+                    prev_kv,
+                    fragment,
+                    next_rev,
+                    synced,
+                    ..
+                } = w;
+                if !*synced {
                     continue;
                 }
-                let runs = w.select(&batch);
+                let pick = Pick {
+                    key,
+                    end,
+                    no_put: *no_put,
+                    no_delete: *no_delete,
+                };
+                let runs = match &memo {
+                    Some((p, runs)) if *next_rev <= first && *p == pick => runs.clone(),
+                    _ => {
+                        let runs = Arc::new(pick.select(*next_rev, &batch));
+                        if *next_rev <= first {
+                            memo = Some((pick, runs.clone()));
+                        }
+                        runs
+                    }
+                };
                 if !runs.is_empty() {
-                    if s.queue.full() {
+                    if queue.full() {
                         // Slow reader: replay later from history instead of blocking.
-                        w.synced = false;
+                        *synced = false;
                         lagging = true;
                         continue;
                     }
-                    let (prev, frag) = (w.prev_kv, w.fragment);
-                    for r in event_responses(header, *id, &batch, runs, prev, frag, limit) {
-                        s.queue.send(r);
-                    }
+                    let q = &*queue;
+                    let (prev, frag) = (*prev_kv, *fragment);
+                    event_responses(header, *id, &batch, &runs, prev, frag, limit, |r| q.send(r));
                 }
-                w.next_rev = w.next_rev.max(rev + 1);
+                *next_rev = (*next_rev).max(rev + 1);
             }
         }
         g.published = g.published.max(rev);
@@ -397,3 +464,7 @@ impl WatchHub {
         self.wake.notify_one();
     }
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;

@@ -33,6 +33,10 @@ pub(crate) type Batch = Arc<Vec<Event>>;
 /// picks are usually one run).
 pub(crate) type Runs = Vec<Range<u32>>;
 
+/// [`Runs`] shared by the responses of watchers that picked the same events
+/// (watchers of one range on one stream): no allocation per watcher.
+pub(crate) type SharedRuns = Arc<Runs>;
+
 /// One queued response.
 pub(crate) enum Queued {
     /// A control response (created, canceled, progress).
@@ -42,7 +46,7 @@ pub(crate) enum Queued {
         header: ResponseHeader,
         watch_id: i64,
         batch: Batch,
-        runs: Runs,
+        runs: SharedRuns,
         prev_kv: bool,
         fragment: bool,
     },
@@ -65,7 +69,8 @@ impl Queued {
                     // events out instead of copying every key and value.
                     Ok(all) => take_runs(all, &runs, prev_kv),
                     Err(shared) => runs
-                        .into_iter()
+                        .iter()
+                        .cloned()
                         .flatten()
                         .filter_map(|i| shared.get(i as usize))
                         .map(|e| copy_event(e, prev_kv))
@@ -191,19 +196,22 @@ pub(crate) fn channel() -> (Queue, Receiver, Arc<AtomicUsize>) {
     (queue, Receiver { rx }, pending)
 }
 
-/// The responses carrying `runs` of `batch` for one watcher: one, or (when
-/// the watcher asked for fragments and the events are over `limit` bytes)
-/// several, each but the last marked `fragment`, as etcd splits them.
+/// The responses carrying `runs` of `batch` for one watcher, handed to
+/// `send` in order: one, or (when the watcher asked for fragments and the
+/// events are over `limit` bytes) several, each but the last marked
+/// `fragment`, as etcd splits them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn event_responses(
     header: ResponseHeader,
     watch_id: i64,
     batch: &Batch,
-    runs: Runs,
+    runs: &SharedRuns,
     prev_kv: bool,
     fragment: bool,
     limit: usize,
-) -> Vec<Queued> {
-    let item = |runs: Runs, fragment: bool| Queued::Events {
+    mut send: impl FnMut(Queued),
+) {
+    let item = |runs: SharedRuns, fragment: bool| Queued::Events {
         header,
         watch_id,
         batch: batch.clone(),
@@ -213,24 +221,26 @@ pub(crate) fn event_responses(
     };
     let picked = || runs.iter().cloned().flatten();
     let len = |i: u32| batch.get(i as usize).map_or(0, |e| event_len(e, prev_kv));
-    let count: usize = runs.iter().map(|r| r.len()).sum();
-    if !fragment || count < 2 || picked().map(len).sum::<usize>() <= limit {
-        return vec![item(runs, false)];
+    // Fragmenting needs at least two events, so a one-event pick (the
+    // common case of a put per commit) never sizes its events.
+    if !fragment || runs.iter().map(|r| r.len()).sum::<usize>() < 2 {
+        return send(item(runs.clone(), false));
     }
-    let mut out = Vec::new();
+    if picked().map(len).sum::<usize>() <= limit {
+        return send(item(runs.clone(), false));
+    }
     let mut cur = Runs::new();
     let mut size = 0;
     for i in picked() {
         let n = len(i);
         if !cur.is_empty() && size + n > limit {
-            out.push(item(std::mem::take(&mut cur), true));
+            send(item(Arc::new(std::mem::take(&mut cur)), true));
             size = 0;
         }
         size += n;
         push_index(&mut cur, i);
     }
-    out.push(item(cur, false));
-    out
+    send(item(Arc::new(cur), false));
 }
 
 #[cfg(test)]
@@ -256,6 +266,24 @@ mod tests {
         q.into_response()
     }
 
+    /// `event_responses` collected into a Vec.
+    fn responses(
+        h: ResponseHeader,
+        id: i64,
+        batch: &Batch,
+        runs: Runs,
+        prev_kv: bool,
+        fragment: bool,
+        limit: usize,
+    ) -> Vec<Queued> {
+        let mut out = Vec::new();
+        let runs = Arc::new(runs);
+        event_responses(h, id, batch, &runs, prev_kv, fragment, limit, |q| {
+            out.push(q)
+        });
+        out
+    }
+
     #[test]
     fn shares_and_strips_prev_kv() {
         let batch: Batch = Arc::new(vec![ev("a", 3, true), ev("b", 3, true), ev("c", 3, true)]);
@@ -265,7 +293,7 @@ mod tests {
         }
         assert_eq!(runs, vec![0..1, 2..3]);
         let h = ResponseHeader::default();
-        let out = event_responses(h, 4, &batch, runs, false, false, 1 << 20);
+        let out = responses(h, 4, &batch, runs, false, false, 1 << 20);
         assert_eq!(Arc::strong_count(&batch), 2);
         let r = take(out.into_iter().next().unwrap());
         let keys: Vec<_> = r.events.iter().map(|e| e.kv.clone().unwrap().key).collect();
@@ -287,20 +315,20 @@ mod tests {
         for i in [1, 3] {
             push_index(&mut runs, i);
         }
-        let out = event_responses(h, 1, &make(), runs, false, false, 1 << 20);
+        let out = responses(h, 1, &make(), runs, false, false, 1 << 20);
         let r = take(out.into_iter().next().unwrap());
         assert_eq!(keys(&r), vec![b"b".to_vec(), b"d".to_vec()]);
         assert!(r.events.iter().all(|e| e.prev_kv.is_none()));
         // The whole batch, prev_kv kept.
         let all: Runs = std::iter::once(0..4).collect();
-        let out = event_responses(h, 1, &make(), all, true, false, 1 << 20);
+        let out = responses(h, 1, &make(), all, true, false, 1 << 20);
         let r = take(out.into_iter().next().unwrap());
         assert_eq!(r.events.len(), 4);
         assert!(r.events.iter().all(|e| e.prev_kv.is_some()));
         // A batch still shared by another response is copied, not taken.
         let shared = make();
         let first: Runs = std::iter::once(0..2).collect();
-        let out = event_responses(h, 1, &shared, first, false, false, 1 << 20);
+        let out = responses(h, 1, &shared, first, false, false, 1 << 20);
         let r = take(out.into_iter().next().unwrap());
         assert_eq!(keys(&r), vec![b"a".to_vec(), b"b".to_vec()]);
         assert_eq!(shared.len(), 4);
@@ -312,18 +340,15 @@ mod tests {
         let one = batch[0].encoded_len();
         let h = ResponseHeader::default();
         let all: Runs = std::iter::once(0..5).collect();
-        let out = event_responses(h, 1, &batch, all.clone(), false, true, 2 * one);
+        let out = responses(h, 1, &batch, all.clone(), false, true, 2 * one);
         let got: Vec<_> = out.into_iter().map(take).collect();
         let shape: Vec<_> = got.iter().map(|r| (r.events.len(), r.fragment)).collect();
         assert_eq!(shape, vec![(2, true), (2, true), (1, false)]);
         // Not asked for, or small enough: one response.
         assert_eq!(
-            event_responses(h, 1, &batch, all.clone(), false, false, 1).len(),
+            responses(h, 1, &batch, all.clone(), false, false, 1).len(),
             1
         );
-        assert_eq!(
-            event_responses(h, 1, &batch, all, false, true, 5 * one).len(),
-            1
-        );
+        assert_eq!(responses(h, 1, &batch, all, false, true, 5 * one).len(), 1);
     }
 }
