@@ -2,7 +2,7 @@
 //! (etcd's storage/mvcc, etcdserver/read and rafthttp series), one call per
 //! site in the module that owns the event.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::get;
 use crate::error::{KvError, KvResult};
@@ -43,34 +43,27 @@ pub fn mvcc_txn() {
     get().mvcc_txn.inc();
 }
 
-/// One row removed by compaction (etcd_debugging_mvcc_db_compaction_keys_total).
-pub fn compacted_key() {
-    get().compaction_keys.inc();
+/// One batch of compacted rows deleted (mvcc/compactor.rs): its pause
+/// (the write transaction holding the backend) and the rows it removed
+/// (etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds,
+/// etcd_debugging_mvcc_db_compaction_keys_total).
+pub fn compaction_batch(pause: Duration, removed: u64) {
+    let s = get();
+    // Whole milliseconds, as etcd's Duration / time.Millisecond.
+    s.compaction_pause.observe(pause.as_millis() as f64);
+    s.compaction_keys.inc_by(removed);
 }
 
-/// Times one compaction until it drops: kvd compacts in one pass inside
-/// the apply batch, so its pause is its whole duration (etcd's
-/// db_compaction_pause/total_duration_milliseconds, db_compaction_last).
-#[must_use = "the compaction is timed until the guard drops"]
-pub struct Compaction(Instant);
-
-/// Starts timing one compaction.
-pub fn compaction() -> Compaction {
-    Compaction(Instant::now())
-}
-
-impl Drop for Compaction {
-    fn drop(&mut self) {
-        let s = get();
-        // Whole milliseconds, as etcd's Duration / time.Millisecond.
-        let ms = self.0.elapsed().as_millis() as f64;
-        s.compaction_pause.observe(ms);
-        s.compaction_total.observe(ms);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        s.compaction_last.set(now as f64);
-    }
+/// One compaction's rows all deleted, `took` after it was applied
+/// (etcd_debugging_mvcc_db_compaction_total_duration_milliseconds,
+/// etcd_debugging_mvcc_db_compaction_last).
+pub fn compaction_finished(took: Duration) {
+    let s = get();
+    s.compaction_total.observe(took.as_millis() as f64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    s.compaction_last.set(now as f64);
 }
 
 /// Looks at one read barrier's outcome: one that timed out counts as a

@@ -120,13 +120,20 @@ impl<'a, 't> WriteBatch<'a, 't> {
             .collect()
     }
 
-    /// Compacts history at `main`: older revisions become unreadable and their rows are deleted.
+    /// Compacts history at `main`: older revisions become unreadable at
+    /// once; the rows the index no longer needs are handed to the
+    /// background compactor after this batch commits (`State::pending`),
+    /// so a large compaction never holds the applier's transaction.
     pub fn compact(&mut self, main: i64) -> Result<(), MvccError> {
-        for rev in self.state.index.compact(main) {
-            self.kv.remove(rev.to_key())?;
-            crate::metrics::compacted_key();
-        }
+        let dropped = self.state.index.compact(main);
         self.state.compact_rev = self.state.compact_rev.max(main);
+        match &mut self.state.pending {
+            Some((rev, revs)) => {
+                *rev = (*rev).max(main);
+                revs.extend(dropped);
+            }
+            None => self.state.pending = Some((main, dropped)),
+        }
         Ok(())
     }
 }

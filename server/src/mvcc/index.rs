@@ -1,7 +1,7 @@
 //! The in-memory key index: per key, its revisions (puts and tombstones) and
 //! the current value when the key is alive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -35,6 +35,11 @@ impl KeyHistory {
             Some((r, false)) => Some(r),
             _ => None,
         }
+    }
+
+    /// Whether `rev` is one of this key's revisions.
+    pub fn holds(&self, rev: Revision) -> bool {
+        self.revs.binary_search_by(|(r, _)| r.cmp(&rev)).is_ok()
     }
 
     /// Drops history older than `main` that no read at or above `main` can see.
@@ -113,6 +118,19 @@ impl Index {
         dropped
     }
 
+    /// The row keys at or below `main` the index holds: after a compaction
+    /// at `main`, the rows it keeps (etcd's keep set), whatever of the rest
+    /// the background deletion has reached.
+    pub fn kept_at(&self, main: i64) -> HashSet<u128> {
+        let mut keep = HashSet::new();
+        for h in self.keys.values() {
+            for (r, _) in h.revs.iter().take_while(|(r, _)| r.main <= main) {
+                keep.insert(r.to_key());
+            }
+        }
+        keep
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -152,6 +170,43 @@ mod tests {
         assert_eq!(h.live_at(3), Some(Revision::new(3, 0)));
         assert_eq!(h.compact(5).len(), 2); // 3 and the tombstone 4
         assert_eq!(h.revs.len(), 1);
+    }
+
+    #[test]
+    fn compaction_drops_exactly_what_the_keep_set_leaves_out() {
+        let mut idx = Index::default();
+        // a: put 2, put 3, tombstone 4, put 6; b: put 5 (sub 1), tombstone 7.
+        for (k, m, s, t) in [
+            (b"a", 2, 0, false),
+            (b"a", 3, 0, false),
+            (b"a", 4, 0, true),
+            (b"b", 5, 1, false),
+            (b"a", 6, 0, false),
+            (b"b", 7, 0, true),
+        ] {
+            idx.entry(k).revs.push((Revision::new(m, s), t));
+        }
+        let all: HashSet<u128> = idx.kept_at(i64::MAX);
+        let mut dropped = idx.compact(5);
+        dropped.sort();
+        // a's 2 and 3 are shadowed, its tombstone 4 ends a life: all go;
+        // b's put at 5 is what a read at 5 sees: kept.
+        let want = [2, 3, 4].map(|m| Revision::new(m, 0));
+        assert_eq!(dropped, want);
+        let keep = idx.kept_at(5);
+        assert_eq!(keep, HashSet::from([Revision::new(5, 1).to_key()]));
+        // Dropped and kept split the rows at or below 5 exactly.
+        let below: HashSet<u128> = all
+            .into_iter()
+            .filter(|k| Revision::from_key(*k).main <= 5)
+            .collect();
+        let mut rebuilt = keep.clone();
+        rebuilt.extend(dropped.iter().map(|r| r.to_key()));
+        assert_eq!(rebuilt, below);
+        assert!(idx.get(b"b").is_some_and(|h| h.holds(Revision::new(5, 1))));
+        assert!(!idx.get(b"a").is_some_and(|h| h.holds(Revision::new(3, 0))));
+        // Compacting again at the same revision drops nothing more.
+        assert!(idx.compact(5).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! at the head revision never touch disk.
 
 mod batch;
+pub mod compactor;
 mod index;
 mod recover;
 mod revision;

@@ -37,6 +37,8 @@ fn read_i64(
 }
 
 /// Reads the index, counters and the other tables from the last commit.
+/// The index comes back compacted at the stored compaction revision, with
+/// the rows it dropped in `State::pending`.
 pub(super) fn load(db: &Database) -> Result<(State, Recovered), MvccError> {
     let rtx = db.begin_read()?;
     let kv = rtx.open_table(KV)?;
@@ -54,6 +56,13 @@ pub(super) fn load(db: &Database) -> Result<(State, Recovered), MvccError> {
         let h = st.index.entry(&value.key);
         h.revs.push((rev, tomb));
         h.latest = if tomb { None } else { Some(Arc::new(value)) };
+    }
+    // Rows below the compaction revision that a crash (or a snapshot taken
+    // mid-compaction) left behind: dropped from the index again; the
+    // caller queues their deletion (compactor.rs).
+    if st.compact_rev > 0 {
+        let dropped = st.index.compact(st.compact_rev);
+        st.pending = Some((st.compact_rev, dropped));
     }
     let leases = rtx
         .open_table(LEASES)?

@@ -12,6 +12,7 @@ use kv_proto::mvccpb::{event::EventType, Event, KeyValue};
 use parking_lot::{RwLock, RwLockReadGuard};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
+use super::compactor::{Compactor, Step, BATCH_ROWS};
 use super::recover::load;
 pub use super::recover::Recovered;
 use super::row::{decode_row, fetch_put};
@@ -24,6 +25,9 @@ pub struct State {
     pub index: Index,
     pub rev: i64,
     pub compact_rev: i64,
+    /// Rows a compaction in this batch (or the recovery) dropped from the
+    /// index, with its revision: queued for deletion once committed.
+    pub pending: Option<(i64, Vec<Revision>)>,
 }
 
 /// Revisioned key-value store.
@@ -38,6 +42,8 @@ pub struct Store {
     /// and exclusive by defragment, which redb refuses under a live read.
     /// tokio's lock is fair: while a defragment waits, new reads queue behind it.
     read_gate: Arc<tokio::sync::RwLock<()>>,
+    /// Deletes compacted rows in the background (compactor.rs).
+    compactor: Compactor,
 }
 
 /// Values read from META, in the order asked for.
@@ -89,6 +95,7 @@ impl Store {
             path: path.to_path_buf(),
             size: std::sync::atomic::AtomicI64::new(0),
             read_gate: Arc::default(),
+            compactor: Compactor::default(),
         };
         let recovered = store.reload()?;
         Ok((store, recovered))
@@ -97,9 +104,13 @@ impl Store {
     /// Rebuilds the index and counters from disk (after open or a snapshot install).
     pub fn reload(&self) -> Result<Recovered, MvccError> {
         let db = self.db.read();
-        let (st, recovered) = load(&db)?;
+        let (mut st, recovered) = load(&db)?;
+        let (rev, dropped) = st.pending.take().unwrap_or((st.compact_rev, Vec::new()));
+        self.compactor.reset(rev, dropped);
         *self.state.write() = st;
         drop(db);
+        // The rows wait for the background compactor (or the next write,
+        // offline): a restart does not delete them before serving.
         self.refresh_size();
         Ok(recovered)
     }
@@ -132,6 +143,11 @@ impl Store {
                 redb::Durability::None
             })?;
             let out = f(&mut state, &wtx)?;
+            if state.pending.is_some() {
+                // A compaction is recorded durably before its rows go (as
+                // etcd's ForceCommit of the scheduled revision).
+                wtx.set_durability(redb::Durability::Immediate)?;
+            }
             {
                 let mut meta = wtx.open_table(META)?;
                 meta.insert(META_REVISION, state.rev.to_le_bytes().as_slice())?;
@@ -141,6 +157,9 @@ impl Store {
             crate::raft::failpoint::backend_commit()?;
             let _timer = crate::metrics::backend_commit();
             wtx.commit()?;
+            if let Some((rev, dropped)) = state.pending.take() {
+                self.compactor.push(rev, dropped);
+            }
             Ok(out)
         })();
         if let Err(e) = &result {
@@ -148,7 +167,13 @@ impl Store {
             // state before any reader can see changes that are not on disk.
             tracing::error!(error = %e, "backend commit failed; restoring the index from the last commit");
             match load(&db) {
-                Ok((st, _)) => *state = st,
+                // Its dropped rows are queued already (or were never committed).
+                Ok((st, _)) => {
+                    *state = State {
+                        pending: None,
+                        ..st
+                    }
+                }
                 Err(e2) => {
                     // No committed state to fall back to: serving this index
                     // would show writes that are not on disk. Exit as etcd's
@@ -160,8 +185,43 @@ impl Store {
         }
         drop(state);
         drop(db);
+        self.run_compaction();
         self.refresh_size();
         result
+    }
+
+    /// Deletes queued compacted rows here when that is cheap: all of them
+    /// without a background compactor (offline tools, tests), else one
+    /// batch when no more than one is queued (a small compaction finishes
+    /// with its apply). Failures leave the rows queued.
+    fn run_compaction(&self) {
+        let result = if !self.compactor.attached() {
+            loop {
+                match self.compactor.step(&self.db) {
+                    Ok(Step::More) => continue,
+                    other => break other,
+                }
+            }
+        } else if !self.compactor.is_idle() && self.compactor.backlog() <= BATCH_ROWS {
+            // At most one batch: waits for the background task's step if
+            // it runs (the same rows), so the write returns with them gone.
+            self.compactor.step(&self.db)
+        } else {
+            return;
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "deleting compacted rows failed; they stay queued");
+        }
+    }
+
+    /// Deletes the next batch of compacted rows (the background compactor's step).
+    pub fn compact_step(&self) -> Result<Step, MvccError> {
+        self.compactor.step(&self.db)
+    }
+
+    /// The background deletion of compacted rows.
+    pub fn compactor(&self) -> &Compactor {
+        &self.compactor
     }
 
     pub fn current_rev(&self) -> i64 {
@@ -299,7 +359,9 @@ impl Store {
         // The old index goes first: both at once would be twice the store.
         // (Past the rename, a failure here stops the member anyway.)
         *state = State::default();
-        let (st, recovered) = load(&fresh)?;
+        let (mut st, recovered) = load(&fresh)?;
+        let (rev, dropped) = st.pending.take().unwrap_or((st.compact_rev, Vec::new()));
+        self.compactor.reset(rev, dropped);
         // No owned read is live (the caller holds the read gate), so
         // closing the old, now unlinked, file cuts no export short.
         let old = std::mem::replace(&mut *db, fresh);
@@ -307,6 +369,7 @@ impl Store {
         *state = st;
         drop(state);
         drop(db);
+        self.run_compaction();
         self.refresh_size();
         Ok(recovered)
     }
@@ -332,8 +395,23 @@ impl Store {
 
     /// crc32 over every row up to main revision `rev` (0 = current), with the
     /// compaction revision: equal on members holding the same history.
+    /// Rows at or below the compaction revision count only if the index
+    /// keeps them (etcd's keep set), so the hash does not depend on how far
+    /// each member's background deletion got.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), MvccError> {
-        let read = self.read_txn()?;
+        let (read, keep) = {
+            let db = self.db.read();
+            let state = self.state.read();
+            // Idle before the read begins: every dropped row is gone from
+            // what it sees, and no compaction commits while `state` is held.
+            let keep = (!self.compactor.is_idle()).then(|| state.index.kept_at(state.compact_rev));
+            let read = OwnedRead {
+                txn: db.begin_read()?,
+                rev: state.rev,
+                compact_rev: state.compact_rev,
+            };
+            (read, keep)
+        };
         let rev = if rev <= 0 { read.rev } else { rev };
         if rev > read.rev {
             return Err(MvccError::FutureRev);
@@ -343,8 +421,14 @@ impl Store {
         }
         let mut h = crc32fast::Hasher::new();
         let kv = read.txn.open_table(KV)?;
+        let kept_below = Revision::first_key(read.compact_rev.saturating_add(1));
         for row in kv.range(..Revision::first_key(rev.saturating_add(1)))? {
             let (k, v) = row?;
+            if let Some(keep) = &keep {
+                if k.value() < kept_below && !keep.contains(&k.value()) {
+                    continue;
+                }
+            }
             h.update(&k.value().to_be_bytes());
             h.update(v.value());
         }
@@ -395,6 +479,18 @@ impl Store {
             let rev = Revision::from_key(k.value());
             let (tomb, value) = decode_row(rev, v.value())?;
             if !super::in_range(&value.key, key, end) {
+                continue;
+            }
+            // A row compaction dropped that the background deletion has not
+            // reached yet (only at the compaction revision itself: `from`
+            // is not below it) is not history any more.
+            if rev.main <= snap.state.compact_rev
+                && !snap
+                    .state
+                    .index
+                    .get(&value.key)
+                    .is_some_and(|h| h.holds(rev))
+            {
                 continue;
             }
             let prev_kv = if with_prev {

@@ -122,10 +122,16 @@ impl Node {
         }
     }
 
-    /// Compaction is applied synchronously, so `physical` needs no extra wait.
+    /// Applying a compaction makes older revisions unreadable at once; its
+    /// rows are deleted in the background. With `physical`, the answer
+    /// waits until this member deleted them (etcd's semantics).
     pub async fn compact(&self, req: CompactionRequest) -> KvResult<CompactionResponse> {
+        let (rev, physical) = (req.revision, req.physical);
         match self.propose(Request::Compaction(req)).await? {
             Applied::Compaction(mut r) => {
+                if physical {
+                    self.core.store.compactor().finished(rev).await;
+                }
                 self.fill(&mut r.header);
                 Ok(r)
             }
