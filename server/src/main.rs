@@ -83,21 +83,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         sig = signals.first() => anyhow::bail!("received {sig} while starting: exiting"),
     };
     banner(&cfg, &node);
-    for l in &listeners {
-        if let Ok(a) = l.local_addr() {
-            tracing::info!(addr = %a, "serving client requests");
-        }
-    }
-    tracing::info!(
-        name = %cfg.name,
-        member_id = format_args!("{:x}", node.member_id()),
-        data_dir = %cfg.data_dir().display(),
-        "kvd is ready"
-    );
     // Separate stops: clients are drained before leadership is handed
     // over, peers only after it (the hand-over needs them).
     let (peer_stop, peer_rx) = tokio::sync::watch::channel(false);
     let (client_stop, client_rx) = tokio::sync::watch::channel(false);
+    // --listen-metrics-urls serves /metrics and /health from the start,
+    // before the client port, as etcd's metrics listener does.
     tokio::spawn(kvd::http::serve_metrics(
         node.clone(),
         metrics_listeners,
@@ -108,10 +99,15 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         peer_listeners.into_iter().zip(peer_tls).collect(),
         peer_rx,
     ));
-    let mut client = tokio::spawn(kvd::api::serve_with_tls(
+    let ready_line = ReadyLine {
+        name: cfg.name.clone(),
+        data_dir: cfg.data_dir().display().to_string(),
+    };
+    let mut client = tokio::spawn(serve_clients_when_ready(
         node.clone(),
         listeners.into_iter().zip(client_tls).collect(),
         client_rx,
+        ready_line,
     ));
     tokio::select! {
         sig = signals.first() => {
@@ -145,6 +141,44 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     kvd::shutdown::graceful(&node, servers).await;
     Ok(())
+}
+
+/// What the "kvd is ready" line names.
+struct ReadyLine {
+    name: String,
+    data_dir: String,
+}
+
+/// Serves the client listeners once the member is ready ([`kvd::node::Node::ready`]),
+/// as etcd's serve waits for ReadyNotify: until then a restarted member
+/// could answer from before what it served before it went down. The
+/// listeners are bound already, so connections are accepted by the kernel
+/// and wait, unanswered, as with etcd. A stop before that ends the task.
+async fn serve_clients_when_ready(
+    node: std::sync::Arc<kvd::node::Node>,
+    listeners: Vec<(tokio::net::TcpListener, Option<kvd::tls::TlsAcceptor>)>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    line: ReadyLine,
+) -> Result<(), tonic::transport::Error> {
+    let mut stopped = stop.clone();
+    tokio::select! {
+        _ = node.ready() => {}
+        // A dropped sender means stop as well.
+        _ = stopped.wait_for(|s| *s) => return Ok(()),
+    }
+    for (l, tls) in &listeners {
+        if let Ok(a) = l.local_addr() {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(address = %a, scheme, "ready to serve client requests");
+        }
+    }
+    tracing::info!(
+        name = %line.name,
+        member_id = format_args!("{:x}", node.member_id()),
+        data_dir = %line.data_dir,
+        "kvd is ready"
+    );
+    kvd::api::serve_with_tls(node, listeners, stop).await
 }
 
 /// etcd's "starting an etcd server" line: who this member is and where it

@@ -58,7 +58,9 @@ pub async fn serve(
 
 /// Serves the client API until `stop` turns true: each listener in
 /// plaintext, or with TLS when it comes with an acceptor (see
-/// [`crate::tls::acceptors`]).
+/// [`crate::tls::acceptors`]). It answers at once: kvd's main calls it only
+/// once [`Node::ready`] has resolved, as etcd serves clients only after
+/// ReadyNotify.
 pub async fn serve_with_tls(
     node: Arc<Node>,
     listeners: Vec<(TcpListener, Option<crate::tls::TlsAcceptor>)>,

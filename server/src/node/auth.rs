@@ -108,6 +108,10 @@ impl Node {
     /// Checks the password here (bcrypt, on a blocking thread), then
     /// proposes a fresh simple token so that every member knows it.
     pub async fn authenticate(&self, name: String, password: String) -> KvResult<String> {
+        // As etcd's Authenticate (LinearizableReadNotify first): a follower
+        // that has not applied a recent "auth enable" or password change
+        // must not judge the password by its older state.
+        self.read_barrier().await?;
         let auth = self.core.auth.clone();
         let user = name.clone();
         tokio::task::spawn_blocking(move || auth.check_password(&user, &password))

@@ -18,6 +18,10 @@ const EXPIRY_TICK: Duration = Duration::from_millis(250);
 const EXPIRY_BATCH: usize = 64;
 /// How long a lease being revoked is left alone before trying again.
 const REVOKE_RETRY: Duration = Duration::from_secs(3);
+/// Pause between attempts to publish this member's attributes.
+const PUBLISH_RETRY: Duration = Duration::from_millis(200);
+/// Publish failures are logged as warnings at most this often.
+const PUBLISH_WARN_EVERY: Duration = Duration::from_secs(5);
 /// etcd's default interval between progress notifications.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -27,6 +31,9 @@ pub fn spawn_all(node: &Arc<Node>) {
     tasks.push(tokio::spawn(track_leadership(node.clone())));
     tasks.push(tokio::spawn(expire_leases(node.clone())));
     tasks.push(tokio::spawn(auto_compact(node.clone())));
+    tasks.push(tokio::spawn(crate::mvcc::compactor::run(
+        node.core.store.clone(),
+    )));
     tasks.push(tokio::spawn(publish(node.clone())));
     tasks.push(tokio::spawn(super::election::run(
         node.clone(),
@@ -154,13 +161,38 @@ async fn auto_compact(node: Arc<Node>) {
     }
 }
 
-/// Publishes this member's attributes once a leader can take them.
+/// etcd's publish: this member's attributes go through the log once a
+/// leader can take them; once they are applied here the member is ready
+/// to serve clients. Both steps retry until they succeed: a member without
+/// a quorum serves no client, as etcd's does.
 async fn publish(node: Arc<Node>) {
-    loop {
-        match node.publish_attributes().await {
-            Ok(()) => return,
-            Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+    let since = Instant::now();
+    let mut last_warn = since;
+    let mut failed = |step: &str, e: KvError| {
+        // Failures are expected while a leader is elected: warn only when
+        // they last, and then once every PUBLISH_WARN_EVERY.
+        if last_warn.elapsed() >= PUBLISH_WARN_EVERY {
+            last_warn = Instant::now();
+            tracing::warn!(
+                member_id = format_args!("{:x}", node.member_id()),
+                waited = ?since.elapsed(),
+                error = %e,
+                "{step}; not serving clients yet, will retry"
+            );
+        } else {
+            tracing::debug!(error = %e, "{step}; will retry");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    while let Err(e) = node.publish_attributes().await {
+        failed("failed to publish local member to cluster through raft", e);
+        tokio::time::sleep(PUBLISH_RETRY).await;
+    }
+    tracing::info!(
+        member_id = format_args!("{:x}", node.member_id()),
+        "published local member to cluster through raft"
+    );
+    while let Err(e) = node.mark_ready_once_applied().await {
+        failed("failed to catch up with the published entry", e);
+        tokio::time::sleep(PUBLISH_RETRY).await;
     }
 }

@@ -64,6 +64,17 @@ impl Node {
             .map(|_| ())
     }
 
+    /// Marks this member ready (see [`Node::ready`]) once its published
+    /// attributes are applied here. On a follower a proposal is answered
+    /// when the leader has applied it, not this member: a read barrier
+    /// waits until this member has applied everything the leader had
+    /// committed by now, the publish entry included.
+    pub(super) async fn mark_ready_once_applied(&self) -> KvResult<()> {
+        self.read_barrier().await?;
+        self.ready.send_replace(true);
+        Ok(())
+    }
+
     async fn change(&self, changes: ChangeMembers<u64, BasicNode>, retain: bool) -> KvResult<()> {
         tokio::time::timeout(CHANGE_TIMEOUT, self.raft.change_membership(changes, retain))
             .await

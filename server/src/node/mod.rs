@@ -110,6 +110,9 @@ pub struct Node {
     member_dir: PathBuf,
     /// Whether a peer said this member was removed (removal.rs).
     eviction: removal::Eviction,
+    /// Turns true once this member's published attributes are applied
+    /// here (etcd's ReadyNotify): clients are served only from then on.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
@@ -141,6 +144,9 @@ impl Node {
         let (store, recovered) =
             Store::open(&db_path).map_err(|e| StartError::Backend(db_path.clone(), e))?;
         let store = Arc::new(store);
+        // Compacted rows are deleted by the background compactor (spawned
+        // with the other tasks), not by the applies replayed at start.
+        store.compactor().attach();
         let header = Arc::new(HeaderSource::new(identity.cluster_id, identity.member_id));
         let election_timeout = Duration::from_millis(cfg.election_timeout);
         let core = Core::new(store, header.clone(), election_timeout);
@@ -242,6 +248,7 @@ impl Node {
             tasks: Mutex::new(Vec::new()),
             member_dir,
             eviction: removal::Eviction::default(),
+            ready: tokio::sync::watch::channel(false).0,
         });
         background::spawn_all(&node);
         node.tasks
@@ -398,24 +405,53 @@ impl Node {
     /// applied batch. Such a member can serve nothing any more (it would keep
     /// answering "server stopped" and still call itself leader), so kvd
     /// exits, as etcd does; a restart recovers from what is on disk.
-    pub async fn fatal(&self) -> Fatal {
-        let mut metrics = self.raft.metrics();
+    pub async fn fatal(self: &Arc<Self>) -> Fatal {
+        // openraft 0.9 re-sends `metrics()` after every turn of its core loop
+        // (about three per write), waking each waiter. This future runs on
+        // the thread that runs main, where each wake is a futex call made on
+        // the write path; so it waits on `server_metrics()` (changed only by
+        // role, leader and membership; closed once raft stopped) and runs the
+        // removal wait (removal.rs, which needs every applied change) as a
+        // task on the runtime's workers.
+        let node = self.clone();
         // A removed member stops too (etcd exits): see removal.rs.
-        let removed = self.eviction.wait(self);
-        tokio::pin!(removed);
+        let mut removed = AbortOnDrop(tokio::spawn(async move { node.eviction.wait(&node).await }));
+        let mut server = self.raft.server_metrics();
         loop {
-            if let Err(e) = &metrics.borrow_and_update().running_state {
+            if let Err(e) = &self.raft.metrics().borrow().running_state {
                 return Fatal::Storage(e.to_string());
             }
             tokio::select! {
-                reason = &mut removed => return Fatal::Removed(reason),
-                changed = metrics.changed() => {
+                reason = &mut removed.0 => {
+                    return Fatal::Removed(reason.unwrap_or_else(|e| e.to_string()));
+                }
+                changed = server.changed() => {
                     if changed.is_err() {
-                        return Fatal::Storage("raft stopped".to_string());
+                        // RaftCore set its error in `metrics()` before it
+                        // stopped and dropped this sender.
+                        return match &self.raft.metrics().borrow().running_state {
+                            Err(e) => Fatal::Storage(e.to_string()),
+                            Ok(()) => Fatal::Storage("raft stopped".to_string()),
+                        };
                     }
                 }
             }
         }
+    }
+
+    /// Resolves once this member may serve clients: its attributes
+    /// ("publish") are applied here, so it has caught up with what the
+    /// cluster had committed when it (re)started, and a client never reads
+    /// older data from it than it served before a crash (etcd's ReadyNotify).
+    pub async fn ready(&self) {
+        let mut rx = self.ready.subscribe();
+        // The sender lives as long as `self`: no error while we wait.
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// Whether [`Node::ready`] has resolved.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
     }
 
     /// Stops raft and the background tasks.
@@ -426,5 +462,14 @@ impl Node {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+/// Aborts its task when dropped (`Node::fatal` returning or being dropped).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

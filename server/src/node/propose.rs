@@ -6,7 +6,15 @@
 //! without batching every write would pay for its own fsync); on a follower
 //! they ride to the leader in one `ProposeBatch` call (forward.rs), whose
 //! requests then enter the leader's queue like its own clients' requests.
+//!
+//! A lone request skips the queue: on the leader, with no entry in flight
+//! and nothing queued, the caller's own task proposes it and reads the
+//! result straight from openraft's reply. Queueing it would cost two task
+//! hand-offs each way (batcher, submit task, reply relay) for no batching
+//! gain; the sequential single-client put is bound by exactly these hops.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,14 +61,26 @@ pub(super) struct Pending {
 pub struct Proposer {
     tx: mpsc::Sender<Pending>,
     bytes: Arc<Semaphore>,
+    raft: Raft,
+    me: NodeId,
+    /// Entries in flight on the leader, shared by the batcher and the
+    /// direct path so both stay within [`MAX_INFLIGHT`].
+    local_slots: Arc<Semaphore>,
 }
 
 impl Proposer {
     /// Starts the batcher of member `me`.
     pub fn start(raft: Raft, net: Network, me: NodeId) -> Self {
         let (tx, mut rx) = mpsc::channel::<Pending>(MAX_QUEUED_REQUESTS);
+        let local_slots = Arc::new(Semaphore::new(MAX_INFLIGHT));
+        let proposer = Proposer {
+            tx,
+            bytes: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)),
+            raft: raft.clone(),
+            me,
+            local_slots: local_slots.clone(),
+        };
         tokio::spawn(async move {
-            let local_slots = Arc::new(Semaphore::new(MAX_INFLIGHT));
             let forward_slots = Arc::new(Semaphore::new(forward::MAX_INFLIGHT));
             loop {
                 let Some(first) = rx.recv().await else { return };
@@ -130,10 +150,7 @@ impl Proposer {
                 }
             }
         });
-        Proposer {
-            tx,
-            bytes: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)),
-        }
+        proposer
     }
 
     /// Proposes one request (already size-checked) and waits for its applied
@@ -157,6 +174,9 @@ impl Proposer {
             Err(TryAcquireError::NoPermits) => return Err(KvError::TooManyRequests),
             Err(TryAcquireError::Closed) => return Err(KvError::Stopped),
         };
+        if let Some(slot) = self.direct_slot() {
+            return self.propose_direct(req, slot, bytes).await;
+        }
         let pending = Pending {
             req,
             size,
@@ -178,6 +198,112 @@ impl Proposer {
     }
 }
 
+/// One entry's raft write, still running: if the caller stops waiting (its
+/// timeout, or its client going away drops it), the write finishes in a
+/// task of its own, holding its entry slot and byte share until openraft
+/// answers, so entries in flight stay bounded by [`MAX_INFLIGHT`] as on
+/// the batcher's path.
+struct DirectWrite {
+    write: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    held: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+}
+
+impl Drop for DirectWrite {
+    fn drop(&mut self) {
+        if let (Some(write), Some(held)) = (self.write.take(), self.held.take()) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    write.await;
+                    drop(held);
+                });
+            }
+        }
+    }
+}
+
+impl Proposer {
+    /// An entry slot for the direct path: only on the leader, only when
+    /// nothing is queued (it would be overtaken) and no entry is in flight.
+    /// Under load an entry is nearly always in flight, so requests keep
+    /// batching: a one-request entry would take one of the few slots.
+    fn direct_slot(&self) -> Option<OwnedSemaphorePermit> {
+        if self.tx.capacity() != self.tx.max_capacity()
+            || self.local_slots.available_permits() != MAX_INFLIGHT
+        {
+            return None;
+        }
+        if !matches!(route_of(&self.raft, self.me), Ok(Route::Local)) {
+            return None;
+        }
+        self.local_slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Proposes `req` as an entry of its own from the caller's task.
+    async fn propose_direct(
+        &self,
+        req: InternalRequest,
+        slot: OwnedSemaphorePermit,
+        bytes: OwnedSemaphorePermit,
+    ) -> KvResult<Applied> {
+        let (tx, rx) = oneshot::channel();
+        let raft = self.raft.clone();
+        let mut inflight = DirectWrite {
+            write: Some(Box::pin(async move {
+                let result = write_entry(&raft, vec![req]).await;
+                let _ = tx.send(result);
+            })),
+            held: Some((slot, bytes)),
+        };
+        let run = async {
+            if let Some(w) = inflight.write.as_mut() {
+                w.await;
+            }
+            // Done: nothing left to finish; the slot and bytes free now.
+            inflight.write = None;
+            inflight.held = None;
+            rx.await
+        };
+        match tokio::time::timeout(PROPOSE_TIMEOUT, run).await {
+            Ok(Ok(Ok(mut results))) => results
+                .pop()
+                .unwrap_or_else(|| Err(KvError::Internal("no result for a request".into()))),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(KvError::Stopped),
+            Err(_) => {
+                crate::metrics::proposals_failed(1);
+                Err(KvError::Timeout)
+            }
+        }
+    }
+}
+
+/// Proposes `requests` as one raft entry and returns their applied results,
+/// one per request, in order.
+async fn write_entry(
+    raft: &Raft,
+    requests: Vec<InternalRequest>,
+) -> KvResult<Vec<KvResult<Applied>>> {
+    let n = requests.len();
+    crate::metrics::batch(n);
+    let bytes = InternalBatch { requests }.encode_to_vec();
+    match raft.client_write(RaftRequest { bytes }).await {
+        Ok(resp) => {
+            let results = resp.data.0;
+            if results.len() != n {
+                return Err(KvError::Internal(format!(
+                    "{} results for {n} requests",
+                    results.len()
+                )));
+            }
+            Ok(results)
+        }
+        Err(e) => {
+            crate::metrics::proposals_failed(n);
+            Err(super::leadership::write_error(e))
+        }
+    }
+}
+
 async fn submit(raft: &Raft, batch: Vec<Pending>) {
     // The byte permits are released when `_permits` drops: after the entry
     // is applied (or has failed).
@@ -189,29 +315,13 @@ async fn submit(raft: &Raft, batch: Vec<Pending>) {
         waiters.push(p.tx);
         _permits.push(p.bytes);
     }
-    crate::metrics::batch(requests.len());
-    let bytes = InternalBatch { requests }.encode_to_vec();
-    match raft.client_write(RaftRequest { bytes }).await {
-        Ok(resp) => {
-            let results = resp.data.0;
-            if results.len() != waiters.len() {
-                let e = KvError::Internal(format!(
-                    "{} results for {} requests",
-                    results.len(),
-                    waiters.len()
-                ));
-                for w in waiters {
-                    let _ = w.send(Err(e.clone()));
-                }
-                return;
-            }
+    match write_entry(raft, requests).await {
+        Ok(results) => {
             for (w, r) in waiters.into_iter().zip(results) {
                 let _ = w.send(r);
             }
         }
         Err(e) => {
-            crate::metrics::proposals_failed(waiters.len());
-            let e = super::leadership::write_error(e);
             for w in waiters {
                 let _ = w.send(Err(e.clone()));
             }
