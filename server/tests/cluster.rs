@@ -193,12 +193,12 @@ async fn lagging_member_catches_up_by_snapshot() {
                 .expect("put");
         }
         // The leader's log no longer reaches back to what the lagger has.
-        let snap_dir = c
-            .dir
-            .path()
-            .join(&c.members[leader].name)
-            .join("member/snap/current.snap");
-        assert!(snap_dir.exists(), "the leader took a snapshot");
+        let leader_log = std::fs::read_to_string(c.log_path(leader)).unwrap_or_default();
+        assert!(
+            leader_log.contains("saved snapshot"),
+            "the leader took a snapshot\n{}",
+            c.logs()
+        );
         c.spawn(lagger);
         c.wait_ready(lagger).await;
         let deadline = Instant::now() + DEADLINE;

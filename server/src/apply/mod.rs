@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 use crate::lease::Lessor;
 use crate::mvcc::{MvccError, Recovered, Store, WriteBatch};
+use crate::raft::snapshot_file::SnapshotFile;
 use crate::raft::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
 use crate::raft::{RaftResponse, TypeConfig};
 use crate::storage::schema::{ALARMS, KV, LEASES, MEMBERS, META, META_APPLIED, META_MEMBERSHIP};
@@ -150,6 +151,7 @@ impl StateMachine {
     /// The state machine over a recovered store, resuming after its last
     /// applied entry.
     pub fn open(core: Arc<Core>, rec: &Recovered, snap_dir: PathBuf) -> Result<Self, MvccError> {
+        snapshot::remove_stale_files(&snap_dir);
         Ok(StateMachine {
             applied: meta_json::<Option<LogId>>(rec, META_APPLIED)?.flatten(),
             membership: meta_json(rec, META_MEMBERSHIP)?.unwrap_or_default(),
@@ -290,32 +292,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder::new(self.core.clone(), self.snap_dir.clone())
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
         // kvd receives snapshots itself (raft/snapshot_receiver.rs); this is
-        // openraft's own path, given a file as well.
-        tokio::fs::create_dir_all(&self.snap_dir)
-            .await
-            .map_err(sm_error)?;
-        let file = tokio::fs::File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(self.snap_dir.join("openraft-receiving.part"))
-            .await
-            .map_err(sm_error)?;
-        Ok(Box::new(file))
+        // openraft's own path, given an unnamed file as well.
+        let dir = self.snap_dir.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            tempfile::tempfile_in(&dir)
+        })
+        .await
+        .map_err(sm_error)?
+        .map_err(sm_error)?;
+        Ok(Box::new(SnapshotFile::ready(tokio::fs::File::from_std(
+            file,
+        ))))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
-        let mut file = snapshot.into_std().await;
+        tracing::info!(snapshot = %meta.snapshot_id, "installing snapshot from the leader");
+        let mut file = snapshot.into_std().await.map_err(sm_error)?;
         let store = self.core.store.clone();
         // Read from the file twice (checksum, then import), never gathered
-        // in memory; then copied file to file into the snapshot directory.
+        // in memory. The store is the snapshot from then on: nothing else
+        // is kept (see snapshot.rs).
         let (rec, len) = tokio::task::block_in_place(|| {
             use std::io::{Seek, SeekFrom};
             let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
@@ -331,8 +334,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.last_durable = Instant::now();
-        tokio::task::block_in_place(|| snapshot::save_from(&self.snap_dir, meta, &mut file))
-            .map_err(sm_error)?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = len, "installed snapshot from the leader");
         Ok(())
     }
@@ -340,7 +341,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<openraft::Snapshot<TypeConfig>>, StorageError> {
-        snapshot::load(&self.snap_dir).map_err(sm_error)
+        snapshot::current(&self.core.store, &self.snap_dir)
+            .await
+            .map_err(sm_error)
     }
 }
 

@@ -291,6 +291,18 @@ impl Store {
         })
     }
 
+    /// Makes every earlier commit durable and returns a read transaction of
+    /// exactly that state (no later commit can slip in between). Hold
+    /// [`Store::read_gate`] shared while it lives.
+    pub fn durable_read(&self) -> Result<ReadTransaction, MvccError> {
+        let db = self.db.read();
+        let _state = self.state.write();
+        let mut wtx = db.begin_write()?;
+        wtx.set_durability(redb::Durability::Immediate)?;
+        wtx.commit()?;
+        Ok(db.begin_read()?)
+    }
+
     /// Makes every earlier commit durable and streams exactly that state to
     /// `out`; returns the bytes written and the META values named in `keys`
     /// as of that state.
@@ -299,14 +311,7 @@ impl Store {
         keys: &[&str],
         out: &mut W,
     ) -> Result<(u64, MetaValues), MvccError> {
-        let rtx = {
-            let db = self.db.read();
-            let _state = self.state.write();
-            let mut wtx = db.begin_write()?;
-            wtx.set_durability(redb::Durability::Immediate)?;
-            wtx.commit()?;
-            db.begin_read()?
-        };
+        let rtx = self.durable_read()?;
         let meta = rtx.open_table(META)?;
         let mut vals = Vec::with_capacity(keys.len());
         for k in keys {

@@ -5,6 +5,7 @@ pub mod failpoint;
 mod log_cache;
 pub mod log_store;
 pub mod network;
+pub mod snapshot_file;
 pub mod snapshot_receiver;
 pub mod types;
 

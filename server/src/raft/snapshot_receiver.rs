@@ -139,7 +139,7 @@ impl SnapshotReceiver {
         tracing::info!(snapshot = %req.meta.snapshot_id, bytes = end, "received snapshot");
         let snapshot = openraft::Snapshot {
             meta: req.meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(super::snapshot_file::SnapshotFile::ready(file)),
         };
         Ok(match raft.install_full_snapshot(req.vote, snapshot).await {
             Ok(resp) => Ok(InstallSnapshotResponse { vote: resp.vote }),

@@ -111,10 +111,10 @@ openraft::declare_raft_types!(
         R = RaftResponse,
         NodeId = NodeId,
         Node = openraft::BasicNode,
-        // A snapshot is a file in the data dir: openraft seeks and reads it
-        // a chunk at a time to send it, and installs from it, so no step
-        // holds a whole snapshot in memory.
-        SnapshotData = tokio::fs::File,
+        // A snapshot is a file (exported from the store when first read):
+        // openraft seeks and reads it a chunk at a time to send it, and
+        // installs from it, so no step holds a whole snapshot in memory.
+        SnapshotData = crate::raft::snapshot_file::SnapshotFile,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
