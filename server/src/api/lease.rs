@@ -11,8 +11,6 @@ use kv_proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::to_status;
@@ -52,27 +50,37 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        let mut inbound = req.into_inner();
+        // The response stream reads the requests itself: each keep-alive is
+        // answered on the stream's own task, with no reader task and channel
+        // between (one task hand-off less per keep-alive), and a client that
+        // stops reading answers stops being read (backpressure, no queue).
+        let inbound = req.into_inner();
         let node = self.0.clone();
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            while let Ok(Some(r)) = inbound.message().await {
-                let resp = match node.lease_renew(r.id).await {
-                    // etcd answers an unknown lease with TTL 0, not an error.
-                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
-                        header: node.header(0),
-                        id: r.id,
-                        ttl: ttl.unwrap_or(0),
-                    }),
-                    Err(e) => Err(to_status(e)),
+        let answers = futures::stream::unfold(Some(inbound), move |inbound| {
+            let node = node.clone();
+            async move {
+                let mut inbound = inbound?;
+                let r = match inbound.message().await {
+                    Ok(Some(r)) => r,
+                    // Closed by the client, or broken: the stream ends.
+                    Ok(None) | Err(_) => return None,
                 };
-                let failed = resp.is_err();
-                if tx.send(resp).await.is_err() || failed {
-                    break;
+                match node.lease_renew(r.id).await {
+                    // etcd answers an unknown lease with TTL 0, not an error.
+                    Ok(ttl) => {
+                        let resp = LeaseKeepAliveResponse {
+                            header: node.header(0),
+                            id: r.id,
+                            ttl: ttl.unwrap_or(0),
+                        };
+                        Some((Ok(resp), Some(inbound)))
+                    }
+                    // The error ends the stream after it is sent.
+                    Err(e) => Some((Err(to_status(e)), None)),
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn lease_time_to_live(
