@@ -126,6 +126,7 @@ impl Conn {
         let (response, mut stream) =
             sender.send_request(http::Request::from_parts(parts, ()), end)?;
         let mut pipe = None;
+        let mut send_failed = None;
         if !end {
             // A unary body is ready at once: write it from this task.
             // Whatever is not ready yet (a stream) is piped by a task.
@@ -141,16 +142,36 @@ impl Conn {
                         pipe = Some(task.abort_handle());
                         break;
                     }
-                    Some(frame) => {
-                        if !send_frame(&mut stream, frame)? {
+                    Some(Some(Err(status))) => {
+                        stream.send_reset(h2::Reason::CANCEL);
+                        return Err(status.into());
+                    }
+                    Some(frame) => match send_frame(&mut stream, frame) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        // A gRPC server may answer a unary call and close
+                        // the stream (RST_STREAM NO_ERROR) before the end
+                        // of the request body went out: then the stream is
+                        // gone here but its response came. The response
+                        // (or why there is none) tells.
+                        Err(e) => {
+                            send_failed = Some(e);
                             break;
                         }
-                    }
+                    },
                 }
             }
         }
         let guard = PipeGuard(pipe);
-        let (parts, recv) = response.await?.into_parts();
+        let (parts, recv) = match response.await {
+            Ok(response) => response.into_parts(),
+            Err(e) => {
+                if let Some(sent) = send_failed {
+                    tracing::debug!(%sent, "request body not fully sent");
+                }
+                return Err(e.into());
+            }
+        };
         Ok(http::Response::from_parts(
             parts,
             Body::new(RecvBody {
@@ -382,5 +403,85 @@ impl Service<http::Request<Body>> for Conn {
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let conn = self.clone();
         Box::pin(async move { conn.send(req).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unary request body whose end comes late: its last poll blocks the
+    /// calling thread, so the server's answer and reset arrive first.
+    struct LateEnd(u8);
+
+    impl http_body::Body for LateEnd {
+        type Data = Bytes;
+        type Error = tonic::Status;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+            self.0 += 1;
+            if self.0 == 1 {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"request")))));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            Poll::Ready(None)
+        }
+    }
+
+    /// gRPC servers (grpc-go's, so etcd's) answer a unary call once its
+    /// message is in and then reset the stream with NO_ERROR if the client
+    /// has not ended its side yet. The answer must reach the caller, not
+    /// the failure to send the body's end on a closed stream.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answer_before_the_request_ended_is_delivered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(tcp).await.unwrap();
+            let (req, mut respond) = conn.accept().await.unwrap().unwrap();
+            let driver = tokio::spawn(async move { while conn.accept().await.is_some() {} });
+            let mut body = req.into_body();
+            let first = body.data().await.unwrap().unwrap();
+            assert_eq!(&first[..], b"request");
+            let response = http::Response::builder().status(200).body(()).unwrap();
+            let mut send = respond.send_response(response, false).unwrap();
+            send.send_data(Bytes::from_static(b"answer"), false)
+                .unwrap();
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            send.send_trailers(trailers).unwrap();
+            // Dropping the stream while the client's side is open makes h2
+            // reset it once the answer is written (an explicit reset now
+            // would discard the answer still queued).
+            drop((send, body, respond));
+            // Keep the connection up until the client is done.
+            let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+        });
+        let settings = Settings {
+            connect_timeout: Duration::from_secs(5),
+            keep_alive_interval: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(20),
+        };
+        let conn = Conn::new(&format!("http://{addr}"), None, settings).unwrap();
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("/test.Service/Call")
+            .body(Body::new(LateEnd(0)))
+            .unwrap();
+        let response = conn.send(req).await.expect("the server's answer");
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut got = Vec::new();
+        while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                got.extend_from_slice(&data);
+            }
+        }
+        assert_eq!(got, b"answer");
+        server.abort();
     }
 }
