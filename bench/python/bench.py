@@ -27,6 +27,10 @@ from typing import Any, Awaitable, Callable, Dict, List
 
 VALUE = b"x" * 128
 ROUND = 0
+# Workloads to run (--workloads) and the name kvclient reports under
+# (--label, e.g. to tell two wheels apart in an A/B run).
+WORKLOADS = {"put_seq", "get_seq", "put_c64", "get_c64", "watch"}
+LABEL = "kvclient"
 
 
 def report(client: str, workload: str, ops: int, wall: float, cpu: float) -> None:
@@ -47,12 +51,16 @@ def report(client: str, workload: str, ops: int, wall: float, cpu: float) -> Non
 
 
 def measure(client: str, workload: str, ops: int, fn: Callable[[], None]) -> None:
+    if workload not in WORKLOADS:
+        return
     w0, c0 = time.perf_counter(), time.process_time()
     fn()
     report(client, workload, ops, time.perf_counter() - w0, time.process_time() - c0)
 
 
 async def ameasure(client: str, workload: str, ops: int, fn: Callable[[], Awaitable[None]]) -> None:
+    if workload not in WORKLOADS:
+        return
     w0, c0 = time.perf_counter(), time.process_time()
     await fn()
     report(client, workload, ops, time.perf_counter() - w0, time.process_time() - c0)
@@ -66,24 +74,26 @@ def keys(n: int) -> List[str]:
 def bench_kvclient(endpoint: str, n: int, watch_n: int) -> None:
     import kvclient
 
+    me = LABEL
     c = kvclient.Client([endpoint])
     ks = keys(n)
-    measure("kvclient", "put_seq", n, lambda: [c.put(k, VALUE) for k in ks] and None)
-    measure("kvclient", "get_seq", n, lambda: [c.get(k) for k in ks] and None)
-    wk = keys(watch_n)
-    prefix = wk[0].rsplit("/", 1)[0] + "/"
-    first = c.put(wk[0], VALUE).revision
-    for k in wk[1:]:
-        c.put(k, VALUE)
+    measure(me, "put_seq", n, lambda: [c.put(k, VALUE) for k in ks] and None)
+    measure(me, "get_seq", n, lambda: [c.get(k) for k in ks] and None)
+    if "watch" in WORKLOADS:
+        wk = keys(watch_n)
+        prefix = wk[0].rsplit("/", 1)[0] + "/"
+        first = c.put(wk[0], VALUE).revision
+        for k in wk[1:]:
+            c.put(k, VALUE)
 
-    def watch() -> None:
-        w = c.watch_prefix(prefix, start_revision=first)
-        for i, _ in enumerate(w):
-            if i + 1 == watch_n:
-                break
-        w.cancel()
+        def watch() -> None:
+            w = c.watch_prefix(prefix, start_revision=first)
+            for i, _ in enumerate(w):
+                if i + 1 == watch_n:
+                    break
+            w.cancel()
 
-    measure("kvclient", "watch", watch_n, watch)
+        measure(me, "watch", watch_n, watch)
 
     async def concurrent() -> None:
         ac = kvclient.AsyncClient([endpoint])
@@ -98,8 +108,8 @@ def bench_kvclient(endpoint: str, n: int, watch_n: int) -> None:
             async with sem:
                 await ac.get(k)
 
-        await ameasure("kvclient", "put_c64", n, lambda: _gather([put(k) for k in ks2]))
-        await ameasure("kvclient", "get_c64", n, lambda: _gather([get(k) for k in ks2]))
+        await ameasure(me, "put_c64", n, lambda: _gather([put(k) for k in ks2]))
+        await ameasure(me, "get_c64", n, lambda: _gather([get(k) for k in ks2]))
 
     asyncio.run(concurrent())
 
@@ -116,6 +126,8 @@ def bench_etcd3(endpoint: str, n: int, watch_n: int) -> None:
     ks = keys(n)
     measure("python-etcd3", "put_seq", n, lambda: [c.put(k, VALUE) for k in ks] and None)
     measure("python-etcd3", "get_seq", n, lambda: [c.get(k) for k in ks] and None)
+    if "watch" not in WORKLOADS:
+        return
     wk = keys(watch_n)
     prefix = wk[0].rsplit("/", 1)[0] + "/"
     first = c.put(wk[0], VALUE).header.revision
@@ -164,22 +176,23 @@ def bench_aetcd(endpoint: str, n: int, watch_n: int) -> None:
 
         await ameasure("aetcd", "put_c64", n, lambda: _gather([put(k) for k in ks2]))
         await ameasure("aetcd", "get_c64", n, lambda: _gather([get(k) for k in ks2]))
-        wk = [k.encode() for k in keys(watch_n)]
-        prefix = wk[0].rsplit(b"/", 1)[0] + b"/"
-        first = (await c.put(wk[0], VALUE)).header.revision
-        for k in wk[1:]:
-            await c.put(k, VALUE)
+        if "watch" in WORKLOADS:
+            wk = [k.encode() for k in keys(watch_n)]
+            prefix = wk[0].rsplit(b"/", 1)[0] + b"/"
+            first = (await c.put(wk[0], VALUE)).header.revision
+            for k in wk[1:]:
+                await c.put(k, VALUE)
 
-        async def watch() -> None:
-            w = await c.watch_prefix(prefix, start_revision=first)
-            i = 0
-            async for _ in w:
-                i += 1
-                if i == watch_n:
-                    break
-            await w.cancel()
+            async def watch() -> None:
+                w = await c.watch_prefix(prefix, start_revision=first)
+                i = 0
+                async for _ in w:
+                    i += 1
+                    if i == watch_n:
+                        break
+                await w.cancel()
 
-        await ameasure("aetcd", "watch", watch_n, watch)
+            await ameasure("aetcd", "watch", watch_n, watch)
         await c.close()
 
     asyncio.run(main())
@@ -199,9 +212,13 @@ def main() -> None:
     ap.add_argument("--ops", type=int, default=5000)
     ap.add_argument("--watch-events", type=int, default=20000)
     ap.add_argument("--round", type=int, default=0)
+    ap.add_argument("--workloads", default="put_seq,get_seq,put_c64,get_c64,watch")
+    ap.add_argument("--label", default="kvclient")
     a = ap.parse_args()
-    global ROUND
+    global ROUND, WORKLOADS, LABEL
     ROUND = a.round
+    WORKLOADS = set(a.workloads.split(","))
+    LABEL = a.label
     for name in a.clients.split(","):
         BENCHES[name](a.endpoint, a.ops, a.watch_events)
 

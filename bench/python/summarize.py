@@ -3,6 +3,9 @@ client and workload the best round by ops/s (with its CPU per op), and
 kvclient's ratio to the best other client on that workload.
 
     python3 summarize.py --title "..." < results.jsonl
+
+With --ab (ab.sh's lines, clients kvclient-old and kvclient-new): per
+workload, each side's best ops/s and median CPU per op, and new/old.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Dict, Tuple
+import statistics
+from typing import Dict, List, Tuple
 
 WORKLOADS = ["put_seq", "get_seq", "put_c64", "get_c64", "watch"]
 OTHERS = ["python-etcd3", "aetcd"]
@@ -20,7 +24,11 @@ GOAL = 1.5
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--title", default="")
+    ap.add_argument("--ab", action="store_true")
     a = ap.parse_args()
+    if a.ab:
+        ab(a.title)
+        return
     best: Dict[Tuple[str, str], dict] = {}
     loads = []
     for line in sys.stdin:
@@ -53,6 +61,32 @@ def main() -> None:
             ratio, met = f"{x:.2f}x", "yes" if x >= GOAL else "no"
         name = "watch events/s" if w == "watch" else w
         print(f"| {name} | {cell('kvclient', w)} | {cell('python-etcd3', w)} | {cell('aetcd', w)} | {ratio} | {met} |")
+
+
+def ab(title: str) -> None:
+    rows: Dict[Tuple[str, str], List[dict]] = {}
+    for line in sys.stdin:
+        line = line.strip()
+        if line.startswith("{"):
+            r = json.loads(line)
+            rows.setdefault((r["client"], r["workload"]), []).append(r)
+    loads = [r["load"] for rs in rows.values() for r in rs]
+    print(title)
+    if loads:
+        print(f"1-minute load average during the run: {min(loads):.2f} to {max(loads):.2f}")
+    print()
+    print("| workload | old: best ops/s, median CPU µs/op | new: best ops/s, median CPU µs/op | new/old ops/s | new/old CPU |")
+    print("| --- | --- | --- | --- | --- |")
+    for w in WORKLOADS:
+        old, new = rows.get(("kvclient-old", w)), rows.get(("kvclient-new", w))
+        if not old or not new:
+            continue
+        o_ops, n_ops = max(r["ops_per_s"] for r in old), max(r["ops_per_s"] for r in new)
+        o_cpu = statistics.median(r["cpu_us_per_op"] for r in old)
+        n_cpu = statistics.median(r["cpu_us_per_op"] for r in new)
+        print(
+            f"| {w} | {o_ops:.0f}, {o_cpu:.1f} | {n_ops:.0f}, {n_cpu:.1f} | {n_ops / o_ops:.2f}x | {n_cpu / o_cpu:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

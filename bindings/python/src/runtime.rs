@@ -62,10 +62,11 @@ pub(crate) fn runtime() -> PyResult<&'static Runtime> {
 /// Called in a forked child (`os.register_at_fork`): the parent's runtime
 /// threads do not exist here, so the next call builds a new runtime. The
 /// old one is leaked on purpose (dropping it would wait for threads that
-/// will never answer).
+/// will never answer). The parent's event loops are forgotten too.
 #[pyfunction]
 pub(crate) fn _after_fork_in_child() {
     RUNTIME.store(std::ptr::null_mut(), Ordering::Release);
+    crate::aio::after_fork_in_child();
 }
 
 /// Runs `fut` on the runtime and blocks the calling thread until it is
