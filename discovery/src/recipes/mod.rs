@@ -31,7 +31,7 @@ use kv_client::{
     WatchOptions,
 };
 
-pub use barrier::{Barrier, DoubleBarrier};
+pub use barrier::{Barrier, DoubleBarrier, Entered};
 pub use queue::{Dequeued, PriorityQueue, Queue};
 pub use rwmutex::{RwMutex, RwMutexGuard};
 pub use semaphore::{Permit, Semaphore};

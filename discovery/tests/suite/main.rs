@@ -17,6 +17,7 @@ mod server;
 mod backends;
 mod check_retry;
 mod checks;
+mod child;
 #[cfg(feature = "dns")]
 mod dns;
 #[cfg(feature = "dns")]
@@ -25,6 +26,7 @@ mod election;
 mod failover;
 mod grpc_channel;
 mod lock;
+mod recipes_barrier_killed;
 mod recipes_go;
 mod recipes_queue;
 mod recipes_sync;

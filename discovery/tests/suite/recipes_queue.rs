@@ -5,17 +5,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kv_client::GetOptions;
+use kv_client::{Client, GetOptions};
 use kv_discovery::Session;
 use kv_discovery::recipes::{Barrier, Dequeued, DoubleBarrier, PriorityQueue, Queue, RecipeError};
 
-use crate::{Kind, Server, WAIT, on_both, within};
+use crate::child::{self, Child};
+use crate::{Kind, Server, WAIT, fast_config, on_both, within};
 
 on_both!(
     queue_items_leave_once_in_order_under_concurrent_consumers,
     priority_queue_serves_lowest_priority_first,
     barrier_releases_every_waiter,
     double_barrier_enters_with_n_and_leaves_when_all_left,
+    queue_killed_consumer_loses_no_item,
+    priority_queue_killed_consumer_loses_no_item,
 );
 
 const STOP: &[u8] = b"stop";
@@ -237,4 +240,119 @@ async fn double_barrier_enters_with_n_and_leaves_when_all_left(kind: Kind) {
     for s in sessions {
         s.close().await.unwrap();
     }
+}
+
+/// Not a test by itself: a consumer process of the killed-consumer tests.
+/// Its argument: `queue <prefix>` or `pq <prefix>`. Takes one item, says
+/// `GOT <value>` and `WAITING -`, then blocks in Dequeue on the empty
+/// queue until killed (saying `GOT` for anything it still takes).
+#[tokio::test]
+#[ignore = "helper process, started by the killed-consumer tests"]
+async fn queue_child_consumer() {
+    let Some((endpoint, arg)) = child::role() else {
+        return;
+    };
+    let (which, prefix) = arg.split_once(' ').unwrap();
+    let client = Client::connect(fast_config(endpoint)).await.unwrap();
+    let (fifo, pq) = (
+        Queue::new(&client, prefix),
+        PriorityQueue::new(&client, prefix),
+    );
+    for n in 0.. {
+        let value = if which == "pq" {
+            pq.dequeue().await
+        } else {
+            fifo.dequeue().await
+        };
+        child::say("GOT", &String::from_utf8_lossy(&value.unwrap()));
+        if n == 0 {
+            child::say("WAITING", "-");
+        }
+    }
+}
+
+/// A consumer process blocked in Dequeue is SIGKILLed: two live consumers
+/// then get every item enqueued afterwards, exactly once.
+async fn killed_consumer_loses_nothing(kind: Kind, pq: bool) {
+    const ITEMS: usize = 24;
+    const LIVE: usize = 2;
+    const PREFIX: &str = "kq";
+    let server = Server::start(kind).await;
+    let client = server.client().await;
+    let (fifo, prio) = (
+        Queue::new(&client, PREFIX),
+        PriorityQueue::new(&client, PREFIX),
+    );
+    let enqueue = |value: String, priority: u16| {
+        let (fifo, prio) = (fifo.clone(), prio.clone());
+        async move {
+            if pq {
+                prio.enqueue(value, priority).await.unwrap();
+            } else {
+                fifo.enqueue(value).await.unwrap();
+            }
+        }
+    };
+    enqueue("warm".into(), 0).await;
+    let which = if pq { "pq" } else { "queue" };
+    let mut child = Child::spawn(
+        "recipes_queue::queue_child_consumer",
+        &server.endpoint(),
+        &format!("{which} {PREFIX}"),
+    );
+    assert_eq!(child.expect("GOT").await, "warm", "[{kind}] child consumer");
+    child.expect("WAITING").await;
+    let mut live = Vec::new();
+    for _ in 0..LIVE {
+        let c = server.client().await;
+        let (fifo, prio) = (Queue::new(&c, PREFIX), PriorityQueue::new(&c, PREFIX));
+        live.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let v = if pq {
+                    prio.dequeue().await
+                } else {
+                    fifo.dequeue().await
+                };
+                let v = v.unwrap();
+                if v == STOP {
+                    return got;
+                }
+                got.push(v);
+            }
+        }));
+    }
+    // Let the child's Dequeue reach its watch (if it has not yet, the
+    // kill only comes earlier in it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill();
+    for i in 0..ITEMS {
+        enqueue(format!("item-{i:03}"), (i % 4) as u16).await;
+    }
+    // Stops after every item (FIFO order, or the last priority).
+    for _ in 0..LIVE {
+        enqueue(String::from_utf8_lossy(STOP).into_owned(), u16::MAX).await;
+    }
+    let mut all = Vec::new();
+    for c in live {
+        all.extend(within("a live consumer", WAIT, c).await.unwrap());
+    }
+    all.sort();
+    let want: Vec<_> = (0..ITEMS)
+        .map(|i| format!("item-{i:03}").into_bytes())
+        .collect();
+    assert_eq!(all, want, "[{kind}] items lost or duplicated");
+    let left = client
+        .get(format!("{PREFIX}/"), GetOptions::new().with_prefix())
+        .await
+        .unwrap();
+    assert!(left.kvs().is_empty(), "[{kind}] items left");
+}
+
+async fn queue_killed_consumer_loses_no_item(kind: Kind) {
+    killed_consumer_loses_nothing(kind, false).await;
+}
+
+async fn priority_queue_killed_consumer_loses_no_item(kind: Kind) {
+    killed_consumer_loses_nothing(kind, true).await;
 }

@@ -1,16 +1,16 @@
 //! The readers-writer lock and the semaphore against real servers.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kv_client::{Client, GetOptions};
 use kv_discovery::Session;
-use kv_discovery::recipes::{RwMutex, Semaphore};
+use kv_discovery::recipes::{RwMutex, RwMutexGuard, Semaphore};
+use tokio::task::JoinHandle;
 
-use crate::{Kind, Server, WAIT, fast_config, on_both, within};
+use crate::child::{self, Child};
+use crate::{Kind, Server, WAIT, on_both, within};
 
 on_both!(
     rwmutex_writers_exclude_everyone,
@@ -18,6 +18,8 @@ on_both!(
     semaphore_never_exceeds_its_limit,
     semaphore_slot_freed_by_revoked_lease,
     semaphore_slot_freed_by_killed_process,
+    rwmutex_write_lock_freed_by_killed_process,
+    rwmutex_read_lock_freed_by_killed_process,
 );
 
 /// Reads the shared counter, waits, writes it + 1: loses updates unless
@@ -216,67 +218,51 @@ async fn semaphore_slot_freed_by_revoked_lease(kind: Kind) {
     p.release().await.unwrap();
 }
 
-/// Env var naming the endpoint for [`semaphore_child_holder`].
-const CHILD_ENDPOINT: &str = "KV_RECIPES_CHILD_ENDPOINT";
-
-/// Not a test by itself: the holder process of
-/// `semaphore_slot_freed_by_killed_process`, which runs this test binary
-/// again with only this (ignored) test and kills it.
+/// Not a test by itself: the holder process of the killed-holder tests,
+/// which run this test binary again with only this (ignored) test. Its
+/// argument: `semaphore`, `read` or `write`.
 #[tokio::test]
-#[ignore = "helper process, started by semaphore_slot_freed_by_killed_process"]
-async fn semaphore_child_holder() {
-    let Ok(endpoint) = std::env::var(CHILD_ENDPOINT) else {
+#[ignore = "helper process, started by the killed-holder tests"]
+async fn sync_child_holder() {
+    let Some((endpoint, what)) = child::role() else {
         return;
     };
-    let client = Client::connect(fast_config(endpoint)).await.unwrap();
-    let session = Session::with_ttl(&client, 2).await.unwrap();
-    let p = Semaphore::new(&session, "killed", 1)
-        .unwrap()
-        .acquire()
-        .await
-        .unwrap();
-    println!("HOLDING {}", p.key());
-    // Hold until killed (bounded, in case the parent vanished).
-    tokio::time::sleep(Duration::from_secs(120)).await;
+    let session = child::session(&endpoint).await;
+    let lock = RwMutex::new(&session, "killed-rw");
+    // Each arm holds until killed: nothing is released.
+    match what.as_str() {
+        "semaphore" => {
+            let sem = Semaphore::new(&session, "killed", 1).unwrap();
+            let p = sem.acquire().await.unwrap();
+            child::say("HOLDING", p.key());
+            child::hold().await;
+        }
+        "read" => {
+            let g = lock.read().await.unwrap();
+            child::say("HOLDING", g.key());
+            child::hold().await;
+        }
+        "write" => {
+            let g = lock.write().await.unwrap();
+            child::say("HOLDING", g.key());
+            child::hold().await;
+        }
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+/// Starts a child holding `what` and returns it with its key.
+async fn child_holding(server: &Server, what: &str) -> (Child, String) {
+    let mut c = Child::spawn("recipes_sync::sync_child_holder", &server.endpoint(), what);
+    let key = c.expect("HOLDING").await;
+    (c, key)
 }
 
 async fn semaphore_slot_freed_by_killed_process(kind: Kind) {
     let server = Server::start(kind).await;
-    let exe = std::env::current_exe().unwrap();
-    let mut child = KillOnDrop(
-        Command::new(exe)
-            .args([
-                "recipes_sync::semaphore_child_holder",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENDPOINT, server.endpoint())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let key = within(
-        "the child to hold",
-        WAIT,
-        tokio::task::spawn_blocking(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(|l| l.ok())
-                // libtest prints the test name on the same line first.
-                .find_map(|l| l.split_once("HOLDING ").map(|(_, k)| k.to_string()))
-        }),
-    )
-    .await
-    .unwrap();
-    let Some(key) = key else {
-        panic!("[{kind}] the child exited without holding");
-    };
+    let (mut child, key) = child_holding(&server, "semaphore").await;
     let client = server.client().await;
-    assert_eq!(client.get(key.as_str(), None).await.unwrap().kvs().len(), 1);
+    assert!(child::exists(&client, &key).await);
     let s = Session::with_ttl(&client, 10).await.unwrap();
     let sem = Semaphore::new(&s, "killed", 1).unwrap();
     assert!(
@@ -289,29 +275,97 @@ async fn semaphore_slot_freed_by_killed_process(kind: Kind) {
     };
     // SIGKILL: no cleanup runs in the child; only its lease expiry frees
     // the slot.
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    child.kill();
     let p = within("the slot of the killed holder", WAIT, waiter)
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        client
-            .get(key.as_str(), None)
-            .await
-            .unwrap()
-            .kvs()
-            .is_empty()
-    );
+    assert!(!child::exists(&client, &key).await);
     p.release().await.unwrap();
 }
 
-/// Kills the child process if the test ends early (a failed assertion).
-struct KillOnDrop(std::process::Child);
+/// Takes `lock` (for writing if `write`) in a task that also tells whether
+/// the killed child's `key` still existed right after it got the lock.
+fn lock_in_task(
+    client: &Client,
+    lock: RwMutex,
+    write: bool,
+    key: &str,
+) -> JoinHandle<(RwMutexGuard, bool)> {
+    let (client, key) = (client.clone(), key.to_string());
+    tokio::spawn(async move {
+        let g = if write {
+            lock.write().await
+        } else {
+            lock.read().await
+        };
+        let early = child::exists(&client, &key).await;
+        (g.unwrap(), early)
+    })
+}
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+async fn rwmutex_write_lock_freed_by_killed_process(kind: Kind) {
+    let server = Server::start(kind).await;
+    let (mut child, key) = child_holding(&server, "write").await;
+    assert!(key.starts_with("killed-rw/write/"), "[{kind}] {key}");
+    let client = server.client().await;
+    let rs = Session::with_ttl(&server.client().await, 10).await.unwrap();
+    let ws = Session::with_ttl(&server.client().await, 10).await.unwrap();
+    // A reader, then a writer, queue behind the child's write lock.
+    let reader = lock_in_task(&client, RwMutex::new(&rs, "killed-rw"), false, &key);
+    child::keys_under(&client, "killed-rw/read/", 1).await;
+    let writer = lock_in_task(&client, RwMutex::new(&ws, "killed-rw"), true, &key);
+    child::keys_under(&client, "killed-rw/write/", 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !reader.is_finished() && !writer.is_finished(),
+        "[{kind}] locked beside the child's write lock"
+    );
+    // SIGKILL: only the child's lease expiry removes its key.
+    child.kill();
+    let (r, early) = within("the reader", WAIT, reader).await.unwrap();
+    assert!(
+        !early,
+        "[{kind}] reader got in before the killed writer's key expired"
+    );
+    // The writer queued behind the reader, so it waits for it too.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!writer.is_finished(), "[{kind}] writer overlaps a reader");
+    r.unlock().await.unwrap();
+    let (w, early) = within("the writer", WAIT, writer).await.unwrap();
+    assert!(!early, "[{kind}] writer got in before the key expired");
+    w.unlock().await.unwrap();
+    rs.close().await.unwrap();
+    ws.close().await.unwrap();
+    child::keys_under(&client, "killed-rw/", 0).await;
+}
+
+async fn rwmutex_read_lock_freed_by_killed_process(kind: Kind) {
+    let server = Server::start(kind).await;
+    let (mut child, key) = child_holding(&server, "read").await;
+    assert!(key.starts_with("killed-rw/read/"), "[{kind}] {key}");
+    let client = server.client().await;
+    let s = Session::with_ttl(&server.client().await, 10).await.unwrap();
+    let lock = RwMutex::new(&s, "killed-rw");
+    // Readers share with the child.
+    let r = within("a reader beside the child", WAIT, lock.read())
+        .await
+        .unwrap();
+    r.unlock().await.unwrap();
+    let writer = lock_in_task(&client, lock, true, &key);
+    child::keys_under(&client, "killed-rw/write/", 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !writer.is_finished(),
+        "[{kind}] writer got in beside the child's read lock"
+    );
+    child.kill();
+    let (w, early) = within("the writer", WAIT, writer).await.unwrap();
+    assert!(
+        !early,
+        "[{kind}] writer got in before the killed reader's key expired"
+    );
+    w.unlock().await.unwrap();
+    s.close().await.unwrap();
+    child::keys_under(&client, "killed-rw/", 0).await;
 }
