@@ -208,11 +208,17 @@ export interface CheckSpec {
    * `grpc`, `cmd`, `ttl`), then `http-2`... for a second of one kind.
    */
   name?: string
-  /** URL to `GET` (`http://`): 2xx passing, 429 warning, else critical. */
+  /**
+   * URL to `GET` (`http://` or `https://`): 2xx passing, 429 warning,
+   * else critical.
+   */
   http?: string
   /** `host:port` to connect to. */
   tcp?: string
-  /** gRPC health target `ADDR[/SERVICE]`. */
+  /**
+   * gRPC health target `ADDR[/SERVICE]` (`ADDR`: `host:port`,
+   * `http://host:port` or `https://host:port`).
+   */
   grpc?: string
   /** Program and arguments: exit 0 passing, 1 warning, else critical. */
   command?: Array<string>
@@ -228,6 +234,21 @@ export interface CheckSpec {
   failuresBeforeCritical?: number
   /** Deregisters the instance once the check has been critical this long. */
   deregisterCriticalAfterMs?: number
+  /**
+   * `https://` checks: the PEM file of CA certificates the server is
+   * verified against (default: the system's roots).
+   */
+  tlsCaFile?: string
+  /**
+   * `https://` checks: the name the server's certificate is verified
+   * for, also sent as SNI (default: the host of the URL or address).
+   */
+  tlsServerName?: string
+  /**
+   * `https://` checks: accept any certificate (encrypted, but the server
+   * is not authenticated).
+   */
+  tlsSkipVerify?: boolean
 }
 
 /** A check's state as written in the instance's entry. */

@@ -132,7 +132,7 @@ impl TlsConfig {
         let builder = if self.insecure_skip_verify {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
+                .with_custom_certificate_verifier(insecure_verifier(provider))
         } else {
             let mut roots = rustls::RootCertStore::empty();
             match &self.ca_pem {
@@ -203,8 +203,34 @@ impl Connector {
     }
 }
 
-/// Checks nothing about the server's certificate, but still checks that
-/// the handshake was signed by its key (so the session itself is sound).
+/// A server-certificate verifier that accepts any certificate: **insecure
+/// by design**. The connection is encrypted, and the handshake must still
+/// be signed by the key of the certificate presented (so the session itself
+/// is sound), but the server is not authenticated: anyone on the path can
+/// impersonate it.
+///
+/// For explicitly insecure settings only: etcdctl's
+/// `--insecure-skip-tls-verify` ([`TlsConfig::with_insecure_skip_verify`])
+/// and health probes told to skip verification (Consul's `TLSSkipVerify`,
+/// kv-discovery's `CheckTls::skip_verify`). `provider` supplies the
+/// signature algorithms the handshake is checked with.
+///
+/// ```
+/// use std::sync::Arc;
+/// let provider = Arc::new(rustls::crypto::ring::default_provider());
+/// let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+///     .with_safe_default_protocol_versions()
+///     .unwrap()
+///     .dangerous()
+///     .with_custom_certificate_verifier(kv_client::tls::insecure_verifier(provider))
+///     .with_no_client_auth();
+/// # let _ = config;
+/// ```
+pub fn insecure_verifier(provider: Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(AcceptAnyServerCert(provider))
+}
+
+/// See [`insecure_verifier`].
 #[derive(Debug)]
 struct AcceptAnyServerCert(Arc<CryptoProvider>);
 

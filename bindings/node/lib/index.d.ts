@@ -347,14 +347,28 @@ export interface CheckSettings {
 }
 
 /**
+ * How an `https://` HTTP or gRPC check verifies the server (Consul's
+ * `TLSServerName` and `TLSSkipVerify`, and a CA file). Only with an
+ * `https://` target; a failed handshake is critical.
+ */
+export interface CheckTlsOptions {
+  /** PEM file of the CA certificates to trust (default: the system's roots). */
+  tlsCaFile?: string
+  /** The name the certificate must be valid for, also sent as SNI (default: the target's host). */
+  tlsServerName?: string
+  /** Accepts any certificate: encrypted, but the server is not authenticated. */
+  tlsSkipVerify?: boolean
+}
+
+/**
  * A health check the registering process runs (as Consul's agent does):
  * exactly one of `http`, `tcp`, `grpc`, `command`, `ttlMs`.
  */
 export type CheckSpec = CheckSettings &
   (
-    | { /** `GET` this `http://` URL: 2xx passing, 429 warning, else critical. */ http: string }
+    | ({ /** `GET` this `http://` or `https://` URL: 2xx passing, 429 warning, else critical. */ http: string } & CheckTlsOptions)
     | { /** Connect to `host:port`: accepted is passing. */ tcp: string }
-    | { /** grpc.health.v1 target `ADDR[/SERVICE]`: SERVING is passing. */ grpc: string }
+    | ({ /** grpc.health.v1 target `ADDR[/SERVICE]` (`ADDR` may be `https://host:port`): SERVING is passing. */ grpc: string } & CheckTlsOptions)
     | { /** Program and arguments: exit 0 passing, 1 warning, else critical. */ command: string[] }
     | { /** Reported by `passTtl`/`warnTtl`/`failTtl`; none within `ttlMs` is critical. */ ttlMs: number }
   )

@@ -84,11 +84,13 @@ pub struct CheckSpec {
     /// Unique within the registration; by default the kind (`http`, `tcp`,
     /// `grpc`, `cmd`, `ttl`), then `http-2`... for a second of one kind.
     pub name: Option<String>,
-    /// URL to `GET` (`http://`): 2xx passing, 429 warning, else critical.
+    /// URL to `GET` (`http://` or `https://`): 2xx passing, 429 warning,
+    /// else critical.
     pub http: Option<String>,
     /// `host:port` to connect to.
     pub tcp: Option<String>,
-    /// gRPC health target `ADDR[/SERVICE]`.
+    /// gRPC health target `ADDR[/SERVICE]` (`ADDR`: `host:port`,
+    /// `http://host:port` or `https://host:port`).
     pub grpc: Option<String>,
     /// Program and arguments: exit 0 passing, 1 warning, else critical.
     pub command: Option<Vec<String>>,
@@ -104,6 +106,15 @@ pub struct CheckSpec {
     pub failures_before_critical: Option<f64>,
     /// Deregisters the instance once the check has been critical this long.
     pub deregister_critical_after_ms: Option<f64>,
+    /// `https://` checks: the PEM file of CA certificates the server is
+    /// verified against (default: the system's roots).
+    pub tls_ca_file: Option<String>,
+    /// `https://` checks: the name the server's certificate is verified
+    /// for, also sent as SNI (default: the host of the URL or address).
+    pub tls_server_name: Option<String>,
+    /// `https://` checks: accept any certificate (encrypted, but the server
+    /// is not authenticated).
+    pub tls_skip_verify: Option<bool>,
 }
 
 fn positive_millis(ms: Option<f64>, what: &str) -> napi::Result<Option<Duration>> {
@@ -131,7 +142,12 @@ pub(crate) fn checks(specs: Vec<CheckSpec>) -> napi::Result<Vec<Check>> {
     let mut seen: HashMap<&'static str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(specs.len());
     for (i, s) in specs.into_iter().enumerate() {
-        let mut opts = CheckOptions::default();
+        let mut opts = CheckOptions {
+            tls_ca_file: s.tls_ca_file.map(Into::into),
+            tls_server_name: s.tls_server_name,
+            tls_skip_verify: s.tls_skip_verify.unwrap_or(false),
+            ..Default::default()
+        };
         let mut kinds = Vec::new();
         if let Some(url) = s.http {
             opts.http.push(url);
@@ -192,7 +208,7 @@ pub(crate) fn checks(specs: Vec<CheckSpec>) -> napi::Result<Vec<Check>> {
         if let Some(n) = fail {
             c = c.with_failures_before_critical(n);
         }
-        out.push(c);
+        out.push(c.with_tls(parsed.tls().clone()));
     }
     Ok(out)
 }

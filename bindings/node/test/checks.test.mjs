@@ -1,10 +1,18 @@
 // Health checks, tags and filtered listings/subscriptions, against kvd and
 // etcd 3.4: an HTTP check against a node:http server this test starts and
-// stops, a TCP check, a TTL check pinged from JS and left to expire.
+// stops, HTTPS checks against a node:https server (certificates from the
+// openssl CLI, as security.test.mjs makes them), a TCP check, a TTL check
+// pinged from JS and left to expire.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
 import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import tls from 'node:tls'
 import { once } from 'node:events'
 import { InvalidArgumentError } from '../lib/index.mjs'
 import { kinds, startServer, unique, eventually } from './helpers.mjs'
@@ -28,6 +36,37 @@ async function stopHttp(srv) {
 }
 
 const ids = (list) => list.map((i) => i.id).sort().join()
+
+/** A CA and a server certificate for 127.0.0.1 and localhost in a temporary dir. */
+function makePki() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kv-check-pki-'))
+  const ssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  ssl('req', '-x509', ...ec, '-days', '2', '-subj', '/CN=kv-check-test-CA', '-keyout', 'ca.key', '-out', 'ca.pem',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
+  fs.writeFileSync(path.join(dir, 'web.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
+  ssl('req', ...ec, '-subj', '/CN=web', '-keyout', 'web.key', '-out', 'web.csr')
+  ssl('x509', '-req', '-in', 'web.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'web.ext', '-out', 'web.pem')
+  return { dir, ca: path.join(dir, 'ca.pem'), cert: fs.readFileSync(path.join(dir, 'web.pem')), key: fs.readFileSync(path.join(dir, 'web.key')) }
+}
+
+/** An HTTPS server on 127.0.0.1 answering 200, recording the server names (SNI) clients send. */
+async function httpsServer(pki) {
+  const context = tls.createSecureContext({ cert: pki.cert, key: pki.key })
+  const sni = new Set()
+  const SNICallback = (name, cb) => {
+    sni.add(name)
+    cb(null, context)
+  }
+  const srv = https.createServer({ cert: pki.cert, key: pki.key, SNICallback }, (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    res.end('status 200')
+  })
+  srv.sni = sni
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  return srv
+}
 
 for (const kind of kinds()) {
   describe(`health checks and filters against ${kind}`, () => {
@@ -82,6 +121,42 @@ for (const kind of kinds()) {
       assert.deepEqual(await client.list(service, { health: 'passing' }), [])
       await reg.close()
       healthy.close()
+    })
+
+    it('HTTPS checks verify the server against a CA file, for a server name, or not at all', async (t) => {
+      const service = unique('https').slice(0, -1)
+      const pki = makePki()
+      t.after(() => fs.rmSync(pki.dir, { recursive: true, force: true }))
+      const web = await httpsServer(pki)
+      t.after(() => stopHttp(web))
+      const url = `https://127.0.0.1:${web.address().port}/health`
+      const check = (name, tlsOptions) => ({ name, http: url, intervalMs: 100, timeoutMs: 2000, ...tlsOptions })
+      const reg = await client.register(service, '127.0.0.1:1', {
+        id: 's1',
+        ttlSec: 5,
+        checks: [
+          check('ca', { tlsCaFile: pki.ca }),
+          // The system's roots do not know the test's CA.
+          check('system-roots', {}),
+          check('skip', { tlsSkipVerify: true }),
+          // The name given is verified instead of the URL's host (for which
+          // the certificate is valid too): the wrong name fails.
+          check('named', { tlsCaFile: pki.ca, tlsServerName: 'localhost' }),
+          check('misnamed', { tlsCaFile: pki.ca, tlsServerName: 'db.internal' }),
+        ],
+      })
+      const [inst] = await eventually(async () => {
+        const l = await client.list(service)
+        return l.length === 1 && Object.values(l[0].checks).every((s) => s.output !== 'not run yet') && l
+      }, 10_000, 'every check probed')
+      const health = Object.fromEntries(Object.entries(inst.checks).map(([n, s]) => [n, s.health]))
+      assert.deepEqual(health, { ca: 'passing', 'system-roots': 'critical', skip: 'passing', named: 'passing', misnamed: 'critical' }, JSON.stringify(inst.checks))
+      for (const n of ['ca', 'skip', 'named']) assert.match(inst.checks[n].output, /status 200/)
+      assert.match(inst.checks['system-roots'].output, /TLS handshake failed.*UnknownIssuer/)
+      assert.match(inst.checks.misnamed.output, /TLS handshake failed.*db\.internal/)
+      // The name given is also the SNI; an IP address host sends none.
+      assert.deepEqual([...web.sni].sort(), ['db.internal', 'localhost'])
+      await reg.close()
     })
 
     it('a TCP check follows whether its port accepts connections', async (t) => {
@@ -175,6 +250,11 @@ for (const kind of kinds()) {
         [{ tcp: '127.0.0.1:1', intervalMs: -5 }, /intervalMs/],
         [{ tcp: '127.0.0.1:1', failuresBeforeCritical: 0 }, /failuresBeforeCritical/],
         [{ tcp: '127.0.0.1:1', successBeforePassing: 1.5 }, /successBeforePassing/],
+        // TLS settings need an https:// target, a readable CA, a valid name.
+        [{ http: 'http://127.0.0.1:1/', tlsSkipVerify: true }, /need an https:\/\//],
+        [{ grpc: '127.0.0.1:1', tlsServerName: 'localhost' }, /need an https:\/\//],
+        [{ http: 'https://127.0.0.1:1/', tlsCaFile: '/nonexistent/ca.pem' }, /check-tls-ca-file/],
+        [{ http: 'https://127.0.0.1:1/', tlsServerName: 'not a name' }, /check-tls-server-name/],
       ]
       for (const [check, message] of bad) {
         await assert.rejects(client.register(service, '10.0.0.1:80', { checks: [check] }), { code: 'INVALID_ARGUMENT', message }, JSON.stringify(check))
@@ -184,7 +264,7 @@ for (const kind of kinds()) {
         { code: 'INVALID_ARGUMENT', message: /"x"/ },
       )
       // Wrong types are napi's checks, surfacing as the same error class.
-      for (const options of [{ checks: 'x' }, { checks: [{ http: 5 }] }, { tags: 'v1' }, { checks: [{ ttlMs: NaN }] }]) {
+      for (const options of [{ checks: 'x' }, { checks: [{ http: 5 }] }, { tags: 'v1' }, { checks: [{ ttlMs: NaN }] }, { checks: [{ http: 'https://h/', tlsSkipVerify: 'yes' }] }]) {
         await assert.rejects(client.register(service, '10.0.0.1:80', options), InvalidArgumentError, JSON.stringify(options))
       }
       await assert.rejects(client.list(service, { tags: 'v1' }), InvalidArgumentError)

@@ -8,9 +8,10 @@
 //! `register` turns them into `kv_discovery::Check`s.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use kv_discovery::check::CheckOptions;
+use kv_discovery::check::{CheckOptions, CheckTls};
 use kv_discovery::{Check, CheckKind, CheckState};
 use pyo3::prelude::*;
 
@@ -44,6 +45,27 @@ struct ProbeArgs {
     failures_before_critical: u32,
 }
 
+/// The TLS settings of `https://` HTTP and gRPC checks, as Python gives
+/// them (validated with the target by `CheckOptions`).
+#[derive(Clone, Debug)]
+struct TlsArgs {
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+    skip_verify: bool,
+}
+
+impl TlsArgs {
+    /// `target` with these settings.
+    fn apply(self, target: CheckOptions) -> CheckOptions {
+        CheckOptions {
+            tls_ca_file: self.ca_file,
+            tls_server_name: self.server_name,
+            tls_skip_verify: self.skip_verify,
+            ..target
+        }
+    }
+}
+
 /// The same, validated.
 #[derive(Clone, Copy, Debug)]
 struct Probe {
@@ -69,6 +91,8 @@ pub(crate) struct PyCheck {
     /// `None` for TTL checks (nothing is probed).
     probe: Option<Probe>,
     deregister_critical_after: Option<Duration>,
+    /// TLS of `https://` probes (default for other checks).
+    tls: CheckTls,
 }
 
 impl PyCheck {
@@ -117,6 +141,7 @@ impl PyCheck {
             name,
             probe,
             deregister_critical_after,
+            tls: check.tls().clone(),
         })
     }
 
@@ -155,7 +180,7 @@ impl PyCheck {
         if let Some(d) = self.deregister_critical_after {
             c = c.with_deregister_critical_after(d);
         }
-        c
+        c.with_tls(self.tls.clone())
     }
 }
 
@@ -223,8 +248,33 @@ impl PyCheck {
     }
 }
 
-/// Getters of the probe settings, for the probe-based check classes.
+/// Getters of the probe settings, for the probe-based check classes;
+/// `tls` first adds the getters of the TLS settings.
 macro_rules! probe_check {
+    (tls $ty:ident, $name:literal, $doc:literal, { $($field:ident: $fty:ty),* }, { $($extra:tt)* }) => {
+        probe_check!($ty, $name, $doc, { $($field: $fty),* }, {
+            $($extra)*
+            /// The PEM file of CA certificates an `https://` server is
+            /// verified against, or `None`: the system's roots.
+            #[getter]
+            fn tls_ca_file(slf: PyRef<'_, Self>) -> Option<String> {
+                let tls = &slf.as_super().tls;
+                tls.ca_file.as_ref().map(|p| p.to_string_lossy().into_owned())
+            }
+            /// The name an `https://` server's certificate is verified for
+            /// (and sent as SNI), or `None`: the host of the URL or address.
+            #[getter]
+            fn tls_server_name(slf: PyRef<'_, Self>) -> Option<String> {
+                slf.as_super().tls.server_name.clone()
+            }
+            /// Whether any server certificate is accepted (encrypted, but
+            /// the server is not authenticated).
+            #[getter]
+            fn tls_skip_verify(slf: PyRef<'_, Self>) -> bool {
+                slf.as_super().tls.skip_verify
+            }
+        });
+    };
     ($ty:ident, $name:literal, $doc:literal, { $($field:ident: $fty:ty),* }, { $($extra:tt)* }) => {
         #[doc = $doc]
         #[pyclass(frozen, extends = PyCheck, module = "kvclient", name = $name)]
@@ -261,16 +311,18 @@ macro_rules! probe_check {
 }
 
 probe_check!(
-    PyHttpCheck,
+    tls PyHttpCheck,
     "HttpCheck",
-    "`GET url` every `interval` seconds: 2xx is passing, 429 warning, anything else (or no answer within `timeout`) critical.\n\n>>> kvclient.HttpCheck(\"http://127.0.0.1:8080/health\", interval=5.0, timeout=2.0, failures_before_critical=3)",
+    "`GET url` every `interval` seconds: 2xx is passing, 429 warning, anything else (or no answer within `timeout`) critical.\n\nAn `https://` server is verified against `tls_ca_file` (a PEM file of CA certificates; default: the system's roots) for `tls_server_name` (also sent as SNI; default: the URL's host); `tls_skip_verify=True` accepts any certificate (encrypted, but the server is not authenticated). A failed handshake is critical. The TLS settings need an `https://` URL.\n\n>>> kvclient.HttpCheck(\"http://127.0.0.1:8080/health\", interval=5.0, timeout=2.0, failures_before_critical=3)\n>>> kvclient.HttpCheck(\"https://10.0.0.5:8443/health\", tls_ca_file=\"/etc/web/ca.pem\", tls_server_name=\"web.internal\")",
     { url: String },
     {
         #[new]
-        #[pyo3(signature = (url, *, name=None, interval=10.0, timeout=5.0, success_before_passing=1, failures_before_critical=1, deregister_critical_after=None))]
-        fn new(url: String, name: Option<String>, interval: f64, timeout: f64, success_before_passing: u32, failures_before_critical: u32, deregister_critical_after: Option<f64>) -> PyResult<PyClassInitializer<Self>> {
+        #[pyo3(signature = (url, *, name=None, interval=10.0, timeout=5.0, success_before_passing=1, failures_before_critical=1, deregister_critical_after=None, tls_ca_file=None, tls_server_name=None, tls_skip_verify=false))]
+        #[allow(clippy::too_many_arguments)]
+        fn new(url: String, name: Option<String>, interval: f64, timeout: f64, success_before_passing: u32, failures_before_critical: u32, deregister_critical_after: Option<f64>, tls_ca_file: Option<PathBuf>, tls_server_name: Option<String>, tls_skip_verify: bool) -> PyResult<PyClassInitializer<Self>> {
             let probe = ProbeArgs { interval, timeout, success_before_passing, failures_before_critical };
-            let target = CheckOptions { http: vec![url.clone()], ..Default::default() };
+            let tls = TlsArgs { ca_file: tls_ca_file, server_name: tls_server_name, skip_verify: tls_skip_verify };
+            let target = tls.apply(CheckOptions { http: vec![url.clone()], ..Default::default() });
             Ok(PyClassInitializer::from(PyCheck::new(target, name, Some(probe), deregister_critical_after)?).add_subclass(Self { url }))
         }
         /// The URL probed.
@@ -303,15 +355,15 @@ probe_check!(
 );
 
 probe_check!(
-    PyGrpcCheck,
+    tls PyGrpcCheck,
     "GrpcCheck",
-    "`grpc.health.v1.Health/Check` at `addr` (`host:port` or `http://host:port`) for `service` (`\"\"`: the server as a whole): `SERVING` is passing, else critical.\n\n>>> kvclient.GrpcCheck(\"127.0.0.1:50051\", service=\"my.Service\")",
+    "`grpc.health.v1.Health/Check` at `addr` (`host:port` or `http://host:port`; `https://host:port` over TLS) for `service` (`\"\"`: the server as a whole): `SERVING` is passing, else critical.\n\nAn `https://` address is verified as `HttpCheck` verifies an `https://` URL: `tls_ca_file`, `tls_server_name`, `tls_skip_verify`.\n\n>>> kvclient.GrpcCheck(\"127.0.0.1:50051\", service=\"my.Service\")\n>>> kvclient.GrpcCheck(\"https://10.0.0.5:50051\", tls_ca_file=\"/etc/rpc/ca.pem\")",
     { addr: String, service: String },
     {
         #[new]
-        #[pyo3(signature = (addr, *, service=String::new(), name=None, interval=10.0, timeout=5.0, success_before_passing=1, failures_before_critical=1, deregister_critical_after=None))]
+        #[pyo3(signature = (addr, *, service=String::new(), name=None, interval=10.0, timeout=5.0, success_before_passing=1, failures_before_critical=1, deregister_critical_after=None, tls_ca_file=None, tls_server_name=None, tls_skip_verify=false))]
         #[allow(clippy::too_many_arguments)]
-        fn new(addr: String, service: String, name: Option<String>, interval: f64, timeout: f64, success_before_passing: u32, failures_before_critical: u32, deregister_critical_after: Option<f64>) -> PyResult<PyClassInitializer<Self>> {
+        fn new(addr: String, service: String, name: Option<String>, interval: f64, timeout: f64, success_before_passing: u32, failures_before_critical: u32, deregister_critical_after: Option<f64>, tls_ca_file: Option<PathBuf>, tls_server_name: Option<String>, tls_skip_verify: bool) -> PyResult<PyClassInitializer<Self>> {
             let rest = addr.split_once("://").map_or(addr.as_str(), |(_, r)| r);
             if rest.contains('/') || service.contains('/') {
                 return Err(invalid(format!("GrpcCheck takes the address and the service apart, not {addr:?}")));
@@ -319,7 +371,8 @@ probe_check!(
             let probe = ProbeArgs { interval, timeout, success_before_passing, failures_before_critical };
             // Consul's target form `ADDR[/SERVICE]`, which CheckOptions parses.
             let target = if service.is_empty() { addr.clone() } else { format!("{addr}/{service}") };
-            let target = CheckOptions { grpc: vec![target], ..Default::default() };
+            let tls = TlsArgs { ca_file: tls_ca_file, server_name: tls_server_name, skip_verify: tls_skip_verify };
+            let target = tls.apply(CheckOptions { grpc: vec![target], ..Default::default() });
             Ok(PyClassInitializer::from(PyCheck::new(target, name, Some(probe), deregister_critical_after)?).add_subclass(Self { addr, service }))
         }
         /// The server's address.

@@ -1,20 +1,26 @@
 """Health checks, tags and filtered subscriptions, on a real kvd: HTTP
-checks against a real http.server the test starts and stops, TCP checks
-against a real listening socket, TTL checks pinged from Python and left to
-expire. Waits are on events, never on sleeps."""
+checks against a real http.server the test starts and stops (HTTPS ones
+against the same server over Python's ssl, with a CA and certificate the
+openssl CLI makes, as test_auth_tls makes them), TCP checks against a real listening socket, TTL checks
+pinged from Python and left to expire. Waits are on events, never on
+sleeps."""
 
 from __future__ import annotations
 
 import asyncio
 import http.server
+import shutil
 import socket
+import ssl
 import threading
-from typing import Callable, Iterator, List, Optional
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 import kvclient
 from conftest import Server
+from test_auth_tls import make_pki
 
 # Fast probes keep the tests short; nothing asserts how long a change took.
 FAST = 0.1  # seconds between probes
@@ -22,17 +28,27 @@ FAST = 0.1  # seconds between probes
 
 class HealthServer:
     """A real HTTP server answering GET with a status the test sets; it can
-    be stopped and started again on the same port."""
+    be stopped and started again on the same port. With `tls` it serves
+    HTTPS and records the server names (SNI) clients sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: Optional[ssl.SSLContext] = None) -> None:
         self.status = 200
         self.port = 0
+        self.tls = tls
+        self.sni: List[str] = []
         self.httpd: Optional[http.server.ThreadingHTTPServer] = None
         self.thread: Optional[threading.Thread] = None
+        if tls is not None:
+            def record(_sock: object, name: Optional[str], _ctx: ssl.SSLContext) -> None:
+                if name is not None:
+                    self.sni.append(name)
+
+            tls.sni_callback = record
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/health"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}/health"
 
     def start(self) -> None:
         owner = self
@@ -50,6 +66,10 @@ class HealthServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self.httpd.server_address[1]
+        if self.tls is not None:
+            # The handshake runs in accept(); a client refusing the
+            # certificate fails it there, which the server shrugs off.
+            self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
@@ -314,3 +334,88 @@ def test_async_http_check_through_a_filtered_subscription(
             passing.close()
 
     asyncio.run(main())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA and a certificate it signed for 127.0.0.1 and localhost:
+    ca.pem, server.pem, server.key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    d = tmp_path_factory.mktemp("check-pki")
+    make_pki(d)
+    return d
+
+
+@pytest.fixture
+def https_server(pki: Path) -> Iterator[HealthServer]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki / "server.pem", pki / "server.key")
+    s = HealthServer(tls=ctx)
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_https_checks_verify_the_server_as_told(
+    kvd: Server, service: str, https_server: HealthServer, pki: Path
+) -> None:
+    c = kvclient.Client([kvd.endpoint])
+    ca = str(pki / "ca.pem")
+
+    def check(name: str, **tls: Any) -> kvclient.HttpCheck:
+        return kvclient.HttpCheck(https_server.url, name=name, interval=FAST, timeout=2.0, **tls)
+
+    checks = [
+        check("ca", tls_ca_file=ca),
+        # The system's roots do not know the test's CA.
+        check("system-roots"),
+        check("skip", tls_skip_verify=True),
+        # The name given is verified instead of the URL's host (for which
+        # the certificate is valid too): the wrong name fails.
+        check("named", tls_ca_file=pki / "ca.pem", tls_server_name="localhost"),
+        check("misnamed", tls_ca_file=ca, tls_server_name="db.internal"),
+    ]
+    want = {"ca": "passing", "system-roots": "critical", "skip": "passing", "named": "passing", "misnamed": "critical"}
+    every = c.subscribe(service)
+    with c.register(service, "127.0.0.1:1", id="tls-1", checks=checks):
+        states: Dict[str, kvclient.CheckState] = {}
+        for ev in every:  # until every check has reported (pytest-timeout bounds it)
+            if ev.instance.id == "tls-1":
+                states = ev.instance.checks
+                if all(s.output != "not run yet" for s in states.values()):
+                    break
+        assert {n: s.health for n, s in states.items()} == want, {n: s.output for n, s in states.items()}
+        assert "status 200" in states["ca"].output
+        assert "status 200" in states["named"].output
+        assert "status 200" in states["skip"].output
+        assert "TLS handshake failed" in states["system-roots"].output
+        assert "UnknownIssuer" in states["system-roots"].output
+        assert "TLS handshake failed" in states["misnamed"].output
+        assert "db.internal" in states["misnamed"].output
+        # The name given is also the SNI; an IP address host sends none.
+        assert set(https_server.sni) == {"localhost", "db.internal"}
+    every.close()
+
+
+def test_tls_settings_are_validated(pki: Path, health_server: HealthServer) -> None:
+    h = kvclient.HttpCheck("https://127.0.0.1:8443/health")
+    assert (h.tls_ca_file, h.tls_server_name, h.tls_skip_verify) == (None, None, False)
+    ca = pki / "ca.pem"
+    g = kvclient.GrpcCheck("https://127.0.0.1:50051", service="my.Svc", tls_ca_file=ca, tls_server_name="rpc.internal")
+    assert (g.tls_ca_file, g.tls_server_name, g.tls_skip_verify) == (str(ca), "rpc.internal", False)
+    assert kvclient.HttpCheck("https://[::1]:8443/", tls_skip_verify=True).tls_skip_verify
+    bad: List[Tuple[Callable[[], object], str]] = [
+        # TLS settings without an https:// target to use them.
+        (lambda: kvclient.HttpCheck(health_server.url, tls_skip_verify=True), "need an https://"),
+        (lambda: kvclient.GrpcCheck("127.0.0.1:50051", tls_ca_file=ca), "need an https://"),
+        (lambda: kvclient.HttpCheck("https://h/", tls_ca_file=pki / "missing.pem"), "invalid check-tls-ca-file"),
+        # A file without a certificate in it is no CA.
+        (lambda: kvclient.HttpCheck("https://h/", tls_ca_file=pki / "server.ext"), "invalid check-tls-ca-file"),
+        (lambda: kvclient.HttpCheck("https://h/", tls_server_name="not a name"), "invalid check-tls-server-name"),
+    ]
+    for make, message in bad:
+        with pytest.raises(kvclient.InvalidArgumentError, match=message):
+            make()
+    with pytest.raises(TypeError):
+        kvclient.TcpCheck("127.0.0.1:1", tls_skip_verify=True)  # type: ignore[call-arg]

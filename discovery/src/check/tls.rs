@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 
 /// The most bytes read from a CA file (a bundle of a few hundred
 /// certificates fits; anything larger is not a CA file).
@@ -47,6 +47,22 @@ pub struct CheckTls {
     /// Accepts any server certificate (Consul's `TLSSkipVerify`): the
     /// connection is encrypted but the server is not authenticated.
     pub skip_verify: bool,
+}
+
+impl super::Check {
+    /// Sets all three TLS settings at once, e.g. those of another check
+    /// ([`Check::tls`](super::Check::tls)); see [`CheckTls`].
+    ///
+    /// ```
+    /// use kv_discovery::Check;
+    /// let template = Check::http("a", "https://127.0.0.1:8443/").with_tls_skip_verify(true);
+    /// let c = Check::http("b", "https://127.0.0.1:9443/").with_tls(template.tls().clone());
+    /// assert!(c.tls().skip_verify);
+    /// ```
+    pub fn with_tls(mut self, tls: CheckTls) -> super::Check {
+        self.tls = tls;
+        self
+    }
 }
 
 /// Why the TLS settings of a check cannot be used (the probe turns
@@ -133,7 +149,8 @@ fn file_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsSetupError> {
 /// The server-certificate verifier these settings ask for.
 pub(crate) fn verifier(tls: &CheckTls) -> Result<Arc<dyn ServerCertVerifier>, TlsSetupError> {
     if tls.skip_verify {
-        return Ok(Arc::new(AcceptAnyServerCert(provider())));
+        // Encrypted but unauthenticated, as asked (Consul's TLSSkipVerify).
+        return Ok(kv_client::tls::insecure_verifier(provider()));
     }
     let roots = match &tls.ca_file {
         Some(path) => file_roots(path)?,
@@ -165,49 +182,6 @@ pub(crate) fn server_name(
 ) -> Result<ServerName<'static>, TlsSetupError> {
     let name = tls.server_name.as_deref().unwrap_or(host);
     ServerName::try_from(name.to_string()).map_err(|_| TlsSetupError::BadServerName(name.into()))
-}
-
-/// Checks nothing about the server's certificate (`skip_verify`), but
-/// still that the handshake was signed by its key, so the session itself
-/// is sound.
-#[derive(Debug)]
-struct AcceptAnyServerCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 """Type stubs for the compiled module (checked by mypy stubtest in CI)."""
 
+from os import PathLike
 from typing import Any, Awaitable, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Union, final
 
 from typing_extensions import disjoint_base
@@ -8,6 +9,7 @@ _Bin = Union[str, bytes, bytearray]
 _LeaseArg = Union[int, "Lease", "AsyncLease", "LeaseKeeper", "AsyncLeaseKeeper"]
 _Endpoints = Union[str, Sequence[str]]
 _HealthFilter = Literal["passing", "warning", "any"]
+_Path = Union[str, PathLike[str]]
 
 __all__ = [
     "AsyncClient",
@@ -968,12 +970,30 @@ class Check:
 class HttpCheck(Check):
     """`GET url` every `interval` seconds: 2xx is passing, 429 warning, anything else (or no answer within `timeout`) critical.
 
+    An `https://` server is verified against `tls_ca_file` (a PEM file of CA certificates; default: the system's roots) for `tls_server_name` (also sent as SNI; default: the URL's host); `tls_skip_verify=True` accepts any certificate (encrypted, but the server is not authenticated). A failed handshake is critical. The TLS settings need an `https://` URL.
+
     >>> kvclient.HttpCheck("http://127.0.0.1:8080/health", interval=5.0, timeout=2.0, failures_before_critical=3)
+    >>> kvclient.HttpCheck("https://10.0.0.5:8443/health", tls_ca_file="/etc/web/ca.pem", tls_server_name="web.internal")
     """
-    def __new__(cls, url: str, *, name: Optional[str] = None, interval: float = 10.0, timeout: float = 5.0, success_before_passing: int = 1, failures_before_critical: int = 1, deregister_critical_after: Optional[float] = None) -> HttpCheck: ...
+    def __new__(cls, url: str, *, name: Optional[str] = None, interval: float = 10.0, timeout: float = 5.0, success_before_passing: int = 1, failures_before_critical: int = 1, deregister_critical_after: Optional[float] = None, tls_ca_file: Optional[_Path] = None, tls_server_name: Optional[str] = None, tls_skip_verify: bool = False) -> HttpCheck: ...
     @property
     def url(self) -> str:
         """The URL probed."""
+    @property
+    def tls_ca_file(self) -> Optional[str]:
+        """The PEM file of CA certificates an `https://` server is
+        verified against, or `None`: the system's roots.
+        """
+    @property
+    def tls_server_name(self) -> Optional[str]:
+        """The name an `https://` server's certificate is verified for
+        (and sent as SNI), or `None`: the host of the URL or address.
+        """
+    @property
+    def tls_skip_verify(self) -> bool:
+        """Whether any server certificate is accepted (encrypted, but
+        the server is not authenticated).
+        """
     @property
     def interval(self) -> float:
         """Seconds between two probes."""
@@ -1012,17 +1032,35 @@ class TcpCheck(Check):
 
 @final
 class GrpcCheck(Check):
-    """`grpc.health.v1.Health/Check` at `addr` (`host:port` or `http://host:port`) for `service` (`""`: the server as a whole): `SERVING` is passing, else critical.
+    """`grpc.health.v1.Health/Check` at `addr` (`host:port` or `http://host:port`; `https://host:port` over TLS) for `service` (`""`: the server as a whole): `SERVING` is passing, else critical.
+
+    An `https://` address is verified as `HttpCheck` verifies an `https://` URL: `tls_ca_file`, `tls_server_name`, `tls_skip_verify`.
 
     >>> kvclient.GrpcCheck("127.0.0.1:50051", service="my.Service")
+    >>> kvclient.GrpcCheck("https://10.0.0.5:50051", tls_ca_file="/etc/rpc/ca.pem")
     """
-    def __new__(cls, addr: str, *, service: str = ..., name: Optional[str] = None, interval: float = 10.0, timeout: float = 5.0, success_before_passing: int = 1, failures_before_critical: int = 1, deregister_critical_after: Optional[float] = None) -> GrpcCheck: ...
+    def __new__(cls, addr: str, *, service: str = ..., name: Optional[str] = None, interval: float = 10.0, timeout: float = 5.0, success_before_passing: int = 1, failures_before_critical: int = 1, deregister_critical_after: Optional[float] = None, tls_ca_file: Optional[_Path] = None, tls_server_name: Optional[str] = None, tls_skip_verify: bool = False) -> GrpcCheck: ...
     @property
     def addr(self) -> str:
         """The server's address."""
     @property
     def service(self) -> str:
         """The service asked about (`""`: the whole server)."""
+    @property
+    def tls_ca_file(self) -> Optional[str]:
+        """The PEM file of CA certificates an `https://` server is
+        verified against, or `None`: the system's roots.
+        """
+    @property
+    def tls_server_name(self) -> Optional[str]:
+        """The name an `https://` server's certificate is verified for
+        (and sent as SNI), or `None`: the host of the URL or address.
+        """
+    @property
+    def tls_skip_verify(self) -> bool:
+        """Whether any server certificate is accepted (encrypted, but
+        the server is not authenticated).
+        """
     @property
     def interval(self) -> float:
         """Seconds between two probes."""
