@@ -268,8 +268,10 @@ async fn pump(
                     }
                 }
                 None => {
-                    events = None;
+                    // Stopped before the sender goes: the iteration ends when
+                    // it does, and must find `stopped` set by then.
                     shared.stopped.store(true, Ordering::SeqCst);
+                    events = None;
                 }
             },
             Some(tx) = snapshots.recv() => {
