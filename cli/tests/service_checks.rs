@@ -1,8 +1,9 @@
 //! `kvctl service register` with health checks and tags, as real
 //! processes against kvd and etcd: an HTTP check follows a real local
 //! HTTP server the test stops and starts (seen by `service list` and by
-//! `service watch --healthy`), `--tag` filters, and a TTL check is fed
-//! through stdin.
+//! `service watch --healthy`), `--tag` filters, a TTL check is fed
+//! through stdin, and an HTTP check whose server stops answering times out
+//! into critical (saying so).
 
 mod common;
 
@@ -309,4 +310,150 @@ fn bad_check_flags_are_refused_before_connecting() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("Error: "), "{args:?}: {err}");
     }
+}
+
+/// An HTTP server answering `200 ok` until told to hang: then it accepts,
+/// reads the request and never answers, holding the connection open.
+struct Hanging {
+    addr: SocketAddr,
+    hang: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    /// The connections held unanswered.
+    held: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Hanging {
+    fn start() -> Hanging {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let hang = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (h, s, kept) = (hang.clone(), stop.clone(), held.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if h.load(Ordering::SeqCst) {
+                    kept.lock().unwrap().push(conn);
+                } else {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                }
+            }
+        });
+        Hanging {
+            addr,
+            hang,
+            stop,
+            held,
+            thread: Some(thread),
+        }
+    }
+
+    /// Held connections: (all, those the prober has closed since).
+    fn held(&self) -> (usize, usize) {
+        let held = self.held.lock().unwrap();
+        let closed = held
+            .iter()
+            .filter(|c| {
+                c.set_nonblocking(true).unwrap();
+                let mut r: &std::net::TcpStream = c;
+                match r.read(&mut [0u8; 64]) {
+                    Ok(n) => n == 0,
+                    Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                }
+            })
+            .count();
+        (held.len(), closed)
+    }
+}
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn http_check_that_times_out_turns_critical_with_a_timeout_output() {
+    let server = start(&kvd_bin());
+    let ep = &server.endpoint;
+    let backend = Hanging::start();
+    let url = format!("http://{}/health", backend.addr);
+    let args = [
+        "service",
+        "register",
+        "web",
+        "127.0.0.1:1",
+        "--id",
+        "slow",
+        "--check-http",
+        &url,
+        "--interval",
+        "100ms",
+        "--timeout",
+        "300ms",
+    ];
+    let (_reg, reg) = spawn(ep, &args, Stdio::null());
+    wait_line(&reg, "registered kv/services/web/slow");
+    wait_line(&reg, "health passing");
+    let check = |list: &[Value]| list[0]["checks"]["http"].clone();
+    assert_eq!(check(&list(ep, &[]))["health"], "passing");
+
+    // The server stops answering (the connection stays open): each probe
+    // runs into its 300 ms limit, the check turns critical and says why.
+    backend.hang.store(true, Ordering::SeqCst);
+    wait_line(&reg, "health critical");
+    let slow = list(ep, &[]);
+    assert_eq!(slow[0]["health"], "critical", "{slow:?}");
+    let http = check(&slow);
+    assert_eq!(http["health"], "critical");
+    let output = http["output"].as_str().unwrap();
+    assert!(
+        output.contains("timed out") && output.contains("300ms"),
+        "{http}"
+    );
+    assert!(list(ep, &["--healthy"]).is_empty());
+
+    // Timed-out probes must not leave their connections open (a hanging
+    // server would otherwise collect one per interval): all closed but the
+    // one probe that may be running now.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (held, closed) = backend.held();
+        if held >= 5 && held - closed <= 1 {
+            eprintln!("{held} probe connections timed out, {closed} closed by the prober");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed-out probes left {} of {held} connections open",
+            held - closed
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Answering again: passing.
+    backend.hang.store(false, Ordering::SeqCst);
+    wait_line(&reg, "health passing");
+    assert_eq!(check(&list(ep, &[]))["health"], "passing");
 }

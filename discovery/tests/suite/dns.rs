@@ -24,6 +24,7 @@ on_both!(
     dns_leaves_out_unhealthy_instances,
     dns_names_outside_or_unknown,
     dns_subscriptions_stay_bounded,
+    dns_answers_come_in_random_order,
 );
 
 /// Sends one question over UDP (or TCP) and returns the whole response.
@@ -432,4 +433,62 @@ async fn dns_subscriptions_stay_bounded(kind: Kind) {
     // And come back on demand.
     let real = ask(at, "real.service.kv.", RecordType::A, false).await;
     assert_eq!(ips(&real), ip_set(&["127.0.3.1"]));
+}
+
+/// "Random order for balancing": with three instances, every one of them
+/// comes first in some A answer and in some SRV answer.
+///
+/// A correct shuffle puts each of the 3 records first with probability 1/3
+/// per answer, independently. One given record never first in N answers:
+/// (2/3)^N; any of the three (union bound): 3 * (2/3)^N. N = 60 gives
+/// 3 * (2/3)^60 < 1e-10 per record type, so this fails spuriously with
+/// probability below 1e-9 (even "the first record differs at least once",
+/// the weaker claim, fails at 3 * (1/3)^60). Without shuffling the first
+/// record is always the same and it fails every time.
+async fn dns_answers_come_in_random_order(kind: Kind) {
+    const N: usize = 60;
+    let server = Server::start(kind).await;
+    let client = server.client().await;
+    let registry = Registry::new(client.clone()).with_ttl(5);
+    let dns = start_dns(client, DnsOptions::new()).await;
+    let at = dns.local_addr();
+    let mut regs = Vec::new();
+    for i in 1..=3 {
+        let inst = ServiceInstance::new("lb", format!("127.0.5.{i}:900{i}"));
+        regs.push(registry.register(inst).await.unwrap());
+    }
+    let all = ip_set(&["127.0.5.1", "127.0.5.2", "127.0.5.3"]);
+    until(at, "lb.service.kv.", RecordType::A, "all three", |r| {
+        ips(r) == all
+    })
+    .await;
+    until(at, "lb.service.kv.", RecordType::SRV, "all three", |r| {
+        srvs(r).len() == 3
+    })
+    .await;
+
+    let mut first_a = BTreeSet::new();
+    let mut first_srv = BTreeSet::new();
+    for _ in 0..N {
+        let a = ask(at, "lb.service.kv.", RecordType::A, false).await;
+        assert_eq!(ips(&a), all, "[{kind}] every answer holds all three");
+        if let Some(RData::A(rec)) = a.answers.first().map(|r| &r.data) {
+            first_a.insert(IpAddr::V4(rec.0));
+        }
+        let srv = ask(at, "lb.service.kv.", RecordType::SRV, false).await;
+        assert_eq!(srvs(&srv).len(), 3, "[{kind}]");
+        if let Some(RData::SRV(rec)) = srv.answers.first().map(|r| &r.data) {
+            first_srv.insert(rec.port);
+        }
+    }
+    assert_eq!(first_a, all, "[{kind}] A answers are not shuffled");
+    assert_eq!(
+        first_srv,
+        [9001, 9002, 9003].into(),
+        "[{kind}] SRV answers are not shuffled"
+    );
+    for r in regs {
+        r.close().await.unwrap();
+    }
+    dns.shutdown().await.unwrap();
 }

@@ -2,7 +2,8 @@
 //! processes (the `greeter_server` example) registered in a real kvd or
 //! etcd: a SIGKILLed instance fails at most the calls in flight to it, a
 //! new instance is used, a deregistered (still serving) one gets no more
-//! calls, a critical one leaves the balancer and comes back.
+//! calls, a critical one leaves the balancer and comes back; and the
+//! `greeter_client` example itself under a kill (grpc_channel/example.rs).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,10 +24,33 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::backends::GrpcBackend;
 use crate::{Kind, Server, WAIT, on_both, within};
 
-on_both!(
-    killed_instance_fails_only_calls_in_flight,
-    critical_instance_leaves_the_channel_and_returns,
-);
+/// `on_both!` for bodies running the greeter examples: they are built
+/// first, outside the body's time limit (a cargo build on a busy machine
+/// can take minutes).
+macro_rules! on_both_with_greeters {
+    ($($body:ident),* $(,)?) => {
+        $(
+            mod $body {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn kvd() {
+                    $crate::grpc_channel::build_greeters().await;
+                    $crate::run($crate::Kind::Kvd, super::$body($crate::Kind::Kvd)).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn etcd() {
+                    $crate::grpc_channel::build_greeters().await;
+                    $crate::run($crate::Kind::Etcd, super::$body($crate::Kind::Etcd)).await;
+                }
+            }
+        )*
+    };
+}
+
+// The greeter_client example under a kill (tests/suite/grpc_channel/).
+mod example;
+
+on_both_with_greeters!(killed_instance_fails_only_calls_in_flight);
+on_both!(critical_instance_leaves_the_channel_and_returns);
 
 /// Callers running at once: the bound on calls a kill may fail.
 const CONCURRENCY: usize = 8;
@@ -35,15 +59,37 @@ const POLL: Duration = Duration::from_millis(20);
 /// `$GREETER_BIN`, else the example built (once per run, blocking) by
 /// cargo with this suite's features, so the test runs the current source.
 fn greeter_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("GREETER_BIN") {
-            return PathBuf::from(p);
-        }
+    match std::env::var_os("GREETER_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => examples_dir().join("greeter_server"),
+    }
+}
+
+/// `$GREETER_CLIENT_BIN`, else the example built as [`greeter_bin`]'s.
+fn greeter_client_bin() -> PathBuf {
+    match std::env::var_os("GREETER_CLIENT_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => examples_dir().join("greeter_client"),
+    }
+}
+
+/// Builds the greeter examples (or finds them in the environment).
+pub(crate) async fn build_greeters() {
+    tokio::task::spawn_blocking(|| (greeter_bin(), greeter_client_bin()))
+        .await
+        .expect("building the greeter examples");
+}
+
+/// Builds both greeter examples (once per run, blocking) and returns the
+/// directory holding them.
+fn examples_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "-p", "kv-discovery", "--example", "greeter_server"]);
+        build.args(["build", "-p", "kv-discovery"]);
+        build.args(["--example", "greeter_server", "--example", "greeter_client"]);
         // The features this suite was built with, so the library is reused.
         if !cfg!(feature = "dns") {
             build.arg("--no-default-features");
@@ -51,9 +97,12 @@ fn greeter_bin() -> PathBuf {
         let status = build
             .current_dir(&root)
             .status()
-            .expect("spawn cargo build --example greeter_server");
-        assert!(status.success(), "building greeter_server failed: {status}");
-        root.join("target/debug/examples/greeter_server")
+            .expect("spawn cargo build --example greeter_server --example greeter_client");
+        assert!(
+            status.success(),
+            "building the greeter examples failed: {status}"
+        );
+        root.join("target/debug/examples")
     })
     .clone()
 }
