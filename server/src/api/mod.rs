@@ -22,7 +22,6 @@ use kv_proto::etcdserverpb::cluster_server::ClusterServer;
 use kv_proto::etcdserverpb::kv_server::KvServer;
 use kv_proto::etcdserverpb::lease_server::LeaseServer;
 use kv_proto::etcdserverpb::maintenance_server::MaintenanceServer;
-use kv_proto::etcdserverpb::watch_server::WatchServer;
 use kv_proto::v3electionpb::election_server::ElectionServer;
 use kv_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
@@ -125,11 +124,8 @@ fn routes(node: &Arc<Node>) -> Routes {
                 .max_decoding_message_size(max_recv)
                 .max_encoding_message_size(usize::MAX),
         )
-        .add_service(
-            WatchServer::new(watch::WatchService(node.clone()))
-                .max_decoding_message_size(max_recv)
-                .max_encoding_message_size(usize::MAX),
-        )
+        // Prost's codec replaced for responses: see watch::WatchGrpc.
+        .add_service(watch::WatchGrpc::new(node.clone(), max_recv))
         .add_service(
             LeaseServer::new(lease::LeaseService(node.clone())).max_decoding_message_size(max_recv),
         )

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::hub::{Stream, WatchHub};
 use super::queue::{event_responses, Batch};
+use super::wire::Picked;
 use crate::mvcc::MvccError;
 use kv_proto::etcdserverpb::WatchResponse;
 
@@ -187,7 +188,7 @@ impl WatchHub {
                 if !runs.is_empty() {
                     let header = self.header.at(to.max(published));
                     let (prev, frag, limit) = (w.prev_kv, w.fragment, self.fragment_bytes());
-                    let runs = Arc::new(runs);
+                    let runs = Arc::new(Picked::new(runs));
                     let q = &s.queue;
                     event_responses(header, id, &batch, &runs, prev, frag, limit, |r| q.send(r));
                 }

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::queue::{self, event_responses, push_index, Batch, Queue, Receiver, Runs, SharedRuns};
+use super::wire::Picked;
 use crate::header::HeaderSource;
 use crate::mvcc::{in_range, Store};
 
@@ -422,14 +423,14 @@ impl WatchHub {
                 let runs = match &memo {
                     Some((p, runs)) if *next_rev <= first && *p == pick => runs.clone(),
                     _ => {
-                        let runs = Arc::new(pick.select(*next_rev, &batch));
+                        let runs = Arc::new(Picked::new(pick.select(*next_rev, &batch)));
                         if *next_rev <= first {
                             memo = Some((pick, runs.clone()));
                         }
                         runs
                     }
                 };
-                if !runs.is_empty() {
+                if !runs.runs.is_empty() {
                     if queue.full() {
                         // Slow reader: replay later from history instead of blocking.
                         *synced = false;

@@ -114,3 +114,82 @@ async fn shared_picks_respect_filters_and_start() {
         assert_eq!(evs.len(), want, "watch {id}: {evs:?}");
     }
 }
+
+/// Every queued response as the gRPC writer sends it, decoded back:
+/// (watch ID, [(key, has prev_kv)]).
+fn take_wire(h: &mut StreamHandle) -> Vec<(i64, Vec<(String, bool)>)> {
+    use prost::Message;
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut out = Vec::new();
+    while let std::task::Poll::Ready(Some(o)) = h.rx.poll_recv(&mut cx) {
+        let mut buf = Vec::new();
+        o.encode(&mut buf);
+        let r = WatchResponse::decode(buf.as_slice()).unwrap();
+        let evs = r.events.iter().map(|e| {
+            let key = e.kv.as_ref().map(|kv| kv.key.clone()).unwrap_or_default();
+            (
+                String::from_utf8_lossy(&key).into_owned(),
+                e.prev_kv.is_some(),
+            )
+        });
+        out.push((r.watch_id, evs.collect()));
+    }
+    out
+}
+
+// Watchers of one range (on one stream and across streams) share one
+// encoding of their events per prev_kv choice, and each response still
+// carries its own watcher's ID and prev_kv choice.
+#[tokio::test]
+async fn shared_pick_is_encoded_once_per_prev_kv() {
+    use crate::watch::wire::tests::encodings;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&dir.path().join("db")).unwrap();
+    let hub = WatchHub::new(Arc::new(store), Arc::new(HeaderSource::new(1, 1)));
+    let base = hub.inner.lock().published;
+    let create = |h: &StreamHandle, id: i64, prev_kv: bool| {
+        let req = WatchCreateRequest {
+            key: b"k/".to_vec(),
+            range_end: b"k0".to_vec(),
+            watch_id: id,
+            prev_kv,
+            ..Default::default()
+        };
+        hub.create(h.id, &req)
+    };
+    let (mut a, mut b) = (hub.open_stream(), hub.open_stream());
+    for (h, id, prev) in [(&a, 1, false), (&a, 2, true), (&a, 3, false), (&b, 4, true)] {
+        create(h, id, prev);
+    }
+    create(&b, 5, false);
+    take(&mut a);
+    take(&mut b);
+    let with_prev = |key: &str, rev| Event {
+        prev_kv: Some(KeyValue {
+            key: key.as_bytes().to_vec(),
+            mod_revision: rev - 1,
+            ..Default::default()
+        }),
+        ..ev(key, rev, true)
+    };
+    let before = encodings();
+    hub.publish(
+        base + 2,
+        vec![with_prev("k/1", base + 1), with_prev("k/2", base + 2)],
+    );
+    let mut got = take_wire(&mut a);
+    got.extend(take_wire(&mut b));
+    got.sort();
+    let events = |prev| vec![("k/1".to_string(), prev), ("k/2".to_string(), prev)];
+    let want: Vec<_> = [(1, false), (2, true), (3, false), (4, true), (5, false)]
+        .into_iter()
+        .map(|(id, prev)| (id, events(prev)))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        encodings() - before,
+        2,
+        "one encoding without prev_kv, one with"
+    );
+}

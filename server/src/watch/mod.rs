@@ -15,9 +15,10 @@
 mod catchup;
 mod hub;
 mod queue;
+mod wire;
 
 pub use hub::{
     StreamHandle, WatchHub, MAX_WATCHED_KEY_BYTES_PER_STREAM, MAX_WATCHERS_PER_STREAM,
     TOO_MANY_WATCHERS, WATCHED_KEYS_TOO_LARGE,
 };
-pub use queue::{Receiver, MAX_PENDING_RESPONSES};
+pub use queue::{Outgoing, Receiver, MAX_PENDING_RESPONSES};

@@ -10,17 +10,22 @@
 //! out of a [`Batch`] that every watcher of every stream shares (one commit
 //! batch, or one catch-up read), and the `Event`s are copied only when the
 //! response is taken out to be sent. A 1 MB value watched 500 times costs
-//! 1 MB while queued, not 500.
+//! 1 MB while queued, not 500. The gRPC writer does not copy them at all: it
+//! writes the pick's encoding, made once for every watcher sharing the pick
+//! (see wire.rs).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::BufMut;
 use kv_proto::etcdserverpb::{ResponseHeader, WatchResponse};
 use kv_proto::mvccpb::Event;
 use prost::Message;
 use tokio::sync::mpsc;
+
+use super::wire::{self, event_len, Picked};
 
 /// Responses queued on one stream before its watchers are set aside as slow
 /// (etcd's per-stream buffer, `chanBufLen`).
@@ -34,8 +39,9 @@ pub(crate) type Batch = Arc<Vec<Event>>;
 pub(crate) type Runs = Vec<Range<u32>>;
 
 /// [`Runs`] shared by the responses of watchers that picked the same events
-/// (watchers of one range on one stream): no allocation per watcher.
-pub(crate) type SharedRuns = Arc<Runs>;
+/// (watchers of one range and filters, on any stream), with their encoding:
+/// no allocation and no encoding per watcher.
+pub(crate) type SharedRuns = Arc<Picked>;
 
 /// One queued response.
 pub(crate) enum Queued {
@@ -67,8 +73,9 @@ impl Queued {
                 let events = match Arc::try_unwrap(batch) {
                     // The last holder (typical of a catch-up read): move the
                     // events out instead of copying every key and value.
-                    Ok(all) => take_runs(all, &runs, prev_kv),
+                    Ok(all) => take_runs(all, &runs.runs, prev_kv),
                     Err(shared) => runs
+                        .runs
                         .iter()
                         .cloned()
                         .flatten()
@@ -85,6 +92,43 @@ impl Queued {
                 }
             }
         }
+    }
+
+    /// Writes the response as prost would encode its `WatchResponse`; the
+    /// events are copied from their pick's shared encoding.
+    fn encode(self, buf: &mut impl BufMut) {
+        match self {
+            Queued::Ready(r) => r.encode_raw(buf),
+            Queued::Events {
+                header,
+                watch_id,
+                batch,
+                runs,
+                prev_kv,
+                fragment,
+            } => {
+                let events = runs.wire(&batch, prev_kv);
+                wire::encode_response(&header, watch_id, fragment, events, buf)
+            }
+        }
+    }
+}
+
+/// One response taken out of a stream's queue, not yet built: the gRPC
+/// writer encodes it straight from the shared events
+/// ([`Outgoing::encode`]), other readers build the message.
+pub struct Outgoing(pub(crate) Queued);
+
+impl Outgoing {
+    /// The response as a message.
+    pub fn into_response(self) -> WatchResponse {
+        self.0.into_response()
+    }
+
+    /// Writes the response's protobuf encoding (what prost writes for
+    /// [`Outgoing::into_response`]) to `buf`.
+    pub fn encode(self, buf: &mut impl BufMut) {
+        self.0.encode(buf)
     }
 }
 
@@ -118,15 +162,6 @@ fn copy_event(e: &Event, prev_kv: bool) -> Event {
         r#type: e.r#type,
         kv: e.kv.clone(),
         prev_kv: if prev_kv { e.prev_kv.clone() } else { None },
-    }
-}
-
-/// Encoded size of `e` as sent (without its prev_kv unless asked for).
-fn event_len(e: &Event, prev_kv: bool) -> usize {
-    match &e.prev_kv {
-        // Field 3 of mvccpb.Event.
-        Some(p) if !prev_kv => e.encoded_len() - prost::encoding::message::encoded_len(3, p),
-        _ => e.encoded_len(),
     }
 }
 
@@ -178,9 +213,9 @@ impl Receiver {
         self.rx.recv().await.map(Queued::into_response)
     }
 
-    /// Polling form of [`Receiver::recv`].
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<WatchResponse>> {
-        self.rx.poll_recv(cx).map(|q| q.map(Queued::into_response))
+    /// The next response, not yet built (what the gRPC writer takes).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outgoing>> {
+        self.rx.poll_recv(cx).map(|q| q.map(Outgoing))
     }
 }
 
@@ -219,11 +254,11 @@ pub(crate) fn event_responses(
         prev_kv,
         fragment,
     };
-    let picked = || runs.iter().cloned().flatten();
+    let picked = || runs.runs.iter().cloned().flatten();
     let len = |i: u32| batch.get(i as usize).map_or(0, |e| event_len(e, prev_kv));
     // Fragmenting needs at least two events, so a one-event pick (the
     // common case of a put per commit) never sizes its events.
-    if !fragment || runs.iter().map(|r| r.len()).sum::<usize>() < 2 {
+    if !fragment || runs.runs.iter().map(|r| r.len()).sum::<usize>() < 2 {
         return send(item(runs.clone(), false));
     }
     if picked().map(len).sum::<usize>() <= limit {
@@ -234,13 +269,13 @@ pub(crate) fn event_responses(
     for i in picked() {
         let n = len(i);
         if !cur.is_empty() && size + n > limit {
-            send(item(Arc::new(std::mem::take(&mut cur)), true));
+            send(item(Arc::new(Picked::new(std::mem::take(&mut cur))), true));
             size = 0;
         }
         size += n;
         push_index(&mut cur, i);
     }
-    send(item(Arc::new(cur), false));
+    send(item(Arc::new(Picked::new(cur)), false));
 }
 
 #[cfg(test)]
@@ -277,7 +312,7 @@ mod tests {
         limit: usize,
     ) -> Vec<Queued> {
         let mut out = Vec::new();
-        let runs = Arc::new(runs);
+        let runs = Arc::new(Picked::new(runs));
         event_responses(h, id, batch, &runs, prev_kv, fragment, limit, |q| {
             out.push(q)
         });
