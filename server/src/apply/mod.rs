@@ -49,6 +49,9 @@ pub struct Core {
     /// "removed" set): applied through the log and kept in META, so every
     /// member and every snapshot carries it. Never shrinks.
     pub removed: Mutex<BTreeSet<u64>>,
+    /// Notified (to current waiters) whenever `removed` changes: the
+    /// removal wait (node/removal.rs) sleeps on it, not on raft's metrics.
+    pub removed_changed: tokio::sync::Notify,
 }
 
 /// An entry applied slower than this is logged (etcd's default
@@ -92,6 +95,7 @@ impl Core {
             alarms: Mutex::new(BTreeSet::new()),
             auth: Arc::default(),
             removed: Mutex::new(BTreeSet::new()),
+            removed_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -109,7 +113,10 @@ impl Core {
         }
         *self.alarms.lock() = rec.alarms.iter().copied().collect();
         match meta_json::<BTreeSet<u64>>(rec, META_REMOVED) {
-            Ok(ids) => *self.removed.lock() = ids.unwrap_or_default(),
+            Ok(ids) => {
+                *self.removed.lock() = ids.unwrap_or_default();
+                self.removed_changed.notify_waiters();
+            }
             // Kept as it was rather than emptied: forgetting removed IDs
             // would let a removed member's messages in again.
             Err(e) => tracing::error!(error = %e, "removed member IDs unreadable"),
@@ -174,6 +181,9 @@ impl StateMachine {
         let mut applied = self.applied;
         let mut membership = self.membership.clone();
         let mut removed: Option<BTreeSet<u64>> = None;
+        // META keeps the membership of the commit that applied it; most
+        // batches change none, and skip re-encoding and re-writing it.
+        let mut membership_changed = false;
         let result = core.store.write(durable, |state, wtx| {
             let mut kv = wtx.open_table(KV)?;
             let mut leases_t = wtx.open_table(LEASES)?;
@@ -197,6 +207,7 @@ impl StateMachine {
                             meta.insert(META_REMOVED, json.as_slice())?;
                         }
                         membership = next;
+                        membership_changed = true;
                         RaftResponse::default()
                     }
                     EntryPayload::Normal(req) => {
@@ -222,9 +233,11 @@ impl StateMachine {
             drop(batch);
             // Serializing plain data into a Vec cannot fail.
             let applied_json = serde_json::to_vec(&applied).unwrap_or_default();
-            let membership_json = serde_json::to_vec(&membership).unwrap_or_default();
             meta.insert(META_APPLIED, applied_json.as_slice())?;
-            meta.insert(META_MEMBERSHIP, membership_json.as_slice())?;
+            if membership_changed {
+                let membership_json = serde_json::to_vec(&membership).unwrap_or_default();
+                meta.insert(META_MEMBERSHIP, membership_json.as_slice())?;
+            }
             Ok((rev, events))
         });
         let (rev, events) = match result {
@@ -245,6 +258,7 @@ impl StateMachine {
         self.membership = membership;
         if let Some(set) = removed {
             *self.core.removed.lock() = set;
+            self.core.removed_changed.notify_waiters();
         }
         if !events.is_empty() {
             self.core.hub.publish(rev, events);

@@ -52,6 +52,28 @@ impl<'a, 't> WriteBatch<'a, 't> {
         r
     }
 
+    /// The current value of `key` in this batch, if it is alive: from the
+    /// index's cache, else read back from the batch's own transaction.
+    pub fn current(&self, key: &[u8]) -> Result<Option<Arc<KeyValue>>, MvccError> {
+        let Some(h) = self.state.index.get(key) else {
+            return Ok(None);
+        };
+        let Some(rev) = h.newest_put() else {
+            return Ok(None);
+        };
+        if let Some(kv) = h.cached_at(rev) {
+            return Ok(Some(kv.clone()));
+        }
+        match fetch_put(&*self.kv, rev)? {
+            Some(kv) => Ok(Some(Arc::new(kv))),
+            // The index says the key is alive at `rev`: its row must be there.
+            None => Err(MvccError::Corrupt(format!(
+                "{}.{} (the current value's row is missing)",
+                rev.main, rev.sub
+            ))),
+        }
+    }
+
     /// Writes `key`; returns the previous value if the key was alive.
     pub fn put(
         &mut self,
@@ -60,9 +82,11 @@ impl<'a, 't> WriteBatch<'a, 't> {
         lease: i64,
     ) -> Result<Option<Arc<KeyValue>>, MvccError> {
         let rev = self.next_rev();
-        let prev = self.state.index.get(key).and_then(|h| h.latest.clone());
-        let (create_revision, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
+        // The whole previous value: every put event carries it as prev_kv.
+        let prev = self.current(key)?;
+        let live = self.state.index.get(key).and_then(|h| h.live());
+        let (create_revision, version) = match live {
+            Some(l) => (l.create_revision, l.version + 1),
             None => (rev.main, 1),
         };
         let kv = Arc::new(KeyValue {
@@ -75,9 +99,7 @@ impl<'a, 't> WriteBatch<'a, 't> {
         });
         self.kv
             .insert(rev.to_key(), encode_row(KIND_PUT, &kv).as_slice())?;
-        let h = self.state.index.entry(key);
-        h.revs.push((rev, false));
-        h.latest = Some(kv.clone());
+        self.state.index.put(rev, kv.clone());
         self.events.push(Event {
             r#type: EventType::Put as i32,
             kv: Some((*kv).clone()),
@@ -88,7 +110,7 @@ impl<'a, 't> WriteBatch<'a, 't> {
 
     /// Deletes a live `key` (leaving a tombstone); returns its last value.
     pub fn delete(&mut self, key: &[u8]) -> Result<Option<Arc<KeyValue>>, MvccError> {
-        let Some(prev) = self.state.index.get(key).and_then(|h| h.latest.clone()) else {
+        let Some(prev) = self.current(key)? else {
             return Ok(None);
         };
         let rev = self.next_rev();
@@ -99,9 +121,7 @@ impl<'a, 't> WriteBatch<'a, 't> {
         };
         self.kv
             .insert(rev.to_key(), encode_row(KIND_TOMBSTONE, &tomb).as_slice())?;
-        let h = self.state.index.entry(key);
-        h.revs.push((rev, true));
-        h.latest = None;
+        self.state.index.tombstone(key, rev);
         self.events.push(Event {
             r#type: EventType::Delete as i32,
             kv: Some(tomb),
@@ -115,7 +135,7 @@ impl<'a, 't> WriteBatch<'a, 't> {
         self.state
             .index
             .range(key, end)
-            .filter(|(_, h)| h.latest.is_some())
+            .filter(|(_, h)| h.is_live())
             .map(|(k, _)| k.clone())
             .collect()
     }

@@ -75,6 +75,9 @@ pub struct Compactor {
     /// Set once a background task runs the queue; until then (offline
     /// tools, unit tests) a write runs its compaction to the end itself.
     attached: AtomicBool,
+    /// While a defragment copies the store: the rows deleted since it
+    /// began, for it to delete from its copy (see [`Recording`]).
+    recorded: Mutex<Option<Vec<Revision>>>,
 }
 
 impl Default for Compactor {
@@ -85,6 +88,7 @@ impl Default for Compactor {
             wake: tokio::sync::Notify::new(),
             finished: tokio::sync::watch::channel(i64::MIN).0,
             attached: AtomicBool::new(false),
+            recorded: Mutex::new(None),
         }
     }
 }
@@ -248,6 +252,11 @@ impl Compactor {
                     }
                 }
                 wtx.commit()?;
+                // Recorded before `db` is let go: a defragment's swap
+                // (which holds `db` exclusively) sees every deletion.
+                if let Some(log) = self.recorded.lock().as_mut() {
+                    log.extend_from_slice(&batch.revs);
+                }
                 Ok::<u64, MvccError>(n)
             })();
             match deleted {
@@ -306,6 +315,36 @@ impl Compactor {
     /// Whether a background task runs the queue (see [`run`]).
     pub(super) fn attached(&self) -> bool {
         self.attached.load(Ordering::Acquire)
+    }
+}
+
+/// Records the rows the compactor deletes while it lives (a defragment's
+/// copy deletes them too); memory is bounded by the queued rows.
+pub(super) struct Recording<'a>(&'a Compactor);
+
+impl Compactor {
+    /// Starts recording deletions until the returned guard drops.
+    pub(super) fn record_deletions(&self) -> Recording<'_> {
+        *self.recorded.lock() = Some(Vec::new());
+        Recording(self)
+    }
+}
+
+impl Recording<'_> {
+    /// The rows deleted since the last call (or since recording began).
+    pub(super) fn take(&self) -> Vec<Revision> {
+        self.0
+            .recorded
+            .lock()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        *self.0.recorded.lock() = None;
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! One global revision per committed mutation; each key keeps its history of
 //! revisions (a delete leaves a tombstone); reads can target any revision not
-//! yet compacted. Current values are cached in memory beside the index so reads
-//! at the head revision never touch disk.
+//! yet compacted. The index in memory holds revisions, not values: the
+//! recently written values are cached beside it within a fixed budget
+//! (index.rs), every other read goes to the backend by revision.
 
 mod batch;
 pub mod compactor;
@@ -14,7 +15,7 @@ pub(crate) mod row;
 pub(crate) mod store;
 
 pub use batch::WriteBatch;
-pub use index::{in_range, Index, KeyHistory};
+pub use index::{in_range, Index, KeyHistory, Live, VALUE_CACHE_BYTES};
 pub use revision::Revision;
 pub use store::{ReadView, Recovered, Snapshot, Store};
 
@@ -119,6 +120,60 @@ mod tests {
             store.snapshot().index().get(b"a").is_some(),
             "the old store stays"
         );
+    }
+
+    #[test]
+    fn values_the_index_does_not_hold_are_read_from_the_backend() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("db");
+        {
+            let (store, _) = Store::open(&path).unwrap();
+            put(&store, b"a", false).unwrap();
+        }
+        // Reopened: the index is rebuilt with revisions only, no values.
+        let (store, _) = Store::open(&path).unwrap();
+        let snap = store.snapshot();
+        let h = snap.index().get(b"a").expect("indexed");
+        let rev = h.newest_put().expect("alive");
+        assert!(h.cached_at(rev).is_none());
+        let kv = snap.value_at(h, snap.rev()).unwrap().expect("read back");
+        assert_eq!((kv.value.as_slice(), kv.version), (b"v".as_slice(), 1));
+        let created = kv.create_revision;
+        drop(snap);
+        store
+            .write(false, |st, wtx| {
+                let mut table = wtx.open_table(KV)?;
+                let mut b = WriteBatch::new(st, &mut table);
+                b.begin();
+                // The previous value comes back from disk for the event's
+                // prev_kv; version and create revision from the index.
+                let prev = b.put(b"a", b"w".to_vec(), 0)?.expect("was alive");
+                b.end();
+                assert_eq!(prev.value, b"v");
+                let ev = &b.events[0];
+                let now = ev.kv.as_ref().expect("kv");
+                assert_eq!((now.version, now.create_revision), (2, created));
+                assert_eq!(
+                    ev.prev_kv.as_ref().map(|p| p.value.as_slice()),
+                    Some(&b"v"[..])
+                );
+                b.begin();
+                let gone = b.delete(b"a")?.expect("was alive");
+                b.end();
+                assert_eq!(gone.value, b"w");
+                assert!(b.delete(b"a")?.is_none(), "already deleted");
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        // And after another restart the key stays deleted, its put readable
+        // at its revision.
+        let (store, _) = Store::open(&path).unwrap();
+        let snap = store.snapshot();
+        let h = snap.index().get(b"a").expect("indexed");
+        assert!(h.live().is_none());
+        let old = snap.value_at(h, snap.rev() - 1).unwrap().expect("history");
+        assert_eq!((old.value.as_slice(), old.version), (b"w".as_slice(), 2));
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! the backend's last commit, decoded strictly (a malformed value is an
 //! error, never "absent").
 
-use std::sync::Arc;
-
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::row::decode_row;
@@ -53,9 +51,11 @@ pub(super) fn load(db: &Database) -> Result<(State, Recovered), MvccError> {
         let rev = Revision::from_key(k.value());
         let (tomb, value) = decode_row(rev, v.value())?;
         st.rev = st.rev.max(rev.main);
-        let h = st.index.entry(&value.key);
-        h.revs.push((rev, tomb));
-        h.latest = if tomb { None } else { Some(Arc::new(value)) };
+        if tomb {
+            st.index.tombstone(&value.key, rev);
+        } else {
+            st.index.put_uncached(rev, &value);
+        }
     }
     // Rows below the compaction revision that a crash (or a snapshot taken
     // mid-compaction) left behind: dropped from the index again; the

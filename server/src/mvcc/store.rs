@@ -12,6 +12,8 @@ use kv_proto::mvccpb::{event::EventType, Event, KeyValue};
 use parking_lot::{RwLock, RwLockReadGuard};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
+mod defrag;
+
 use super::compactor::{Compactor, Step, BATCH_ROWS};
 use super::recover::load;
 pub use super::recover::Recovered;
@@ -35,11 +37,13 @@ pub struct Store {
     db: RwLock<Database>,
     state: RwLock<State>,
     path: PathBuf,
-    /// File size as of the last commit: quota checks read it on every write,
-    /// so it is refreshed once per applied batch instead of stat'ed per request.
+    /// File size as of a recent commit: quota checks read it on every write,
+    /// so it is refreshed after commits (at most every 10 ms), not per request.
     size: std::sync::atomic::AtomicI64,
+    /// When a commit last refreshed `size` (see `refresh_size_after_commit`).
+    size_checked: parking_lot::Mutex<std::time::Instant>,
     /// Held shared by long reads on an owned transaction (exports, hashes)
-    /// and exclusive by defragment, which redb refuses under a live read.
+    /// and exclusive by defragment, whose swap closes the old file (defrag.rs).
     /// tokio's lock is fair: while a defragment waits, new reads queue behind it.
     read_gate: Arc<tokio::sync::RwLock<()>>,
     /// Deletes compacted rows in the background (compactor.rs).
@@ -63,10 +67,8 @@ pub trait ReadView {
         let Some(r) = hist.live_at(main) else {
             return Ok(None);
         };
-        if let (Some(latest), Some((last, _))) = (&hist.latest, hist.revs.last()) {
-            if *last == r {
-                return Ok(Some(latest.clone()));
-            }
+        if let Some(kv) = hist.cached_at(r) {
+            return Ok(Some(kv.clone()));
         }
         Ok(self.fetch(r)?.map(Arc::new))
     }
@@ -79,6 +81,8 @@ impl Store {
         // the live file is still the whole old store.
         crate::storage::snapshot::discard_import(&installing_path(path))
             .map_err(|e| MvccError::Storage(e.to_string()))?;
+        // Likewise a defragment's copy (defrag.rs).
+        defrag::discard_defrag(&defrag::defrag_path(path))?;
         let db = redb::Builder::new()
             .set_cache_size(crate::storage::snapshot::BACKEND_CACHE_BYTES)
             .create(path)?;
@@ -94,6 +98,7 @@ impl Store {
             state: RwLock::new(State::default()),
             path: path.to_path_buf(),
             size: std::sync::atomic::AtomicI64::new(0),
+            size_checked: parking_lot::Mutex::new(std::time::Instant::now()),
             read_gate: Arc::default(),
             compactor: Compactor::default(),
         };
@@ -123,6 +128,7 @@ impl Store {
             db,
             state,
             txn: std::cell::OnceCell::new(),
+            kv: std::cell::OnceCell::new(),
         }
     }
 
@@ -186,7 +192,7 @@ impl Store {
         drop(state);
         drop(db);
         self.run_compaction();
-        self.refresh_size();
+        self.refresh_size_after_commit();
         result
     }
 
@@ -237,6 +243,21 @@ impl Store {
         self.size.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// [`Store::refresh_size`] after a commit, at most once per
+    /// `SIZE_CHECK_EVERY` (a stat per commit was one syscall per put).
+    /// The file grows in steps (redb doubles it, then adds whole regions);
+    /// a quota check reading a size that old lets in at most that much
+    /// more, as etcd's check before proposing lets in what is in flight.
+    fn refresh_size_after_commit(&self) {
+        const SIZE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+        let mut checked = self.size_checked.lock();
+        if checked.elapsed() >= SIZE_CHECK_EVERY {
+            *checked = std::time::Instant::now();
+            drop(checked);
+            self.refresh_size();
+        }
+    }
+
     fn refresh_size(&self) {
         let len = std::fs::metadata(&self.path)
             .map(|m| m.len() as i64)
@@ -248,20 +269,6 @@ impl Store {
     /// life of an [`OwnedRead`] (or an export), exclusive around [`Store::defragment`].
     pub fn read_gate(&self) -> Arc<tokio::sync::RwLock<()>> {
         self.read_gate.clone()
-    }
-
-    /// Rewrites the file without free pages. Blocks every other access while
-    /// it runs; fails while an owned read is live (see [`Store::read_gate`]).
-    pub fn defragment(&self) -> Result<(), MvccError> {
-        let mut db = self.db.write();
-        // A durable commit first so compaction can reclaim pages freed by non-durable ones.
-        let mut wtx = db.begin_write()?;
-        wtx.set_durability(redb::Durability::Immediate)?;
-        wtx.commit()?;
-        while db.compact()? {}
-        drop(db);
-        self.refresh_size();
-        Ok(())
     }
 
     /// Runs `f` with a read transaction over the raw tables, holding the
@@ -353,8 +360,7 @@ impl Store {
     /// one), rebuilds the index from it and puts it in place of the old
     /// handle. No reader sees the new file with the old index. The handle
     /// keeps the import's small cache until the next restart: reading the
-    /// store through redb's 1 GiB default would keep every page in memory
-    /// beside the index's copy of each value.
+    /// store through redb's 1 GiB default would keep every page in memory.
     fn swap_in(&self, new: &Path, fresh: Database) -> Result<Recovered, MvccError> {
         let mut db = self.db.write();
         let mut state = self.state.write();
@@ -390,10 +396,9 @@ impl Store {
         st.index
             .range(&[0], &[0])
             .filter_map(|(k, h)| {
-                h.latest
-                    .as_ref()
-                    .filter(|kv| kv.lease != 0)
-                    .map(|kv| (kv.lease, k.clone()))
+                h.live()
+                    .filter(|l| l.lease != 0)
+                    .map(|l| (l.lease, k.clone()))
             })
             .collect()
     }
@@ -559,6 +564,9 @@ pub struct Snapshot<'a> {
     db: RwLockReadGuard<'a, Database>,
     state: RwLockReadGuard<'a, State>,
     txn: std::cell::OnceCell<ReadTransaction>,
+    /// The `kv` table of `txn`, opened once: a range reads one row per key
+    /// whose value the index does not cache.
+    kv: std::cell::OnceCell<redb::ReadOnlyTable<u128, &'static [u8]>>,
 }
 
 impl Snapshot<'_> {
@@ -568,6 +576,14 @@ impl Snapshot<'_> {
         }
         let t = self.db.begin_read()?;
         Ok(self.txn.get_or_init(|| t))
+    }
+
+    fn kv(&self) -> Result<&redb::ReadOnlyTable<u128, &'static [u8]>, MvccError> {
+        if let Some(t) = self.kv.get() {
+            return Ok(t);
+        }
+        let t = self.txn()?.open_table(KV)?;
+        Ok(self.kv.get_or_init(|| t))
     }
 }
 
@@ -582,7 +598,6 @@ impl ReadView for Snapshot<'_> {
         &self.state.index
     }
     fn fetch(&self, rev: Revision) -> Result<Option<KeyValue>, MvccError> {
-        let table = self.txn()?.open_table(KV)?;
-        fetch_put(&table, rev)
+        fetch_put(self.kv()?, rev)
     }
 }

@@ -52,16 +52,22 @@ pub fn spawn_all(node: &Arc<Node>) {
 
 /// Keeps the header term current; on becoming leader, gives every lease a full
 /// TTL so a leader change never expires a live lease.
+///
+/// Waits on `server_metrics()`, which openraft re-sends only when the vote,
+/// role, leader or membership changed; `metrics()` is re-sent after every
+/// turn of its core loop (three per write), and a waiter there would be
+/// woken, and scheduled, three times per write for nothing.
 async fn track_leadership(node: Arc<Node>) {
-    let mut rx = node.raft.metrics();
+    let mut rx = node.raft.server_metrics();
     let mut was_leader = false;
     loop {
         let (term, leader) = {
             let m = rx.borrow_and_update();
             crate::metrics::observe_leader(m.current_leader);
+            // The vote as stored: its term is the one this member is in.
             (
-                m.current_term,
-                super::leadership::leads(&m, node.member_id()),
+                m.vote.leader_id().term,
+                m.current_leader == Some(node.member_id()),
             )
         };
         node.header.set_term(term);

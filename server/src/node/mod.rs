@@ -411,7 +411,7 @@ impl Node {
         // the thread that runs main, where each wake is a futex call made on
         // the write path; so it waits on `server_metrics()` (changed only by
         // role, leader and membership; closed once raft stopped) and runs the
-        // removal wait (removal.rs, which needs every applied change) as a
+        // removal wait (removal.rs, woken by the applier and by peers) as a
         // task on the runtime's workers.
         let node = self.clone();
         // A removed member stops too (etcd exits): see removal.rs.

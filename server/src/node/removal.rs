@@ -70,12 +70,17 @@ impl Eviction {
 
     /// Resolves once this member is known to be removed: a peer said so, or
     /// the applied configuration history lists its ID as removed.
+    ///
+    /// Woken only by those two events (the applier notifies
+    /// `Core::removed_changed` when the set changes), never by writes:
+    /// openraft's `metrics()` is re-sent after every turn of its core loop.
     pub async fn wait(&self, node: &Node) -> String {
         let me = node.member_id();
-        let mut metrics = node.raft.metrics();
         loop {
-            // Registered before the checks, so a mark in between is not lost.
+            // Registered before the checks, so a mark or an applied removal
+            // in between is not lost.
             let notified = self.notify.notified();
+            let applied_change = node.core.removed_changed.notified();
             if self.removed.load(Ordering::SeqCst) {
                 tracing::error!(
                     member_id = %format!("{me:x}"),
@@ -92,15 +97,9 @@ impl Eviction {
                 tokio::time::sleep(STOP_DELAY).await;
                 return REMOVED.to_string();
             }
-            // Membership changes show in the metrics after they are applied.
             tokio::select! {
                 _ = notified => {}
-                changed = metrics.changed() => {
-                    if changed.is_err() {
-                        // Raft stopped: Node::fatal reports that itself.
-                        std::future::pending::<()>().await;
-                    }
-                }
+                _ = applied_change => {}
             }
         }
     }

@@ -28,11 +28,8 @@ fn empty_header() -> Option<ResponseHeader> {
 }
 
 fn check_put(b: &WriteBatch, leases: &dyn LeaseBook, r: &PutRequest) -> KvResult<()> {
-    if r.ignore_value || r.ignore_lease {
-        let alive = b.index().get(&r.key).and_then(|h| h.latest.as_ref());
-        if alive.is_none() {
-            return Err(KvError::KeyNotFound);
-        }
+    if (r.ignore_value || r.ignore_lease) && !b.index().get(&r.key).is_some_and(|h| h.is_live()) {
+        return Err(KvError::KeyNotFound);
     }
     if r.lease != 0 && !leases.exists(r.lease) {
         return Err(KvError::LeaseNotFound);
@@ -43,7 +40,12 @@ fn check_put(b: &WriteBatch, leases: &dyn LeaseBook, r: &PutRequest) -> KvResult
 /// Applies a put whose checks passed.
 fn do_put(b: &mut WriteBatch, leases: &mut dyn LeaseBook, r: &PutRequest) -> KvResult<PutResponse> {
     crate::metrics::mvcc_put();
-    let cur = b.index().get(&r.key).and_then(|h| h.latest.clone());
+    // Read only when needed: the index keeps no copy of most values.
+    let cur = if r.ignore_value || r.ignore_lease {
+        b.current(&r.key)?
+    } else {
+        None
+    };
     let value = match (&cur, r.ignore_value) {
         (Some(c), true) => c.value.clone(),
         _ => r.value.clone(),
