@@ -140,6 +140,12 @@ impl Compactor {
         });
     }
 
+    /// The highest compaction revision whose rows are all deleted
+    /// (`i64::MIN` before the first).
+    pub fn finished_through(&self) -> i64 {
+        *self.finished.borrow()
+    }
+
     /// Resolves once every row compaction `rev` dropped is deleted.
     pub async fn finished(&self, rev: i64) {
         let mut rx = self.finished.subscribe();
@@ -287,6 +293,11 @@ impl Compactor {
 pub async fn run(store: Arc<Store>) {
     store.compactor().attach();
     loop {
+        // Test builds only (failpoint `compaction-batch=sleep(N)`): a slow
+        // compaction, to look at a store whose rows are not deleted yet.
+        if let Some(delay) = crate::raft::failpoint::compaction_batch_delay() {
+            tokio::time::sleep(delay).await;
+        }
         let s = store.clone();
         let step = tokio::task::spawn_blocking(move || s.compact_step()).await;
         match step {

@@ -72,10 +72,13 @@ fn export_to_file(
     let out = std::io::BufWriter::new(file.try_clone().map_err(io)?);
     // An owned read transaction: the export may take long on a large
     // store, and writers must not wait for it.
+    // Read before the transaction begins: a compaction finished by then has
+    // no rows left in what it sees.
+    let compaction_done = store.compactor().finished_through();
     let read = store.read_txn()?;
     export_pause();
     // etcd's format (a bbolt file, then its SHA-256), so etcd's tools read it.
-    let (out, len) = crate::storage::etcd_format::export(&read.txn, out, scratch)?;
+    let (out, len) = crate::storage::etcd_format::export(&read.txn, out, scratch, compaction_done)?;
     drop(read);
     drop(gate);
     out.into_inner()
@@ -181,10 +184,12 @@ impl Node {
     pub async fn defragment(&self) -> KvResult<DefragmentResponse> {
         self.check_admin()?;
         let store = self.core.store.clone();
-        // redb cannot compact under a live read: wait for the exports and
-        // hashes in flight (each holds the gate only while it reads the
-        // store, never while a client reads its stream), and hold off new
-        // ones meanwhile, as etcd's defrag waits for its read transactions.
+        // The swap at the end closes the old file under any owned read:
+        // wait for the exports and hashes in flight (each holds the gate
+        // only while it reads the store, never while a client reads its
+        // stream), and hold off new ones meanwhile, as etcd's defrag waits
+        // for its read transactions. It also keeps defragments one at a
+        // time. Client reads and writes go on while the store is copied.
         let gate = store.read_gate().write_owned().await;
         tokio::task::spawn_blocking(move || {
             let _gate = gate;

@@ -16,6 +16,8 @@
 //! They also hold `apply-entry=sleep(N)`: the applier waits N ms (without
 //! blocking a thread) before each entry it applies, re-read per entry, for
 //! tests of the apply-lag refusal (`apply/mod.rs`).
+//! `compaction-batch=sleep(N)` likewise holds each batch of the background
+//! compaction's row deletions (`mvcc/compactor.rs`).
 //!
 //! The same variables hold `backend-commit` (`eio`, `enospc`, `sleep(N)`),
 //! run just before the backend (redb) commits an applied batch
@@ -136,6 +138,27 @@ pub fn apply_entry_delay() -> Option<std::time::Duration> {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn apply_entry_delay() -> Option<std::time::Duration> {
+    None
+}
+
+/// The failpoint before each batch of background compaction:
+/// `compaction-batch=sleep(N)` holds the deletion of compacted rows N ms
+/// per batch, so tests can look at a store whose compaction is recorded but
+/// whose rows are not deleted yet. Only `sleep(N)` means anything here.
+pub const COMPACTION_BATCH: &str = "compaction-batch";
+
+/// How long the background compaction waits before its next batch, when the
+/// `compaction-batch=sleep(N)` failpoint is armed (read again per batch).
+#[cfg(feature = "failpoints")]
+pub fn compaction_batch_delay() -> Option<std::time::Duration> {
+    disk::sleep_named(COMPACTION_BATCH)
+}
+
+/// How long the background compaction waits before its next batch: never,
+/// in a build without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn compaction_batch_delay() -> Option<std::time::Duration> {
     None
 }
 

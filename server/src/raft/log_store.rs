@@ -363,6 +363,7 @@ impl Writer {
             }
         }
         self.wal.sync()?;
+        let purged_now = written.iter().any(|w| matches!(w, Written::Purge(_)));
         {
             let mut locs = self.locs.lock();
             for w in written {
@@ -375,6 +376,38 @@ impl Writer {
         }
         if self.wal.active_len() > SEGMENT_BYTES {
             self.rotate()?;
+        } else if purged_now && self.purged_segments().is_some() {
+            // Free the disk at the purge, not at the next rotation (up to
+            // 64 MiB of writes later: a whole load's log at scale). Safe
+            // now: the purge record was just synced into the active
+            // segment, which also holds the vote (restated when it was
+            // started, appended there since).
+            self.remove_purged_segments()?;
+        }
+        Ok(())
+    }
+
+    /// The newest sealed segment such that it and every older one hold only
+    /// purged entries, if any.
+    fn purged_segments(&self) -> Option<u64> {
+        let purged = self.purged.map(|p| p.index).unwrap_or(0);
+        let active = self.wal.segments().last().map(|s| s.seq).unwrap_or(0);
+        self.wal
+            .segments()
+            .iter()
+            .take_while(|s| {
+                s.seq != active && self.seg_max.get(&s.seq).copied().unwrap_or(0) <= purged
+            })
+            .map(|s| s.seq)
+            .last()
+    }
+
+    /// Deletes the segments [`Self::purged_segments`] names. The latest
+    /// vote and purge point must be in the active segment (durably) before.
+    fn remove_purged_segments(&mut self) -> Result<(), WalError> {
+        if let Some(seq) = self.purged_segments() {
+            self.wal.remove_before(seq + 1)?;
+            self.seg_max.retain(|s, _| *s > seq);
         }
         Ok(())
     }
@@ -390,22 +423,7 @@ impl Writer {
             self.wal.append(&json_record(REC_PURGE, p))?;
         }
         self.wal.sync()?;
-        let purged = self.purged.map(|p| p.index).unwrap_or(0);
-        let active = self.wal.segments().last().map(|s| s.seq).unwrap_or(0);
-        let removable = self
-            .wal
-            .segments()
-            .iter()
-            .take_while(|s| {
-                s.seq != active && self.seg_max.get(&s.seq).copied().unwrap_or(0) <= purged
-            })
-            .map(|s| s.seq)
-            .last();
-        if let Some(seq) = removable {
-            self.wal.remove_before(seq + 1)?;
-            self.seg_max.retain(|s, _| *s > seq);
-        }
-        Ok(())
+        self.remove_purged_segments()
     }
 }
 

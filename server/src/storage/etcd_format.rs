@@ -38,11 +38,14 @@ fn bad_meta(key: &str, e: impl std::fmt::Display) -> MvccError {
 
 /// Writes the state `rtx` sees to `out` in etcd's snapshot format (bbolt
 /// database, then its SHA-256), spooling pages to `scratch`. Returns `out`
-/// and the number of bytes written.
+/// and the number of bytes written. `compaction_done` is the highest
+/// compaction revision whose rows were all deleted before `rtx` began
+/// (`Compactor::finished_through`).
 pub fn export<W: Write>(
     rtx: &ReadTransaction,
     out: W,
     scratch: File,
+    compaction_done: i64,
 ) -> Result<(W, u64), MvccError> {
     let mut w = SnapshotWriter::with_scratch(out, scratch).map_err(snap_err)?;
     for entry in rtx.open_table(KV)?.iter()? {
@@ -126,7 +129,11 @@ pub fn export<W: Write>(
         consistent_index: applied.map_or(0, |l| l.index),
         term: applied.map(|l| l.leader_id.term),
         scheduled_compact_rev: (compact > 0).then_some(compact),
-        finished_compact_rev: (compact > 0).then_some(compact),
+        // As etcd records a compaction whose rows are not all deleted yet:
+        // finished below scheduled, so whoever opens the file (etcd at
+        // start, or a restore) runs the compaction again; rows below the
+        // compaction revision may still be in the file.
+        finished_compact_rev: Some(compaction_done.min(compact)).filter(|r| *r > 0),
         conf_state: Some(ConfState {
             voters,
             learners,
