@@ -7,21 +7,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::procs::{spawn_kvctl, wait_line, WAIT};
 use common::*;
 use serde_json::Value;
-
-/// Generous deadline for one expected observation.
-const WAIT: Duration = Duration::from_secs(30);
 
 /// A minimal HTTP/1.1 server answering every request `200 ok`, on a
 /// fixed port it can stop and take up again.
@@ -97,52 +95,6 @@ impl Drop for Backend {
     }
 }
 
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `kvctl --endpoints EP args...`, stdout lines into a channel.
-fn spawn(ep: &str, args: &[&str], stdin: Stdio) -> (Proc, Receiver<String>) {
-    let mut child = Command::new(KVCTL)
-        .args(["--endpoints", ep])
-        .args(args)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (Proc(child), rx)
-}
-
-/// Waits for a line starting with `prefix`, skipping others.
-fn wait_line(rx: &Receiver<String>, prefix: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.starts_with(prefix) => return l,
-            Ok(_) => {}
-            Err(e) => panic!("no line starting {prefix:?} within {WAIT:?}: {e}"),
-        }
-    }
-}
-
 /// Waits for a `service watch` line `KIND {json}` about instance `id`.
 fn wait_event(rx: &Receiver<String>, kind: &str, id: &str) -> Value {
     let deadline = Instant::now() + WAIT;
@@ -183,8 +135,8 @@ fn http_check_follows_the_backend_and_tags_filter() {
         let ep = &server.endpoint;
         let mut backend = Backend::start();
         let (_healthy, healthy) =
-            spawn(ep, &["service", "watch", "web", "--healthy"], Stdio::null());
-        let (_tagged, tagged) = spawn(
+            spawn_kvctl(ep, &["service", "watch", "web", "--healthy"], Stdio::null());
+        let (_tagged, tagged) = spawn_kvctl(
             ep,
             &["service", "watch", "web", "--tag", "v2"],
             Stdio::null(),
@@ -208,9 +160,9 @@ fn http_check_follows_the_backend_and_tags_filter() {
             "--timeout",
             "2s",
         ];
-        let (_reg, reg) = spawn(ep, &args, Stdio::null());
+        let (_reg, reg) = spawn_kvctl(ep, &args, Stdio::null());
         let other = ["service", "register", "web", "127.0.0.1:2", "--id", "plain"];
-        let (_other, other) = spawn(ep, &other, Stdio::null());
+        let (_other, other) = spawn_kvctl(ep, &other, Stdio::null());
         wait_line(&reg, "registered kv/services/web/w");
         wait_line(&other, "registered kv/services/web/plain");
         // Checks start critical (Consul's rule), then pass.
@@ -268,7 +220,7 @@ fn ttl_check_is_fed_through_stdin() {
         "--check-ttl",
         "1s",
     ];
-    let (mut reg, lines) = spawn(ep, &args, Stdio::piped());
+    let (mut reg, lines) = spawn_kvctl(ep, &args, Stdio::piped());
     wait_line(&lines, "registered kv/services/job/j");
     let mut stdin = reg.0.stdin.take().unwrap();
     writeln!(stdin, "pass all good").unwrap();
@@ -413,7 +365,7 @@ fn http_check_that_times_out_turns_critical_with_a_timeout_output() {
         "--timeout",
         "300ms",
     ];
-    let (_reg, reg) = spawn(ep, &args, Stdio::null());
+    let (_reg, reg) = spawn_kvctl(ep, &args, Stdio::null());
     wait_line(&reg, "registered kv/services/web/slow");
     wait_line(&reg, "health passing");
     let check = |list: &[Value]| list[0]["checks"]["http"].clone();

@@ -8,86 +8,18 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::procs::{spawn_kvctl, wait_line, Proc, WAIT};
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-/// Generous deadline for one expected observation.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.0.id() as i32), sig).unwrap();
-    }
-
-    /// Waits for the process to exit (bounded) and returns its status.
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.0.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `kvctl --endpoints EP args...`, stdout lines into a channel.
-fn spawn(ep: &str, args: &[&str]) -> (Proc, Receiver<String>) {
-    let mut child = Command::new(KVCTL)
-        .args(["--endpoints", ep])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (Proc(child), rx)
-}
-
-/// Waits for a line starting with `prefix`, skipping others.
-fn wait_line(rx: &Receiver<String>, prefix: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.starts_with(prefix) => return l,
-            Ok(_) => {}
-            Err(e) => panic!("no line starting {prefix:?} within {WAIT:?}: {e}"),
-        }
-    }
-}
+use nix::sys::signal::Signal;
 
 /// A TCP health-check target: accepts (and closes) connections while up;
 /// down, the port refuses them.
@@ -198,7 +130,7 @@ fn status(at: SocketAddr, name: &str, rtype: &str) -> String {
 fn register(ep: &str, addr: &str, id: &str, extra: &[&str]) -> (Proc, Receiver<String>) {
     let mut args = vec!["service", "register", "web", addr, "--id", id, "--ttl", "3"];
     args.extend_from_slice(extra);
-    let (p, rx) = spawn(ep, &args);
+    let (p, rx) = spawn_kvctl(ep, &args, Stdio::null());
     wait_line(&rx, &format!("registered kv/services/web/{id} "));
     (p, rx)
 }
@@ -239,7 +171,11 @@ fn dig_asks_kvctl_service_dns_while_instances_come_and_go() {
         eprintln!("=== {kind}");
         let ep = &server.endpoint;
         // Port 0: the server picks a free port (UDP and TCP) and prints it.
-        let (mut dns, dns_out) = spawn(ep, &["service", "dns", "--listen", "127.0.0.1:0"]);
+        let (mut dns, dns_out) = spawn_kvctl(
+            ep,
+            &["service", "dns", "--listen", "127.0.0.1:0"],
+            Stdio::null(),
+        );
         let serving = wait_line(&dns_out, "serving DNS for *.service.kv on ");
         let at: SocketAddr = serving
             .split(" on ")

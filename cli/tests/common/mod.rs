@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod procs;
+
 pub const KVCTL: &str = env!("CARGO_BIN_EXE_kvctl");
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 pub const ETCD: &str = "/usr/bin/etcd";
