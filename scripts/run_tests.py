@@ -60,7 +60,7 @@ def test_targets(extra: list[str]) -> list[tuple[str, str]]:
             continue
         kind = msg["target"]["kind"][0]
         name = msg["target"]["name"]
-        if kind == "lib" or kind == "proc-macro":
+        if kind in ("lib", "rlib", "cdylib", "dylib", "staticlib", "proc-macro"):
             jobs.add(("--lib", ""))
         elif kind == "bin":
             jobs.add(("--bins", ""))
