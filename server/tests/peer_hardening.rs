@@ -376,12 +376,26 @@ async fn restarted_follower_catches_up_after_large_values() {
         }
         c.spawn(follower);
         let restarted = Instant::now();
+        // HashKV reads all 84 MiB (a debug build on a loaded 2-core machine
+        // took over the harness's 5 s per-request bound): its own bound.
+        let mut w = etcd_client::Client::connect(
+            [c.endpoint(leader)],
+            Some(
+                etcd_client::ConnectOptions::new()
+                    .with_connect_timeout(Duration::from_secs(2))
+                    .with_timeout(Duration::from_secs(120)),
+            ),
+        )
+        .await
+        .expect("connect to the leader");
         // Poll both members' own views (HashKV is answered locally) until
         // they agree; the bound only keeps a broken build from hanging.
         let deadline = Instant::now() + CATCH_UP_BOUND;
         let mut seen = None;
         loop {
+            let asked = Instant::now();
             let want = w.hash_kv(0).await.expect("hash_kv on the leader");
+            eprintln!("leader's HashKV took {:?}", asked.elapsed());
             let want = (
                 want.header().map(|h| h.revision()).unwrap_or(0),
                 want.hash(),
