@@ -101,7 +101,7 @@ class Subscription extends EventEmitter {
       }
     })
   }
-  /** The instances live now. */
+  /** The instances live now: it may be ahead of events not yet delivered. */
   get instances() {
     return callSync(() => this._n.current())
   }

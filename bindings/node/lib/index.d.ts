@@ -453,6 +453,7 @@ export interface SubscriptionEvents {
 
 /** The live instances of a service: listen to it or iterate it, not both. */
 export declare class Subscription extends EventEmitter<SubscriptionEvents> implements AsyncIterable<ServiceChange> {
+  /** The instances live now: it may be ahead of events not yet delivered. */
   readonly instances: Instance[]
   readonly revision: number
   close(): void

@@ -113,6 +113,8 @@ for (const kind of kinds()) {
       web = await httpServer(port)
       await eventually(() => healthy.instances.length === 1, 10_000, 'instance passing again')
       await eventually(() => reg.instance.health === 'passing', 10_000, 'registration passing again')
+      // `instances` may run ahead of the events not yet delivered.
+      await eventually(() => events.length === 3, 10_000, 'three events')
       assert.deepEqual(events, ['added:h1:passing', 'removed:h1:passing', 'added:h1:passing'])
 
       // A 429 is Consul's warning.

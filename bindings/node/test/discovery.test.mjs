@@ -38,6 +38,8 @@ for (const kind of kinds()) {
       await eventually(() => sub.instances[0]?.health === 'warning', 10_000, 'health update')
       await reg.close()
       await eventually(() => sub.instances.length === 0, 10_000, 'deregistration')
+      // `instances` may run ahead of the events not yet delivered.
+      await eventually(() => events.length === 3, 10_000, 'three events')
       assert.deepEqual(events, [
         ['added', 'w1', 'passing'],
         ['updated', 'w1', 'warning'],
