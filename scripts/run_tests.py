@@ -35,6 +35,7 @@ KNOWN_SECONDS = {
     "check_perf": 63,
     "snapshot_install_memory": 59,
     "compaction_background": 44,
+    "frozen_member": 45,
     "apply_lag": 39,
     "health_catchup": 39,
     "hardening_more": 35,

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv_proto::kvpb::{PreVoteRequest, PreVoteResponse};
+use kv_proto::kvpb::PreVoteRequest;
 use rand::Rng;
 
 use super::leadership::{last_log, member_addrs, standing};
@@ -45,6 +45,9 @@ pub fn raft_timeouts(heartbeat_ms: u64) -> (u64, u64) {
 /// silence from the leader and campaign the moment it resumes.
 pub struct Elections {
     quiet_ticks: AtomicU64,
+    /// Counts the times a leader was heard from, so that a pre-vote round
+    /// can tell whether one spoke up while it ran.
+    heard: AtomicU64,
     tick: Duration,
     timeout: Duration,
 }
@@ -53,6 +56,7 @@ impl Elections {
     pub fn new(timeout: Duration, tick: Duration) -> Self {
         Elections {
             quiet_ticks: AtomicU64::new(0),
+            heard: AtomicU64::new(0),
             tick,
             timeout,
         }
@@ -61,6 +65,12 @@ impl Elections {
     /// A leader in the current (or a newer) term reached this member.
     pub fn heard_from_leader(&self) {
         self.quiet_ticks.store(0, Ordering::Relaxed);
+        self.heard.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times a leader was heard from so far (see [`Round`]).
+    fn heard_count(&self) -> u64 {
+        self.heard.load(Ordering::Relaxed)
     }
 
     /// Whether a leader was heard from within an election timeout: etcd's
@@ -106,15 +116,67 @@ fn is_quorum(configs: &[BTreeSet<NodeId>], granted: &BTreeSet<NodeId>) -> bool {
             .all(|c| c.intersection(granted).count() * 2 > c.len())
 }
 
+/// Where a pre-vote round stands: `Some(true)` once `granted` holds a
+/// quorum, `Some(false)` once the voters that have not refused (`open`)
+/// cannot make one any more, `None` while it is undecided.
+fn tally(
+    configs: &[BTreeSet<NodeId>],
+    granted: &BTreeSet<NodeId>,
+    open: &BTreeSet<NodeId>,
+) -> Option<bool> {
+    if is_quorum(configs, granted) {
+        Some(true)
+    } else if !is_quorum(configs, open) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 fn random_timeout(base: Duration) -> Duration {
     let ms = base.as_millis().max(1) as u64;
     Duration::from_millis(rand::rng().random_range(ms..ms * 2))
 }
 
-/// Asks every other voter for a pre-vote; true when a quorum would elect us.
-async fn pre_vote(node: &Node, configs: &[BTreeSet<NodeId>]) -> bool {
+/// What a pre-vote round started from: a campaign after it is still
+/// wanted only if nothing changed meanwhile.
+struct Round {
+    term: u64,
+    heard: u64,
+}
+
+impl Round {
+    fn start(node: &Node) -> Round {
+        Round {
+            term: standing(&node.raft).term,
+            heard: node.elections.heard_count(),
+        }
+    }
+
+    /// Whether a campaign is still wanted after the pre-vote round: no
+    /// leader was heard from and the term did not move while it ran, and
+    /// this member does not lead. A round can last up to an election
+    /// timeout (a frozen voter answers nothing), and its grants are as old
+    /// as that: another member may have won an election meanwhile. A
+    /// campaign then would depose that new leader (openraft's leader grants
+    /// a higher term's vote once its short lease ran out); etcd's
+    /// pre-candidate likewise falls back to follower when a leader's
+    /// message reaches it.
+    fn still_wanted(&self, node: &Node) -> bool {
+        let now = standing(&node.raft);
+        !now.leading && now.term == self.term && node.elections.heard_count() == self.heard
+    }
+}
+
+/// Asks every other voter for a pre-vote; true as soon as a quorum would
+/// elect us, false as soon as none can (a voter that does not answer, such
+/// as a frozen one, costs at most an election timeout, and not when the
+/// others have decided already).
+async fn pre_vote(node: &Node, configs: &[BTreeSet<NodeId>], round: &Round) -> bool {
+    use futures::stream::{FuturesUnordered, StreamExt};
+
     let me = node.member_id();
-    let term = standing(&node.raft).term;
+    let term = round.term;
     let members = member_addrs(&node.raft);
     let (last_log_term, last_log_index) = last_log(&node.raft);
     let req = PreVoteRequest {
@@ -124,32 +186,40 @@ async fn pre_vote(node: &Node, configs: &[BTreeSet<NodeId>]) -> bool {
         last_log_index,
     };
     let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
-    let asks = members
+    let mut asks: FuturesUnordered<_> = members
         .into_iter()
         .filter(|(id, _)| *id != me && voters.contains(id))
         .map(|(id, addr)| {
             let net = node.network.clone();
             async move {
                 let Ok(mut client) = net.client(id, &addr) else {
-                    return None;
+                    return (id, false);
                 };
                 let ask = client.pre_vote(req);
                 match tokio::time::timeout(node.election_timeout, ask).await {
-                    Ok(Ok(resp)) => {
-                        let PreVoteResponse { granted } = resp.into_inner();
-                        granted.then_some(id)
-                    }
-                    _ => None,
+                    Ok(Ok(resp)) => (id, resp.into_inner().granted),
+                    _ => (id, false),
                 }
             }
-        });
-    let mut granted: BTreeSet<NodeId> = futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
+        })
         .collect();
-    granted.insert(me);
-    is_quorum(configs, &granted)
+    let mut granted = BTreeSet::from([me]);
+    // Voters that have not refused: while they could still make a quorum
+    // without one, wait for the next answer.
+    let mut open = voters;
+    loop {
+        if let Some(won) = tally(configs, &granted, &open) {
+            return won;
+        }
+        let Some((id, yes)) = asks.next().await else {
+            return false;
+        };
+        if yes {
+            granted.insert(id);
+        } else {
+            open.remove(&id);
+        }
+    }
 }
 
 /// Runs this member's election timer until the node stops.
@@ -178,7 +248,15 @@ pub async fn run(node: Arc<Node>, tick: Duration) {
         first = false;
         since_attempt = Duration::ZERO;
         wait = random_timeout(node.election_timeout);
-        if alone || pre_vote(&node, &configs).await {
+        let round = Round::start(&node);
+        let won = alone || pre_vote(&node, &configs, &round).await;
+        if won && !round.still_wanted(&node) {
+            tracing::info!(
+                "pre-vote won, but a leader spoke up or the term moved meanwhile; not campaigning"
+            );
+            continue;
+        }
+        if won {
             tracing::info!("pre-vote won; starting an election");
             if let Err(e) = node.raft.trigger().elect().await {
                 tracing::warn!(error = %e, "starting an election");
@@ -204,6 +282,26 @@ mod tests {
         assert!(!is_quorum(&joint, &set(&[1, 2, 3])));
         assert!(is_quorum(&joint, &set(&[1, 3, 4])));
         assert!(!is_quorum(&[], &set(&[1])));
+    }
+
+    #[test]
+    fn a_round_ends_once_the_answers_decide_it() {
+        let one = vec![set(&[1, 2, 3])];
+        // Candidate 1 alone: undecided while 2 and 3 could still grant.
+        assert_eq!(tally(&one, &set(&[1]), &set(&[1, 2, 3])), None);
+        // One grant decides it; the third (say frozen) need not answer.
+        assert_eq!(tally(&one, &set(&[1, 2]), &set(&[1, 2, 3])), Some(true));
+        // One refusal leaves a quorum possible; two do not.
+        assert_eq!(tally(&one, &set(&[1]), &set(&[1, 3])), None);
+        assert_eq!(tally(&one, &set(&[1]), &set(&[1])), Some(false));
+        // A joint configuration needs both majorities.
+        let joint = vec![set(&[1, 2, 3]), set(&[1, 4, 5])];
+        assert_eq!(tally(&joint, &set(&[1, 2]), &set(&[1, 2, 3, 4, 5])), None);
+        assert_eq!(tally(&joint, &set(&[1, 2]), &set(&[1, 2, 3])), Some(false));
+        assert_eq!(
+            tally(&joint, &set(&[1, 2, 4]), &set(&[1, 2, 3, 4, 5])),
+            Some(true)
+        );
     }
 
     #[test]
