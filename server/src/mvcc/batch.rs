@@ -141,18 +141,14 @@ impl<'a, 't> WriteBatch<'a, 't> {
     }
 
     /// Compacts history at `main`: older revisions become unreadable at
-    /// once; the rows the index no longer needs are handed to the
-    /// background compactor after this batch commits (`State::pending`),
-    /// so a large compaction never holds the applier's transaction.
+    /// once; the pass over the index and the deletion of the rows it drops
+    /// are handed to the background compactor after this batch commits
+    /// (`State::pending`), so a large compaction never holds the applier.
     pub fn compact(&mut self, main: i64) -> Result<(), MvccError> {
-        let dropped = self.state.index.compact(main);
         self.state.compact_rev = self.state.compact_rev.max(main);
         match &mut self.state.pending {
-            Some((rev, revs)) => {
-                *rev = (*rev).max(main);
-                revs.extend(dropped);
-            }
-            None => self.state.pending = Some((main, dropped)),
+            Some((rev, _)) => *rev = (*rev).max(main),
+            None => self.state.pending = Some((main, Vec::new())),
         }
         Ok(())
     }

@@ -74,38 +74,67 @@ impl KeyHistory {
         }
     }
 
-    /// The revision of the change just before `rev` (for an event's prev_kv).
-    pub fn live_before(&self, rev: Revision) -> Option<Revision> {
-        let pos = self.revs.partition_point(|(r, _)| *r < rev);
-        match pos.checked_sub(1).map(|i| self.revs[i]) {
-            Some((r, false)) => Some(r),
-            _ => None,
-        }
-    }
-
     /// Whether `rev` is one of this key's revisions.
     pub fn holds(&self, rev: Revision) -> bool {
         self.revs.binary_search_by(|(r, _)| r.cmp(&rev)).is_ok()
     }
 
-    /// Drops history older than `main` that no read at or above `main` can see.
-    /// Returns the dropped revisions.
-    fn compact(&mut self, main: i64) -> Vec<Revision> {
-        // Keep the newest revision <= main (a read at `main` needs it) unless it is a tombstone.
-        let pos = self.revs.partition_point(|(r, _)| r.main <= main);
-        if pos == 0 {
-            return Vec::new();
+    /// The history a compaction at `compact` leaves: what reads at or above
+    /// it may see, whether or not the background pass (compactor.rs) has
+    /// reached this key yet.
+    pub fn kept(&self, compact: i64) -> &[(Revision, bool)] {
+        &self.revs[self.kept_from(compact)..]
+    }
+
+    /// Whether `rev` is one of the revisions a compaction at `compact` keeps.
+    pub fn keeps(&self, rev: Revision, compact: i64) -> bool {
+        self.kept(compact)
+            .binary_search_by(|(r, _)| r.cmp(&rev))
+            .is_ok()
+    }
+
+    /// The put just before `rev` among the revisions a compaction at
+    /// `compact` keeps (an event's prev_kv), if the key was alive then.
+    pub fn kept_before(&self, rev: Revision, compact: i64) -> Option<Revision> {
+        let kept = self.kept(compact);
+        let pos = kept.partition_point(|(r, _)| *r < rev);
+        match pos.checked_sub(1).map(|i| kept[i]) {
+            Some((r, false)) => Some(r),
+            _ => None,
         }
-        let keep_from = match self.revs[pos - 1] {
-            (_, true) => pos,
-            (_, false) => pos - 1,
-        };
-        let dropped: Vec<Revision> = self.revs.drain(..keep_from).map(|(r, _)| r).collect();
+    }
+
+    /// The position of the first revision a compaction at `main` keeps:
+    /// the newest at or below `main` (a read at `main` needs it) unless it
+    /// is a tombstone, and every later one. Compacting at `a` then at
+    /// `b > a` leaves what compacting at `b` alone does.
+    fn kept_from(&self, main: i64) -> usize {
+        let pos = self.revs.partition_point(|(r, _)| r.main <= main);
+        match pos.checked_sub(1).map(|i| self.revs[i]) {
+            None | Some((_, true)) => pos,
+            Some((_, false)) => pos - 1,
+        }
+    }
+
+    /// Drops history older than `main` that no read at or above `main` can
+    /// see, adding the dropped revisions to `out`.
+    fn compact_into(&mut self, main: i64, out: &mut Vec<Revision>) {
+        let keep_from = self.kept_from(main);
+        if keep_from == 0 {
+            return;
+        }
+        out.extend(self.revs.drain(..keep_from).map(|(r, _)| r));
         if self.revs.is_empty() {
             // Free the allocation: the key goes from the index anyway.
             self.revs = Vec::new();
         }
-        dropped
+    }
+
+    #[cfg(test)]
+    fn compact(&mut self, main: i64) -> Vec<Revision> {
+        let mut out = Vec::new();
+        self.compact_into(main, &mut out);
+        out
     }
 }
 
@@ -278,23 +307,58 @@ impl Index {
         Box::new(self.keys.range((lower, Bound::Excluded(end.to_vec()))))
     }
 
-    /// Compacts every key at `main`; returns revisions whose rows may be deleted.
+    /// Compacts every key at `main` in one pass (recovery, before serving);
+    /// returns revisions whose rows may be deleted.
     pub fn compact(&mut self, main: i64) -> Vec<Revision> {
         let mut dropped = Vec::new();
         self.keys.retain(|_, h| {
-            dropped.extend(h.compact(main));
+            h.compact_into(main, &mut dropped);
             !h.revs.is_empty()
         });
         dropped
     }
 
-    /// The row keys at or below `main` the index holds: after a compaction
-    /// at `main`, the rows it keeps (etcd's keep set), whatever of the rest
-    /// the background deletion has reached.
+    /// Compacts at `main` the keys after `after` (from the first key when
+    /// `None`), at most `max_keys` of them, adding the dropped revisions
+    /// to `dropped`. Returns the key to go on after, `None` once the last
+    /// key is done. Keys created meanwhile need nothing: their revisions
+    /// are all above `main`.
+    pub fn compact_some(
+        &mut self,
+        main: i64,
+        after: Option<&[u8]>,
+        max_keys: usize,
+        dropped: &mut Vec<Revision>,
+    ) -> Option<Vec<u8>> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut emptied = Vec::new();
+        let mut keys = self.keys.range_mut::<[u8], _>((lower, Bound::Unbounded));
+        let mut last = None;
+        for (k, h) in keys.by_ref().take(max_keys) {
+            h.compact_into(main, dropped);
+            if h.revs.is_empty() {
+                emptied.push(k.clone());
+            }
+            last = Some(k);
+        }
+        let next = if keys.next().is_some() {
+            last.cloned()
+        } else {
+            None
+        };
+        for k in emptied {
+            self.keys.remove(&k);
+        }
+        next
+    }
+
+    /// The row keys at or below `main` that a compaction at `main` keeps
+    /// (etcd's keep set): the same whatever of the index the background
+    /// pass has compacted and whatever of the rows it has deleted.
     pub fn kept_at(&self, main: i64) -> HashSet<u128> {
         let mut keep = HashSet::new();
         for h in self.keys.values() {
-            for (r, _) in h.revs.iter().take_while(|(r, _)| r.main <= main) {
+            for (r, _) in h.kept(main).iter().take_while(|(r, _)| r.main <= main) {
                 keep.insert(r.to_key());
             }
         }
@@ -325,154 +389,5 @@ fn live_of(kv: &KeyValue) -> Live {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hist(revs: &[(i64, bool)]) -> KeyHistory {
-        KeyHistory {
-            revs: revs
-                .iter()
-                .map(|(m, t)| (Revision::new(*m, 0), *t))
-                .collect(),
-            ..KeyHistory::default()
-        }
-    }
-
-    #[test]
-    fn live_at_respects_tombstones() {
-        let h = hist(&[(2, false), (4, true), (6, false)]);
-        assert_eq!(h.live_at(1), None);
-        assert_eq!(h.live_at(3), Some(Revision::new(2, 0)));
-        assert_eq!(h.live_at(5), None);
-        assert_eq!(h.live_at(9), Some(Revision::new(6, 0)));
-    }
-
-    #[test]
-    fn compact_keeps_what_reads_need() {
-        let mut h = hist(&[(2, false), (3, false), (4, true), (6, false)]);
-        assert_eq!(h.compact(3).len(), 1); // rev 2 dropped, 3 kept for reads at 3
-        assert_eq!(h.live_at(3), Some(Revision::new(3, 0)));
-        assert_eq!(h.compact(5).len(), 2); // 3 and the tombstone 4
-        assert_eq!(h.revs.len(), 1);
-    }
-
-    #[test]
-    fn compaction_drops_exactly_what_the_keep_set_leaves_out() {
-        let mut idx = Index::default();
-        // a: put 2, put 3, tombstone 4, put 6; b: put 5 (sub 1), tombstone 7.
-        for (k, m, s, t) in [
-            (b"a", 2, 0, false),
-            (b"a", 3, 0, false),
-            (b"a", 4, 0, true),
-            (b"b", 5, 1, false),
-            (b"a", 6, 0, false),
-            (b"b", 7, 0, true),
-        ] {
-            idx.entry(k).revs.push((Revision::new(m, s), t));
-        }
-        let all: HashSet<u128> = idx.kept_at(i64::MAX);
-        let mut dropped = idx.compact(5);
-        dropped.sort();
-        // a's 2 and 3 are shadowed, its tombstone 4 ends a life: all go;
-        // b's put at 5 is what a read at 5 sees: kept.
-        let want = [2, 3, 4].map(|m| Revision::new(m, 0));
-        assert_eq!(dropped, want);
-        let keep = idx.kept_at(5);
-        assert_eq!(keep, HashSet::from([Revision::new(5, 1).to_key()]));
-        // Dropped and kept split the rows at or below 5 exactly.
-        let below: HashSet<u128> = all
-            .into_iter()
-            .filter(|k| Revision::from_key(*k).main <= 5)
-            .collect();
-        let mut rebuilt = keep.clone();
-        rebuilt.extend(dropped.iter().map(|r| r.to_key()));
-        assert_eq!(rebuilt, below);
-        assert!(idx.get(b"b").is_some_and(|h| h.holds(Revision::new(5, 1))));
-        assert!(!idx.get(b"a").is_some_and(|h| h.holds(Revision::new(3, 0))));
-        // Compacting again at the same revision drops nothing more.
-        assert!(idx.compact(5).is_empty());
-    }
-
-    fn kv(key: &[u8], rev: i64, version: i64) -> Arc<KeyValue> {
-        Arc::new(KeyValue {
-            key: key.to_vec(),
-            create_revision: 2,
-            mod_revision: rev,
-            version,
-            value: vec![7; 100],
-            lease: 5,
-        })
-    }
-
-    #[test]
-    fn the_value_cache_stays_within_its_budget() {
-        let one = ValueCache::cost(&kv(b"k00", 2, 1));
-        let mut idx = Index::with_cache_budget(3 * one);
-        for i in 0..10i64 {
-            let key = format!("k{i:02}").into_bytes();
-            idx.put(Revision::new(2 + i, 0), kv(&key, 2 + i, 1));
-            assert!(idx.cached_bytes() <= 3 * one);
-        }
-        // The three newest values are cached, the rest only indexed; every
-        // key keeps what a put needs of its current value.
-        for i in 0..10i64 {
-            let h = idx.get(format!("k{i:02}").as_bytes()).expect("indexed");
-            let rev = Revision::new(2 + i, 0);
-            assert_eq!(h.cached_at(rev).is_some(), i >= 7, "key {i}");
-            let live = h.live().expect("alive");
-            assert_eq!((live.create_revision, live.version, live.lease), (2, 1, 5));
-        }
-        // An overwrite replaces the cached value (the old one is freed, not
-        // counted) and pushes no other value out.
-        idx.put(Revision::new(20, 0), kv(b"k09", 20, 2));
-        let h = idx.get(b"k09").expect("indexed");
-        assert!(h.cached_at(Revision::new(11, 0)).is_none());
-        assert_eq!(
-            h.cached_at(Revision::new(20, 0)).map(|v| v.version),
-            Some(2)
-        );
-        assert_eq!(idx.cached_bytes(), 3 * one);
-        for i in [7i64, 8] {
-            let h = idx.get(format!("k{i:02}").as_bytes()).expect("indexed");
-            assert!(h.cached_at(Revision::new(2 + i, 0)).is_some(), "key {i}");
-        }
-        // A tombstone drops the value and the key's liveness.
-        idx.tombstone(b"k09", Revision::new(21, 0));
-        let h = idx.get(b"k09").expect("indexed");
-        assert!(h.live().is_none() && h.newest_put().is_none());
-        assert!(h.cached_at(Revision::new(20, 0)).is_none());
-    }
-
-    #[test]
-    fn rewriting_a_few_keys_keeps_the_cache_small() {
-        let mut idx = Index::with_cache_budget(1 << 30);
-        for i in 0..20_000i64 {
-            let key = format!("k{}", i % 10).into_bytes();
-            idx.put(Revision::new(2 + i, 0), kv(&key, 2 + i, 1));
-        }
-        // Ten values held, whatever the budget; the queue of dead entries
-        // stays bounded too.
-        let one = ValueCache::cost(&kv(b"k0", 2, 1));
-        assert_eq!((idx.cache.held, idx.cached_bytes()), (10, 10 * one));
-        assert!(idx.cache.order.len() <= 2 * 10 + 1024 + 1);
-    }
-
-    #[test]
-    fn a_zero_budget_caches_nothing() {
-        let mut idx = Index::with_cache_budget(0);
-        idx.put(Revision::new(2, 0), kv(b"a", 2, 1));
-        assert_eq!(idx.cached_bytes(), 0);
-        let h = idx.get(b"a").expect("indexed");
-        assert!(h.cached_at(Revision::new(2, 0)).is_none());
-        assert_eq!(h.newest_put(), Some(Revision::new(2, 0)));
-    }
-
-    #[test]
-    fn ranges() {
-        assert!(in_range(b"a", b"a", b""));
-        assert!(!in_range(b"ab", b"a", b""));
-        assert!(in_range(b"zz", b"a", b"\0"));
-        assert!(in_range(b"ab", b"a", b"b"));
-        assert!(!in_range(b"b", b"a", b"b"));
-    }
-}
+#[path = "index_tests.rs"]
+mod tests;

@@ -14,7 +14,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 mod defrag;
 
-use super::compactor::{Compactor, Step, BATCH_ROWS};
+use super::compactor::{Compactor, Step, BATCH_ROWS, INDEX_STEP_KEYS};
 use super::recover::load;
 pub use super::recover::Recovered;
 use super::row::{decode_row, fetch_put};
@@ -27,8 +27,9 @@ pub struct State {
     pub index: Index,
     pub rev: i64,
     pub compact_rev: i64,
-    /// Rows a compaction in this batch (or the recovery) dropped from the
-    /// index, with its revision: queued for deletion once committed.
+    /// A compaction applied in this batch (its revision; the compactor
+    /// compacts the index once committed), or the recovery's (with the
+    /// rows its pass over the rebuilt index dropped).
     pub pending: Option<(i64, Vec<Revision>)>,
 }
 
@@ -52,6 +53,16 @@ pub struct Store {
 
 /// Values read from META, in the order asked for.
 pub type MetaValues = Vec<Option<Vec<u8>>>;
+
+/// The META table inside a write transaction.
+pub type MetaTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// Writes the revision and compaction revision every commit leaves in META.
+fn record_revisions(meta: &mut MetaTable<'_>, state: &State) -> Result<(), MvccError> {
+    meta.insert(META_REVISION, state.rev.to_le_bytes().as_slice())?;
+    meta.insert(META_COMPACT, state.compact_rev.to_le_bytes().as_slice())?;
+    Ok(())
+}
 
 /// Anything reads can run against: a read snapshot or an open write batch.
 pub trait ReadView {
@@ -133,11 +144,47 @@ impl Store {
     }
 
     /// Runs `f` inside one redb write transaction with the state locked.
-    /// `durable` forces an fsync of this and every earlier commit.
+    /// `durable` forces an fsync of this and every earlier commit. `f` may
+    /// open any table, META included (it must close it again by returning).
     pub fn write<R>(
         &self,
         durable: bool,
         f: impl FnOnce(&mut State, &redb::WriteTransaction) -> Result<R, MvccError>,
+    ) -> Result<R, MvccError> {
+        self.commit_with(durable, |state, wtx| {
+            let out = f(state, wtx)?;
+            record_revisions(&mut wtx.open_table(META)?, state)?;
+            Ok(out)
+        })
+    }
+
+    /// [`Store::write`] with META opened once for the whole commit and handed
+    /// to `f` (which must not open it again): the applier writes its applied
+    /// index there, and each `open_table` costs a lookup in redb's table tree
+    /// plus a root update at commit.
+    pub fn write_with_meta<R, F>(&self, durable: bool, f: F) -> Result<R, MvccError>
+    where
+        F: for<'t> FnOnce(
+            &mut State,
+            &'t redb::WriteTransaction,
+            &mut MetaTable<'t>,
+        ) -> Result<R, MvccError>,
+    {
+        self.commit_with(durable, |state, wtx| {
+            let mut meta = wtx.open_table(META)?;
+            let out = f(state, wtx, &mut meta)?;
+            record_revisions(&mut meta, state)?;
+            Ok(out)
+        })
+    }
+
+    /// One write transaction with the state locked: `body` makes the
+    /// changes (and records the revisions), then the commit; a failure
+    /// anywhere puts the index back to the last commit.
+    fn commit_with<R>(
+        &self,
+        durable: bool,
+        body: impl FnOnce(&mut State, &redb::WriteTransaction) -> Result<R, MvccError>,
     ) -> Result<R, MvccError> {
         let db = self.db.read();
         let mut state = self.state.write();
@@ -148,16 +195,11 @@ impl Store {
             } else {
                 redb::Durability::None
             })?;
-            let out = f(&mut state, &wtx)?;
+            let out = body(&mut state, &wtx)?;
             if state.pending.is_some() {
                 // A compaction is recorded durably before its rows go (as
                 // etcd's ForceCommit of the scheduled revision).
                 wtx.set_durability(redb::Durability::Immediate)?;
-            }
-            {
-                let mut meta = wtx.open_table(META)?;
-                meta.insert(META_REVISION, state.rev.to_le_bytes().as_slice())?;
-                meta.insert(META_COMPACT, state.compact_rev.to_le_bytes().as_slice())?;
             }
             // Test builds only: a commit failing here must stop the member.
             crate::raft::failpoint::backend_commit()?;
@@ -169,7 +211,7 @@ impl Store {
             Ok(out)
         })();
         if let Err(e) = &result {
-            // `f` changed the index as it went: put back the last committed
+            // `body` changed the index as it went: put back the last committed
             // state before any reader can see changes that are not on disk.
             tracing::error!(error = %e, "backend commit failed; restoring the index from the last commit");
             match load(&db) {
@@ -203,15 +245,32 @@ impl Store {
     fn run_compaction(&self) {
         let result = if !self.compactor.attached() {
             loop {
-                match self.compactor.step(&self.db) {
+                match self.compactor.step(&self.db, &self.state) {
                     Ok(Step::More) => continue,
                     other => break other,
                 }
             }
-        } else if !self.compactor.is_idle() && self.compactor.backlog() <= BATCH_ROWS {
-            // At most one batch: waits for the background task's step if
-            // it runs (the same rows), so the write returns with them gone.
-            self.compactor.step(&self.db)
+        } else if !self.compactor.is_idle() {
+            // At most one index step (a small index) and one batch of rows:
+            // waits for the background task's step if it runs (the same
+            // work), so a small compaction ends with its apply.
+            let mut result = Ok(Step::More);
+            for _ in 0..2 {
+                let small = if self.compactor.indexing() {
+                    // Never waits: a lock held now is the background
+                    // task's index step, over a large index.
+                    self.state
+                        .try_read()
+                        .is_some_and(|st| st.index.len() <= INDEX_STEP_KEYS)
+                } else {
+                    !self.compactor.is_idle() && self.compactor.backlog() <= BATCH_ROWS
+                };
+                if !small || result.is_err() {
+                    break;
+                }
+                result = self.compactor.step(&self.db, &self.state);
+            }
+            result
         } else {
             return;
         };
@@ -220,9 +279,10 @@ impl Store {
         }
     }
 
-    /// Deletes the next batch of compacted rows (the background compactor's step).
+    /// Compacts the next keys of the index, or deletes the next batch of
+    /// compacted rows (the background compactor's step).
     pub fn compact_step(&self) -> Result<Step, MvccError> {
-        self.compactor.step(&self.db)
+        self.compactor.step(&self.db, &self.state)
     }
 
     /// The background deletion of compacted rows.
@@ -491,15 +551,17 @@ impl Store {
             if !super::in_range(&value.key, key, end) {
                 continue;
             }
-            // A row compaction dropped that the background deletion has not
+            // A row compaction drops that the background pass has not
             // reached yet (only at the compaction revision itself: `from`
-            // is not below it) is not history any more.
-            if rev.main <= snap.state.compact_rev
+            // is not below it) is not history any more. What the compaction
+            // keeps, not what the index holds yet: the same on every member.
+            let compact = snap.state.compact_rev;
+            if rev.main <= compact
                 && !snap
                     .state
                     .index
                     .get(&value.key)
-                    .is_some_and(|h| h.holds(rev))
+                    .is_some_and(|h| h.keeps(rev, compact))
             {
                 continue;
             }
@@ -508,7 +570,7 @@ impl Store {
                     .state
                     .index
                     .get(&value.key)
-                    .and_then(|h| h.live_before(rev));
+                    .and_then(|h| h.kept_before(rev, compact));
                 match prev {
                     Some(p) => snap.fetch(p)?,
                     None => None,
