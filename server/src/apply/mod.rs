@@ -20,7 +20,7 @@ use crate::mvcc::{MvccError, Recovered, Store, WriteBatch};
 use crate::raft::snapshot_file::SnapshotFile;
 use crate::raft::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
 use crate::raft::{RaftResponse, TypeConfig};
-use crate::storage::schema::{ALARMS, KV, LEASES, MEMBERS, META, META_APPLIED, META_MEMBERSHIP};
+use crate::storage::schema::{KV, META_APPLIED, META_MEMBERSHIP};
 use crate::watch::WatchHub;
 
 /// The applier's result type lives with the raft types (a raft response
@@ -28,6 +28,8 @@ use crate::watch::WatchHub;
 pub use crate::raft::types::Applied;
 pub use snapshot::SnapshotBuilder;
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod conformance;
 
@@ -176,20 +178,19 @@ impl StateMachine {
 
     fn apply_batch(&mut self, entries: Vec<Entry>) -> Result<Vec<RaftResponse>, MvccError> {
         let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
-        let core = self.core.clone();
+        let core = &self.core;
+        let current = &self.membership;
         let mut out = Vec::with_capacity(entries.len());
         let mut applied = self.applied;
-        let mut membership = self.membership.clone();
+        // Set only by a batch that applies a membership change (most change
+        // none): META keeps the membership of the commit that applied it.
+        let mut next_membership: Option<StoredMembership> = None;
         let mut removed: Option<BTreeSet<u64>> = None;
-        // META keeps the membership of the commit that applied it; most
-        // batches change none, and skip re-encoding and re-writing it.
-        let mut membership_changed = false;
-        let result = core.store.write(durable, |state, wtx| {
+        // META is opened once per commit (the store writes the revision
+        // there too); LEASES, ALARMS and MEMBERS only if a request needs them.
+        let result = core.store.write_with_meta(durable, |state, wtx, meta| {
             let mut kv = wtx.open_table(KV)?;
-            let mut leases_t = wtx.open_table(LEASES)?;
-            let mut alarms_t = wtx.open_table(ALARMS)?;
-            let mut members_t = wtx.open_table(MEMBERS)?;
-            let mut meta = wtx.open_table(META)?;
+            let mut tables = request::Tables::new(wtx, meta, &core.alarms, &core.auth);
             let mut lessor = core.lessor.lock();
             let mut batch = WriteBatch::new(state, &mut kv);
             for entry in &entries {
@@ -199,26 +200,17 @@ impl StateMachine {
                     EntryPayload::Blank => RaftResponse::default(),
                     EntryPayload::Membership(m) => {
                         let next = StoredMembership::new(applied, m.clone());
-                        let gone = removed_by(&membership, &next);
+                        let gone = removed_by(next_membership.as_ref().unwrap_or(current), &next);
                         if !gone.is_empty() {
                             let set = removed.get_or_insert_with(|| core.removed.lock().clone());
                             set.extend(gone);
                             let json = serde_json::to_vec(&*set).unwrap_or_default();
-                            meta.insert(META_REMOVED, json.as_slice())?;
+                            tables.meta.insert(META_REMOVED, json.as_slice())?;
                         }
-                        membership = next;
-                        membership_changed = true;
+                        next_membership = Some(next);
                         RaftResponse::default()
                     }
                     EntryPayload::Normal(req) => {
-                        let mut tables = request::Tables {
-                            leases: &mut leases_t,
-                            members: &mut members_t,
-                            alarms: &mut alarms_t,
-                            alarms_mem: &core.alarms,
-                            meta: &mut meta,
-                            auth: &core.auth,
-                        };
                         let started = Instant::now();
                         let resp =
                             request::apply(&mut batch, &mut lessor, &mut tables, &req.bytes)?;
@@ -233,10 +225,12 @@ impl StateMachine {
             drop(batch);
             // Serializing plain data into a Vec cannot fail.
             let applied_json = serde_json::to_vec(&applied).unwrap_or_default();
-            meta.insert(META_APPLIED, applied_json.as_slice())?;
-            if membership_changed {
-                let membership_json = serde_json::to_vec(&membership).unwrap_or_default();
-                meta.insert(META_MEMBERSHIP, membership_json.as_slice())?;
+            tables.meta.insert(META_APPLIED, applied_json.as_slice())?;
+            if let Some(membership) = &next_membership {
+                let membership_json = serde_json::to_vec(membership).unwrap_or_default();
+                tables
+                    .meta
+                    .insert(META_MEMBERSHIP, membership_json.as_slice())?;
             }
             Ok((rev, events))
         });
@@ -255,7 +249,9 @@ impl StateMachine {
             self.last_durable = Instant::now();
         }
         self.applied = applied;
-        self.membership = membership;
+        if let Some(membership) = next_membership {
+            self.membership = membership;
+        }
         if let Some(set) = removed {
             *self.core.removed.lock() = set;
             self.core.removed_changed.notify_waiters();

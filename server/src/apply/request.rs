@@ -11,22 +11,76 @@ use kv_proto::kvpb::{internal_request::Request, InternalRequest};
 use parking_lot::Mutex;
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
-use redb::Table;
+use redb::{Key, Table, TableDefinition, Value, WriteTransaction};
 
 use super::Applied;
 use crate::error::{KvError, KvResult};
 use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::mvcc::store::MetaTable;
 use crate::mvcc::{MvccError, ReadView, WriteBatch};
 use crate::raft::RaftResponse;
+use crate::storage::schema::{ALARMS, LEASES, MEMBERS};
 use crate::txn;
 
+/// The tables of one applied batch besides KV. LEASES, ALARMS and MEMBERS
+/// are opened on first use: most batches (puts, deletes, txns) touch none
+/// of them, and every table opened costs a lookup in redb's table tree and
+/// a root update at commit.
 pub struct Tables<'a, 't> {
-    pub leases: &'a mut Table<'t, i64, i64>,
-    pub members: &'a mut Table<'t, u64, &'static [u8]>,
-    pub alarms: &'a mut Table<'t, (u64, i32), ()>,
+    wtx: &'t WriteTransaction,
+    leases: Option<Table<'t, i64, i64>>,
+    members: Option<Table<'t, u64, &'static [u8]>>,
+    alarms: Option<Table<'t, (u64, i32), ()>>,
     pub alarms_mem: &'a Mutex<BTreeSet<(u64, i32)>>,
-    pub meta: &'a mut Table<'t, &'static str, &'static [u8]>,
+    pub meta: &'a mut MetaTable<'t>,
     pub auth: &'a crate::auth::AuthStore,
+}
+
+impl<'a, 't> Tables<'a, 't> {
+    /// Tables of the batch in `wtx`; META is the one the commit holds open.
+    pub fn new(
+        wtx: &'t WriteTransaction,
+        meta: &'a mut MetaTable<'t>,
+        alarms_mem: &'a Mutex<BTreeSet<(u64, i32)>>,
+        auth: &'a crate::auth::AuthStore,
+    ) -> Self {
+        Tables {
+            wtx,
+            leases: None,
+            members: None,
+            alarms: None,
+            alarms_mem,
+            meta,
+            auth,
+        }
+    }
+
+    fn leases(&mut self) -> KvResult<&mut Table<'t, i64, i64>> {
+        open_once(&mut self.leases, self.wtx, LEASES)
+    }
+
+    fn members(&mut self) -> KvResult<&mut Table<'t, u64, &'static [u8]>> {
+        open_once(&mut self.members, self.wtx, MEMBERS)
+    }
+
+    fn alarms(&mut self) -> KvResult<&mut Table<'t, (u64, i32), ()>> {
+        open_once(&mut self.alarms, self.wtx, ALARMS)
+    }
+}
+
+/// The table in `slot`, opened in `wtx` if this batch has not opened it yet.
+fn open_once<'s, 't, K: Key + 'static, V: Value + 'static>(
+    slot: &'s mut Option<Table<'t, K, V>>,
+    wtx: &'t WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> KvResult<&'s mut Table<'t, K, V>> {
+    let table = match slot.take() {
+        Some(t) => t,
+        None => wtx
+            .open_table(def)
+            .map_err(|e| KvError::Mvcc(MvccError::from(e)))?,
+    };
+    Ok(slot.insert(table))
 }
 
 /// Applies one entry: a batch of requests, each with its own revision. The
@@ -137,7 +191,7 @@ pub(super) fn dispatch(
         Some(Request::LeaseRevoke(r)) => revoke(b, lessor, t, &r),
         Some(Request::Alarm(r)) => alarm(t, &r),
         Some(Request::MemberAttributes(a)) => {
-            t.members
+            t.members()?
                 .insert(a.id, a.encode_to_vec().as_slice())
                 .map_err(storage)?;
             Ok(Applied::None)
@@ -175,7 +229,7 @@ fn grant(lessor: &mut Lessor, t: &mut Tables, r: &LeaseGrantRequest) -> KvResult
     }
     let ttl = lessor.grant(r.id, r.ttl).ttl;
     crate::metrics::lease_granted();
-    t.leases.insert(r.id, ttl).map_err(storage)?;
+    t.leases()?.insert(r.id, ttl).map_err(storage)?;
     Ok(Applied::LeaseGrant(LeaseGrantResponse {
         header: None,
         id: r.id,
@@ -196,21 +250,24 @@ fn revoke(
     for key in &keys {
         b.delete(key)?;
     }
-    t.leases.remove(r.id).map_err(storage)?;
+    t.leases()?.remove(r.id).map_err(storage)?;
     Ok(Applied::LeaseRevoke(LeaseRevokeResponse::default()))
 }
 
 fn alarm(t: &mut Tables, r: &AlarmRequest) -> KvResult<Applied> {
     let key = (r.member_id, r.alarm);
-    let mut mem = t.alarms_mem.lock();
+    // A copy of the reference: the lock guard must not borrow `t`, whose
+    // ALARMS table may still have to be opened below.
+    let alarms_mem = t.alarms_mem;
+    let mut mem = alarms_mem.lock();
     let alarms = match AlarmAction::try_from(r.action) {
         Ok(AlarmAction::Activate) => {
-            t.alarms.insert(key, ()).map_err(storage)?;
+            t.alarms()?.insert(key, ()).map_err(storage)?;
             mem.insert(key);
             vec![key]
         }
         Ok(AlarmAction::Deactivate) => {
-            t.alarms.remove(key).map_err(storage)?;
+            t.alarms()?.remove(key).map_err(storage)?;
             if mem.remove(&key) {
                 vec![key]
             } else {
