@@ -1,7 +1,9 @@
 //! etcdserverpb.Lease.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::Stream;
 use kv_proto::etcdserverpb::lease_client::LeaseClient;
@@ -13,7 +15,9 @@ use kv_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use super::nudge::Handed;
 use super::status::to_status;
+use crate::error::KvResult;
 use crate::node::{ClientRoute, Node};
 
 pub struct LeaseService(pub Arc<Node>);
@@ -50,36 +54,12 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        // The response stream reads the requests itself: each keep-alive is
-        // answered on the stream's own task, with no reader task and channel
-        // between (one task hand-off less per keep-alive), and a client that
-        // stops reading answers stops being read (backpressure, no queue).
-        let inbound = req.into_inner();
-        let node = self.0.clone();
-        let answers = futures::stream::unfold(Some(inbound), move |inbound| {
-            let node = node.clone();
-            async move {
-                let mut inbound = inbound?;
-                let r = match inbound.message().await {
-                    Ok(Some(r)) => r,
-                    // Closed by the client, or broken: the stream ends.
-                    Ok(None) | Err(_) => return None,
-                };
-                match node.lease_renew(r.id).await {
-                    // etcd answers an unknown lease with TTL 0, not an error.
-                    Ok(ttl) => {
-                        let resp = LeaseKeepAliveResponse {
-                            header: node.header(0),
-                            id: r.id,
-                            ttl: ttl.unwrap_or(0),
-                        };
-                        Some((Ok(resp), Some(inbound)))
-                    }
-                    // The error ends the stream after it is sent.
-                    Err(e) => Some((Err(to_status(e)), None)),
-                }
-            }
-        });
+        let answers = KeepAlives {
+            node: self.0.clone(),
+            inbound: Some(req.into_inner()),
+            forwarded: None,
+            handed: Handed::Idle,
+        };
         Ok(Response::new(Box::pin(answers)))
     }
 
@@ -109,5 +89,76 @@ impl Lease for LeaseService {
         _req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         Ok(Response::new(self.0.lease_leases()))
+    }
+}
+
+/// A renewal forwarded to the leader (on a follower): the lease's ID and
+/// the leader's answer.
+type Forwarded = Pin<Box<dyn Future<Output = (i64, KvResult<Option<i64>>)> + Send>>;
+
+/// The answers of one LeaseKeepAlive stream, made on the response stream's
+/// own task as its requests are read: no reader task and channel between
+/// (one task hand-off less per keep-alive), and a client that stops reading
+/// answers stops being read (backpressure, no queue).
+struct KeepAlives {
+    node: Arc<Node>,
+    /// `None` once the stream is over.
+    inbound: Option<Streaming<LeaseKeepAliveRequest>>,
+    /// The renewal being forwarded to the leader, if any: requests are
+    /// answered in order, one at a time.
+    forwarded: Option<Forwarded>,
+    /// Where the writer is in handing answers over (see api/nudge.rs).
+    handed: Handed,
+}
+
+impl Stream for KeepAlives {
+    type Item = Result<LeaseKeepAliveResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let (id, renewed) = loop {
+            if let Some(f) = this.forwarded.as_mut() {
+                let Poll::Ready(r) = f.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                this.forwarded = None;
+                break r;
+            }
+            let Some(inbound) = this.inbound.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let r = match Pin::new(inbound).poll_next(cx) {
+                Poll::Ready(Some(Ok(r))) => r,
+                // Closed by the client, or broken: the stream ends.
+                Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                    this.inbound = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {
+                    this.handed.pending();
+                    return Poll::Pending;
+                }
+            };
+            if let Some(renewed) = this.node.lease_renew_here(r.id) {
+                break (r.id, renewed);
+            }
+            // Another member leads: it renews, this member answers.
+            let (node, id) = (this.node.clone(), r.id);
+            this.forwarded = Some(Box::pin(async move { (id, node.lease_renew(id).await) }));
+        };
+        this.handed = Handed::Taken;
+        Poll::Ready(Some(match renewed {
+            // etcd answers an unknown (or expired) lease with TTL 0, not an error.
+            Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                header: this.node.header(0),
+                id,
+                ttl: ttl.unwrap_or(0),
+            }),
+            // The error ends the stream after it is sent.
+            Err(e) => {
+                this.inbound = None;
+                Err(to_status(e))
+            }
+        }))
     }
 }

@@ -14,10 +14,9 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::task::AtomicWaker;
 use futures::{Stream, StreamExt};
 use kv_proto::etcdserverpb::watch_request::RequestUnion;
 use kv_proto::etcdserverpb::watch_server::Watch;
@@ -27,6 +26,7 @@ use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, StdError};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::nudge::Handed;
 use crate::node::Node;
 use crate::watch::{Outgoing, Receiver, MAX_PENDING_RESPONSES};
 
@@ -98,7 +98,7 @@ impl WatchService {
         Outbound {
             rx: handle.rx,
             room,
-            nudge: None,
+            nudge: false,
             handed: Handed::Idle,
         }
     }
@@ -141,23 +141,10 @@ impl Room {
 struct Outbound {
     rx: Receiver,
     room: Arc<Room>,
-    /// Set for gRPC streams: see [`Nudge`].
-    nudge: Option<Arc<Nudge>>,
-    /// Where the writer is in handing responses over (see [`Nudge`]).
+    /// Set for gRPC streams: see api/nudge.rs.
+    nudge: bool,
+    /// Where the writer is in handing responses over (see api/nudge.rs).
     handed: Handed,
-}
-
-/// How far the last responses taken went, as polls of the stream show it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Handed {
-    /// Nothing taken since the last hand-over.
-    Idle,
-    /// Responses taken; tonic's next poll ends their batch (its frame goes
-    /// to the connection after that).
-    Taken,
-    /// The batch was ended: the poll after it comes after the frame was
-    /// handed to the connection.
-    Ended,
 }
 
 impl Stream for Outbound {
@@ -165,16 +152,9 @@ impl Stream for Outbound {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let Poll::Ready(r) = self.rx.poll_recv(cx) else {
-            self.handed = match self.handed {
-                Handed::Taken => Handed::Ended,
-                Handed::Ended => {
-                    if let Some(n) = &self.nudge {
-                        n.nudge();
-                    }
-                    Handed::Idle
-                }
-                Handed::Idle => Handed::Idle,
-            };
+            if self.nudge {
+                self.handed.pending();
+            }
             return Poll::Pending;
         };
         self.handed = Handed::Taken;
@@ -205,7 +185,6 @@ impl Drop for Outbound {
 #[derive(Clone)]
 pub(crate) struct WatchGrpc {
     svc: Arc<WatchService>,
-    nudge: Arc<Nudge>,
     /// Largest request accepted, framing included.
     max_decoding: usize,
 }
@@ -214,7 +193,6 @@ impl WatchGrpc {
     pub(crate) fn new(node: Arc<Node>, max_decoding: usize) -> Self {
         WatchGrpc {
             svc: Arc::new(WatchService(node)),
-            nudge: Arc::new(Nudge::default()),
             max_decoding,
         }
     }
@@ -242,17 +220,17 @@ where
             // As the generated server answers a method it does not have.
             return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
         }
-        let (svc, max, nudge) = (self.svc.clone(), self.max_decoding, self.nudge.clone());
+        let (svc, max) = (self.svc.clone(), self.max_decoding);
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(WatchCodec)
                 .apply_max_message_size_config(Some(max), Some(usize::MAX));
-            Ok(grpc.streaming(Streams(svc, nudge), req).await)
+            Ok(grpc.streaming(Streams(svc), req).await)
         })
     }
 }
 
 /// Opens a watch stream per call.
-struct Streams(Arc<WatchService>, Arc<Nudge>);
+struct Streams(Arc<WatchService>);
 
 impl tonic::server::StreamingService<WatchRequest> for Streams {
     type Response = Outgoing;
@@ -261,7 +239,7 @@ impl tonic::server::StreamingService<WatchRequest> for Streams {
 
     fn call(&mut self, req: Request<Streaming<WatchRequest>>) -> Self::Future {
         let mut out = self.0.open(req.into_inner());
-        out.nudge = Some(self.1.clone());
+        out.nudge = true;
         std::future::ready(Ok(Response::new(out)))
     }
 }
@@ -314,83 +292,4 @@ impl Encoder for WatchEncoder {
     fn buffer_settings(&self) -> BufferSettings {
         BufferSettings::new(RESPONSE_BUFFER_BYTES, RESPONSE_BATCH_BYTES)
     }
-}
-
-/// Sends a connection's writer behind the other watch streams that have
-/// responses to hand over, so it writes their frames at once.
-///
-/// Each gRPC stream is a task of its own (hyper's), and its responses go out
-/// through its connection's HTTP/2 task, which the stream task wakes when it
-/// hands a frame over. tokio runs a task woken that way right after the one
-/// that woke it (its LIFO slot), ahead of the other stream tasks a publish
-/// woke, so with one watcher per stream the connection wrote almost every
-/// response on its own (profiled: a `sendto` per three events, 40% of the
-/// server's CPU in the single-writer watch workload). Waking another, idle
-/// task right after the hand-over takes the LIFO slot and moves the
-/// connection task to the back of the run queue, behind those streams: it
-/// then writes what they all handed over in one go (grpc-go's writer yields
-/// before it flushes for the same reason). Where there is no LIFO slot, or
-/// no idle nudge task, nothing changes.
-#[derive(Default)]
-struct Nudge {
-    /// The nudge tasks, spawned on first use (on the serving runtime).
-    slots: OnceLock<Vec<Arc<NudgeSlot>>>,
-}
-
-/// One nudge task's side of the handshake.
-#[derive(Default)]
-struct NudgeSlot {
-    waker: AtomicWaker,
-    /// The task is parked and may be woken.
-    idle: AtomicBool,
-    /// The service is gone: the task ends.
-    closed: AtomicBool,
-}
-
-/// Nudge tasks: one suffices per worker thread busy handing frames over;
-/// an extra one covers a task still being polled.
-const NUDGE_TASKS: usize = 4;
-
-impl Nudge {
-    /// Wakes an idle nudge task, if any (see [`Nudge`]).
-    fn nudge(&self) {
-        let slots = self.slots.get_or_init(|| {
-            let Ok(rt) = tokio::runtime::Handle::try_current() else {
-                return Vec::new();
-            };
-            (0..NUDGE_TASKS)
-                .map(|_| {
-                    let slot = Arc::new(NudgeSlot::default());
-                    rt.spawn(nudge_task(slot.clone()));
-                    slot
-                })
-                .collect()
-        });
-        if let Some(s) = slots.iter().find(|s| s.idle.swap(false, Ordering::AcqRel)) {
-            s.waker.wake();
-        }
-    }
-}
-
-impl Drop for Nudge {
-    fn drop(&mut self) {
-        for s in self.slots.get().into_iter().flatten() {
-            s.closed.store(true, Ordering::Release);
-            s.waker.wake();
-        }
-    }
-}
-
-/// Does nothing each time it is woken: being woken is its whole job.
-async fn nudge_task(slot: Arc<NudgeSlot>) {
-    std::future::poll_fn(|cx| {
-        slot.waker.register(cx.waker());
-        // Checked again after registering: a close in between wakes it.
-        if slot.closed.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        slot.idle.store(true, Ordering::Release);
-        Poll::Pending
-    })
-    .await
 }

@@ -21,6 +21,9 @@ pub struct Lease {
     pub ttl: i64,
     pub expiry: Instant,
     pub keys: BTreeSet<Vec<u8>>,
+    /// Its deadline passed and its revoke is on the way (see
+    /// [`Lessor::postpone`]): keep-alives no longer renew it.
+    pub revoking: bool,
 }
 
 impl Lease {
@@ -77,6 +80,7 @@ impl Lessor {
             ttl,
             expiry: Instant::now() + Duration::from_secs(ttl as u64),
             keys: BTreeSet::new(),
+            revoking: false,
         })
     }
 
@@ -87,9 +91,12 @@ impl Lessor {
             .map(|l| l.keys.into_iter().collect())
     }
 
-    /// Resets a lease's deadline to a full TTL; returns the TTL.
+    /// Resets a lease's deadline to a full TTL; returns the TTL. `None`
+    /// for an unknown lease, and for one being revoked: etcd waits for that
+    /// revoke and then answers "not found" (TTL 0) rather than a TTL the
+    /// lease will not live.
     pub fn renew(&mut self, id: i64) -> Option<i64> {
-        let l = self.leases.get_mut(&id)?;
+        let l = self.leases.get_mut(&id).filter(|l| !l.revoking)?;
         l.expiry = Instant::now() + Duration::from_secs(l.ttl as u64);
         Some(l.ttl)
     }
@@ -100,14 +107,17 @@ impl Lessor {
         let now = Instant::now();
         for l in self.leases.values_mut() {
             l.expiry = now + Duration::from_secs(l.ttl as u64) + extend;
+            l.revoking = false;
         }
     }
 
     /// Pushes a deadline back while its revoke is in flight, so the expiry
-    /// loop does not propose the same revoke again.
+    /// loop does not propose the same revoke again (it retries after `by`),
+    /// and stops renewals of the lease.
     pub fn postpone(&mut self, id: i64, by: Duration) {
         if let Some(l) = self.leases.get_mut(&id) {
             l.expiry = Instant::now() + by;
+            l.revoking = true;
         }
     }
 
@@ -164,5 +174,21 @@ mod tests {
         assert_eq!(l.expired(later, 10), vec![7]);
         assert!(l.expired(Instant::now(), 10).is_empty());
         assert_eq!(l.get(7).map(|x| x.remaining(Instant::now())), Some(1));
+    }
+
+    // A lease whose revoke is in flight is not renewed (etcd answers TTL 0
+    // once the revoke lands), until a new leader gives every lease a full TTL.
+    #[test]
+    fn no_renewal_while_revoking() {
+        let mut l = Lessor::new(Duration::from_millis(100));
+        l.grant(7, 5);
+        l.grant(8, 5);
+        assert_eq!(l.renew(7), Some(5));
+        l.postpone(7, Duration::from_secs(3));
+        assert_eq!(l.renew(7), None);
+        assert_eq!(l.renew(8), Some(5));
+        assert_eq!(l.renew(9), None);
+        l.refresh_all(Duration::ZERO);
+        assert_eq!(l.renew(7), Some(5));
     }
 }

@@ -76,6 +76,14 @@ impl Node {
         }
     }
 
+    /// [`Node::lease_renew`] when this member leads, without a future;
+    /// `None` when another member (or none) leads, so the caller awaits
+    /// [`Node::lease_renew`] instead. The keep-alive stream's fast path.
+    pub fn lease_renew_here(&self, id: i64) -> Option<KvResult<Option<i64>>> {
+        self.is_leader()
+            .then(|| Ok(self.core.lessor.lock().renew(id)))
+    }
+
     pub(crate) fn lease_renew_as_leader(&self, id: i64) -> KvResult<Option<i64>> {
         self.ensure_leader(KvError::NoLeader)?;
         Ok(self.core.lessor.lock().renew(id))
