@@ -1,8 +1,10 @@
 //! The peer network: openraft's RPCs over gRPC (`kvpb.Peer`) to the peer URL
-//! each member advertises. One lazily connected channel per peer is kept and
-//! reused; every call is bounded (by openraft's deadline, or for entries by
-//! one sized to their bytes), so a dead or slow peer costs a timeout, never a
-//! stalled leader, and a large entry still gets through.
+//! each member advertises. One lazily connected HTTP/2 connection per peer
+//! (network/conn.rs: the h2 crate driven from the calling task, not tonic's
+//! `Channel`) is kept and reused; every call is bounded (by openraft's
+//! deadline, or for entries by one sized to their bytes), so a dead or slow
+//! peer costs a timeout, never a stalled leader, and a large entry still
+//! gets through.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,13 +22,26 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, EntryPayload, LogId, RaftNetwork, RaftNetworkFactory, Vote};
 use parking_lot::Mutex;
-use tonic::transport::Channel;
 
 use super::types::{Entry, NodeId, TypeConfig};
+
+mod conn;
+#[cfg(test)]
+mod conn_tests;
+pub use conn::PeerConn;
+use conn::{Conn, Settings};
 
 /// Largest peer message (a batch of entries or a snapshot chunk).
 pub const MAX_PEER_MESSAGE: usize = 256 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How a peer connection is made and kept: a 1 s connect timeout, and a
+/// ping every 5 s that must be answered within 5 s (a frozen peer's
+/// connection is dropped, not waited on).
+const PEER_CONN: Settings = Settings {
+    connect_timeout: CONNECT_TIMEOUT,
+    keep_alive_interval: Duration::from_secs(5),
+    keep_alive_timeout: Duration::from_secs(5),
+};
 /// Most entry bytes in one AppendEntries (etcd's MaxSizePerMsg); a larger
 /// single entry still goes, alone.
 pub const MAX_APPEND_BYTES: usize = 1 << 20;
@@ -90,12 +105,12 @@ impl tonic::service::Interceptor for StampClusterId {
     }
 }
 
-pub type PeerChannel = tonic::service::interceptor::InterceptedService<Channel, StampClusterId>;
+pub type PeerChannel = tonic::service::interceptor::InterceptedService<PeerConn, StampClusterId>;
 
-/// Peer channels, shared by raft replication and request forwarding.
+/// Peer connections, shared by raft replication and request forwarding.
 #[derive(Clone)]
 pub struct Network {
-    channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
+    channels: Arc<Mutex<HashMap<NodeId, (String, PeerConn)>>>,
     stamp: StampClusterId,
 }
 
@@ -113,8 +128,9 @@ impl Network {
         }
     }
 
-    /// The channel to `target` at `addr` (its first peer URL), created on first use.
-    pub fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
+    /// The connection to `target` at `addr` (its first peer URL), created
+    /// on first use (it connects on its first call).
+    pub fn channel(&self, target: NodeId, addr: &str) -> Result<PeerConn, String> {
         let url = addr.split(',').next().unwrap_or(addr).to_string();
         let mut map = self.channels.lock();
         if let Some((u, ch)) = map.get(&target) {
@@ -122,13 +138,20 @@ impl Network {
                 return Ok(ch.clone());
             }
         }
-        // https peer URLs get the peer TLS settings (crate::tls::install).
-        let ch = crate::tls::peer_endpoint(&url)?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy();
+        let ch = if crate::config::is_https(&url) {
+            // https peer URLs get the peer TLS settings (crate::tls::install)
+            // through tonic's Channel.
+            PeerConn::Tonic(
+                crate::tls::peer_endpoint(&url)?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(PEER_CONN.keep_alive_interval)
+                    .keep_alive_timeout(PEER_CONN.keep_alive_timeout)
+                    .connect_lazy(),
+            )
+        } else {
+            PeerConn::H2(Conn::new(&url, PEER_CONN)?)
+        };
         map.insert(target, (url, ch.clone()));
         Ok(ch)
     }
