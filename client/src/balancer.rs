@@ -108,7 +108,7 @@ impl Balancer {
         let mut members = Vec::new();
         for uri in uris {
             members.push(Member {
-                conn: Conn::new(&uri, tls.clone(), settings.clone())?,
+                conn: Conn::new(&uri, tls.clone(), settings)?,
                 uri,
                 health: Mutex::new(Health {
                     aside_until: None,

@@ -15,6 +15,23 @@
 //! the connect timeout (covering TCP and TLS), TCP_NODELAY, HTTP/2
 //! keep-alive pings that close a connection whose peer stopped answering,
 //! TLS with rustls (ALPN `h2`), and hyper's HTTP/2 window sizes.
+//!
+//! kvd's members use it for their peer calls too (one transport to keep).
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use std::time::Duration;
+//! use kv_client::conn::{Conn, Settings};
+//! let settings = Settings {
+//!     connect_timeout: Duration::from_secs(1),
+//!     keep_alive_interval: Duration::from_secs(5),
+//!     keep_alive_timeout: Duration::from_secs(5),
+//! };
+//! let conn = Conn::plaintext("http://127.0.0.1:2379", settings)?;
+//! // A tonic client over it: every call shares the one connection.
+//! let mut kv = kv_proto::etcdserverpb::kv_client::KvClient::new(conn);
+//! # Ok(()) }
+//! ```
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -43,17 +60,20 @@ const MAX_SEND_BUFFER: usize = 1024 * 1024;
 const MIN_KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How a connection is made and kept.
-#[derive(Clone)]
-pub(crate) struct Settings {
-    pub(crate) connect_timeout: Duration,
-    pub(crate) keep_alive_interval: Duration,
-    pub(crate) keep_alive_timeout: Duration,
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Bounds TCP connect plus TLS and HTTP/2 handshakes.
+    pub connect_timeout: Duration,
+    /// How often an HTTP/2 ping checks the peer.
+    pub keep_alive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub keep_alive_timeout: Duration,
 }
 
 /// A lazily (re)connected HTTP/2 connection to one endpoint. Cheap to
 /// clone; clones share the connection.
 #[derive(Clone)]
-pub(crate) struct Conn {
+pub struct Conn {
     inner: Arc<Inner>,
 }
 
@@ -68,7 +88,7 @@ struct Inner {
     /// The live connection's handle, if any.
     current: Mutex<Option<SendRequest<Bytes>>>,
     /// Held while connecting, so concurrent calls share one attempt.
-    connecting: tokio::sync::Mutex<()>,
+    connecting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Conn {
@@ -104,16 +124,25 @@ impl Conn {
                 tls: if https { tls } else { None },
                 settings,
                 current: Mutex::new(None),
-                connecting: tokio::sync::Mutex::new(()),
+                connecting: Arc::default(),
             }),
         })
     }
 
+    /// A plaintext connection to `http://host:port` (an https endpoint
+    /// needs the client's TLS settings: [`crate::Client`] makes those);
+    /// does not connect.
+    pub fn plaintext(endpoint: &str, settings: Settings) -> Result<Conn, Error> {
+        if !endpoint.starts_with("http://") {
+            return Err(Error::Config(format!(
+                "bad endpoint {endpoint:?}: not an http URL"
+            )));
+        }
+        Conn::new(endpoint, None, settings)
+    }
+
     /// Sends one request and returns the response once its headers came.
-    pub(crate) async fn send(
-        &self,
-        req: http::Request<Body>,
-    ) -> Result<http::Response<Body>, StdError> {
+    pub async fn send(&self, req: http::Request<Body>) -> Result<http::Response<Body>, StdError> {
         let (mut parts, mut body) = req.into_parts();
         // h2 takes `:scheme` and `:authority` from the URI.
         let mut uri = uri::Parts::default();
@@ -128,37 +157,62 @@ impl Conn {
         let mut pipe = None;
         let mut send_failed = None;
         if !end {
-            // A unary body is ready at once: write it from this task.
-            // Whatever is not ready yet (a stream) is piped by a task.
+            // A unary body is ready at once: write it from this task, its
+            // last data frame carrying the end of the stream (the
+            // connection task is then woken once for the body, not again
+            // for an empty end frame). Whatever is not ready yet (a
+            // stream) is piped by a task.
+            //
+            // A send may fail because a gRPC server answered a unary call
+            // and closed the stream (RST_STREAM NO_ERROR) before the end
+            // of the request body went out: the stream is gone here but
+            // its response came. The response (or why there is none) tells.
+            let mut held: Option<Bytes> = None;
             loop {
                 let next = poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
                     Poll::Pending => Poll::Ready(None),
                     Poll::Ready(frame) => Poll::Ready(Some(frame)),
                 })
                 .await;
-                match next {
+                let sent = match next {
                     None => {
+                        if let Some(Err(e)) = held.take().map(|d| stream.send_data(d, false)) {
+                            send_failed = Some(e.into());
+                            break;
+                        }
                         let task = tokio::spawn(pipe_body(body, stream));
                         pipe = Some(task.abort_handle());
                         break;
                     }
+                    Some(None) => stream
+                        .send_data(held.take().unwrap_or_default(), true)
+                        .map(|()| false)
+                        .map_err(Into::into),
                     Some(Some(Err(status))) => {
                         stream.send_reset(h2::Reason::CANCEL);
                         return Err(status.into());
                     }
-                    Some(frame) => match send_frame(&mut stream, frame) {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        // A gRPC server may answer a unary call and close
-                        // the stream (RST_STREAM NO_ERROR) before the end
-                        // of the request body went out: then the stream is
-                        // gone here but its response came. The response
-                        // (or why there is none) tells.
-                        Err(e) => {
-                            send_failed = Some(e);
-                            break;
-                        }
+                    Some(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => held
+                            .replace(data)
+                            .map_or(Ok(()), |d| stream.send_data(d, false))
+                            .map(|()| true)
+                            .map_err(Into::into),
+                        // Trailers, after the data held.
+                        Err(frame) => held
+                            .take()
+                            .map_or(Ok(()), |d| stream.send_data(d, false))
+                            .map_err(Into::into)
+                            .and_then(|()| send_frame(&mut stream, Some(Ok(frame)))),
                     },
+                };
+                match sent {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        send_failed = Some(e);
+                        break;
+                    }
                 }
             }
         }
@@ -189,19 +243,33 @@ impl Conn {
         if let Some(sender) = self.current_ready().await {
             return Ok(sender);
         }
-        let _one = self.inner.connecting.lock().await;
+        let one = Arc::clone(&self.inner.connecting).lock_owned().await;
         // Another call may have connected meanwhile.
         if let Some(sender) = self.current_ready().await {
             return Ok(sender);
         }
-        let settings = &self.inner.settings;
-        let sender = tokio::time::timeout(settings.connect_timeout, self.connect())
+        // The attempt runs in a task of its own, so a caller whose deadline
+        // (a member's heartbeat: short) ends mid-connect does not cancel it
+        // for the calls after it.
+        let conn = self.clone();
+        let attempt = tokio::spawn(async move {
+            let _one = one;
+            let timeout = conn.inner.settings.connect_timeout;
+            let sender = tokio::time::timeout(timeout, conn.connect())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                            .into(),
+                    )
+                })?;
+            *conn.lock() = Some(sender.clone());
+            Ok::<_, StdError>(sender)
+        });
+        let sender = attempt
             .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out").into())
-            })
+            .map_err(|e| tonic::ConnectError(e.into()))?
             .map_err(tonic::ConnectError)?;
-        *self.lock() = Some(sender.clone());
         Ok(sender.ready().await?)
     }
 
@@ -241,7 +309,7 @@ impl Conn {
             .handshake::<_, Bytes>(io)
             .await?;
         let pings = connection.ping_pong();
-        let settings = self.inner.settings.clone();
+        let settings = self.inner.settings;
         let authority = self.inner.authority.clone();
         tokio::spawn(async move {
             let keep_alive = async {

@@ -38,7 +38,7 @@ pub mod auth;
 mod balancer;
 pub mod cluster;
 pub mod config;
-mod conn;
+pub mod conn;
 pub mod error;
 pub mod kv;
 pub mod lease;

@@ -29,7 +29,7 @@ mod conn;
 #[cfg(test)]
 mod conn_tests;
 pub use conn::PeerConn;
-use conn::{Conn, Settings};
+use kv_client::conn::{Conn, Settings};
 
 /// Largest peer message (a batch of entries or a snapshot chunk).
 pub const MAX_PEER_MESSAGE: usize = 256 << 20;
@@ -150,7 +150,7 @@ impl Network {
                     .connect_lazy(),
             )
         } else {
-            PeerConn::H2(Conn::new(&url, PEER_CONN)?)
+            PeerConn::H2(Conn::plaintext(&url, PEER_CONN).map_err(|e| e.to_string())?)
         };
         map.insert(target, (url, ch.clone()));
         Ok(ch)
