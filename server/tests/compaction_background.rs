@@ -87,19 +87,6 @@ fn rows_at_or_below(db: &Path, rev: i64) -> (u64, i64) {
     (rows, compact)
 }
 
-/// A counter's value from `/metrics` on the client port (0 when absent).
-fn counter(endpoint: &str, name: &str) -> f64 {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", &format!("{endpoint}/metrics")])
-        .output()
-        .expect("run curl");
-    assert!(out.status.success(), "GET /metrics failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 const KEYS_COMPACTED: &str = "etcd_debugging_mvcc_db_compaction_keys_total";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

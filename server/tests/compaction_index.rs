@@ -137,19 +137,6 @@ async fn replay(c: &mut Client, from: i64, end: &str) -> Vec<Ev> {
     }
 }
 
-/// A counter's value from `/metrics` on the client port (0 when absent).
-fn counter(endpoint: &str, name: &str) -> f64 {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", &format!("{endpoint}/metrics")])
-        .output()
-        .expect("run curl");
-    assert!(out.status.success(), "GET /metrics failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// What reads, a watch and HashKV see around the compaction revision.
 #[derive(Debug, PartialEq)]
 struct Seen {

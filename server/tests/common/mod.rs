@@ -616,3 +616,16 @@ pub async fn put(c: &mut etcd_client::Client, k: &str, v: &str) -> i64 {
     let r = c.put(k, v, None).await.expect("put");
     rev(r.header())
 }
+
+/// A counter's value from `/metrics` on the client port (0 when absent).
+pub fn counter(endpoint: &str, name: &str) -> f64 {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &format!("{endpoint}/metrics")])
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "GET /metrics failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
