@@ -1,4 +1,9 @@
 //! etcdserverpb.KV: validate, call the node, map errors.
+//!
+//! The unary methods are inherent async fns as well, so
+//! [`super::kv_unary`] calls them without the boxed futures of the
+//! generated trait; the trait (for the HTTP gateway and RangeStream) calls
+//! the same fns.
 
 use std::sync::Arc;
 
@@ -20,14 +25,67 @@ pub struct KvService(pub Arc<Node>);
 pub type RangeChunks =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<RangeStreamResponse, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl Kv for KvService {
-    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+impl KvService {
+    pub(crate) async fn range_call(
+        &self,
+        req: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         self.0
             .range(req.into_inner())
             .await
             .map(Response::new)
             .map_err(to_status)
+    }
+
+    pub(crate) async fn put_call(
+        &self,
+        req: Request<PutRequest>,
+    ) -> Result<Response<PutResponse>, Status> {
+        self.0
+            .put(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    pub(crate) async fn delete_range_call(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        self.0
+            .delete_range(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    pub(crate) async fn txn_call(
+        &self,
+        req: Request<TxnRequest>,
+    ) -> Result<Response<TxnResponse>, Status> {
+        self.0
+            .txn(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    pub(crate) async fn compact_call(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        self.0
+            .compact(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        self.range_call(req).await
     }
 
     type RangeStreamStream = RangeChunks;
@@ -48,40 +106,24 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        self.0
-            .put(req.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(to_status)
+        self.put_call(req).await
     }
 
     async fn delete_range(
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        self.0
-            .delete_range(req.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(to_status)
+        self.delete_range_call(req).await
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        self.0
-            .txn(req.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(to_status)
+        self.txn_call(req).await
     }
 
     async fn compact(
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        self.0
-            .compact(req.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(to_status)
+        self.compact_call(req).await
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod auth;
 pub(crate) mod authority;
 pub(crate) mod election;
 pub(crate) mod kv;
+mod kv_unary;
 pub(crate) mod lease;
 pub(crate) mod lock;
 pub(crate) mod maintenance;
@@ -67,6 +68,7 @@ pub async fn serve_with_tls(
     stop: signal::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let routes = routes(&node);
+    let max_recv = node.max_request_bytes() + GRPC_OVERHEAD_BYTES;
     let mut servers = Vec::new();
     for (l, tls) in listeners {
         let router = tonic::transport::Server::builder()
@@ -87,6 +89,9 @@ pub async fn serve_with_tls(
             ))
             // Each call's auth token, for the facade's permission checks.
             .layer(auth::TokenLayer)
+            // KV's unary calls skip the router (innermost, so every layer
+            // above sees them as before).
+            .layer(kv_unary::KvUnaryLayer::new(node.clone(), max_recv))
             .add_routes(routes.clone());
         let shutdown = grpc::stopped(stop.clone());
         if let Some(acceptor) = tls {
@@ -123,6 +128,8 @@ pub async fn serve_with_tls(
 fn routes(node: &Arc<Node>) -> Routes {
     let max_recv = node.max_request_bytes() + GRPC_OVERHEAD_BYTES;
     let grpc = Routes::builder()
+        // Its unary methods are answered by kv_unary::KvUnaryLayer; this
+        // serves RangeStream and unknown KV methods.
         .add_service(
             KvServer::new(kv::KvService(node.clone()))
                 .max_decoding_message_size(max_recv)

@@ -6,89 +6,236 @@
 //! end counts as Canceled, as grpc-go reports it. The same layer counts the
 //! bytes of calls' bodies (etcd_network_client_grpc_{received,sent}_bytes_total;
 //! etcd counts encoded messages, kvd their gRPC frames, 5 bytes more each).
+//!
+//! Every call of one of kvd's methods counts into series resolved once per
+//! method (and code), on first use: no label strings or registry look-ups
+//! per call. A series appears on /metrics when its first call starts or
+//! ends, as before.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use prometheus::{Histogram, IntCounter};
 
-/// The RPC types and names of a call, or `None` for what is not one of
-/// kvd's gRPC methods (HTTP routes, unknown services).
-fn classify(path: &str) -> Option<(&'static str, String, String)> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    const SERVICES: [&str; 8] = [
-        "etcdserverpb.KV",
-        "etcdserverpb.Watch",
-        "etcdserverpb.Lease",
-        "etcdserverpb.Cluster",
-        "etcdserverpb.Maintenance",
-        "etcdserverpb.Auth",
-        "v3lockpb.Lock",
-        "v3electionpb.Election",
-    ];
-    if !SERVICES.contains(&service) || method.is_empty() || method.contains('/') {
-        return None;
-    }
-    let kind = match (service, method) {
-        ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
-        ("etcdserverpb.Maintenance", "Snapshot") | ("v3electionpb.Election", "Observe") => {
-            "server_stream"
-        }
-        _ => "unary",
-    };
-    Some((kind, service.to_string(), method.to_string()))
+/// grpc-go's names of the status codes (codes.Code.String()), by code.
+const CODES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+const OK: usize = 0;
+const CANCELED: usize = 1;
+const UNKNOWN: usize = 2;
+
+/// One of kvd's gRPC methods and its series, each resolved on first use.
+struct Method {
+    kind: &'static str,
+    service: &'static str,
+    name: &'static str,
+    started: OnceLock<IntCounter>,
+    handling: OnceLock<Histogram>,
+    handled: [OnceLock<IntCounter>; CODES.len()],
 }
 
-/// grpc-go's name of a status code (codes.Code.String()).
-fn code_name(code: &[u8]) -> &'static str {
+impl Method {
+    const fn new(kind: &'static str, service: &'static str, name: &'static str) -> Method {
+        Method {
+            kind,
+            service,
+            name,
+            started: OnceLock::new(),
+            handling: OnceLock::new(),
+            handled: [const { OnceLock::new() }; CODES.len()],
+        }
+    }
+
+    fn labels(&self) -> [&'static str; 3] {
+        [self.kind, self.service, self.name]
+    }
+
+    fn started(&self) -> &IntCounter {
+        self.started
+            .get_or_init(|| super::get().grpc_started.with_label_values(&self.labels()))
+    }
+
+    fn handling(&self) -> &Histogram {
+        self.handling
+            .get_or_init(|| super::get().grpc_handling.with_label_values(&self.labels()))
+    }
+
+    fn handled(&self, code: usize) -> &IntCounter {
+        self.handled[code].get_or_init(|| {
+            let [kind, service, name] = self.labels();
+            super::get()
+                .grpc_handled
+                .with_label_values(&[kind, service, name, CODES[code]])
+        })
+    }
+}
+
+const UNARY: &str = "unary";
+const BIDI: &str = "bidi_stream";
+const SERVER_STREAM: &str = "server_stream";
+
+/// Every method of kvd's gRPC services (kv-proto's generated servers), the
+/// hot KV ones first. RangeStream (a kvd extension) counts as unary, as it
+/// always has.
+static METHODS: [Method; 48] = [
+    Method::new(UNARY, "etcdserverpb.KV", "Put"),
+    Method::new(UNARY, "etcdserverpb.KV", "Range"),
+    Method::new(UNARY, "etcdserverpb.KV", "Txn"),
+    Method::new(UNARY, "etcdserverpb.KV", "DeleteRange"),
+    Method::new(UNARY, "etcdserverpb.KV", "Compact"),
+    Method::new(UNARY, "etcdserverpb.KV", "RangeStream"),
+    Method::new(BIDI, "etcdserverpb.Watch", "Watch"),
+    Method::new(BIDI, "etcdserverpb.Lease", "LeaseKeepAlive"),
+    Method::new(UNARY, "etcdserverpb.Lease", "LeaseGrant"),
+    Method::new(UNARY, "etcdserverpb.Lease", "LeaseRevoke"),
+    Method::new(UNARY, "etcdserverpb.Lease", "LeaseTimeToLive"),
+    Method::new(UNARY, "etcdserverpb.Lease", "LeaseLeases"),
+    Method::new(UNARY, "etcdserverpb.Cluster", "MemberAdd"),
+    Method::new(UNARY, "etcdserverpb.Cluster", "MemberRemove"),
+    Method::new(UNARY, "etcdserverpb.Cluster", "MemberUpdate"),
+    Method::new(UNARY, "etcdserverpb.Cluster", "MemberList"),
+    Method::new(UNARY, "etcdserverpb.Cluster", "MemberPromote"),
+    Method::new(UNARY, "etcdserverpb.Maintenance", "Alarm"),
+    Method::new(UNARY, "etcdserverpb.Maintenance", "Status"),
+    Method::new(UNARY, "etcdserverpb.Maintenance", "Defragment"),
+    Method::new(UNARY, "etcdserverpb.Maintenance", "Hash"),
+    Method::new(UNARY, "etcdserverpb.Maintenance", "HashKV"),
+    Method::new(SERVER_STREAM, "etcdserverpb.Maintenance", "Snapshot"),
+    Method::new(UNARY, "etcdserverpb.Maintenance", "MoveLeader"),
+    Method::new(UNARY, "etcdserverpb.Maintenance", "Downgrade"),
+    Method::new(UNARY, "etcdserverpb.Auth", "AuthEnable"),
+    Method::new(UNARY, "etcdserverpb.Auth", "AuthDisable"),
+    Method::new(UNARY, "etcdserverpb.Auth", "AuthStatus"),
+    Method::new(UNARY, "etcdserverpb.Auth", "Authenticate"),
+    Method::new(UNARY, "etcdserverpb.Auth", "UserAdd"),
+    Method::new(UNARY, "etcdserverpb.Auth", "UserGet"),
+    Method::new(UNARY, "etcdserverpb.Auth", "UserList"),
+    Method::new(UNARY, "etcdserverpb.Auth", "UserDelete"),
+    Method::new(UNARY, "etcdserverpb.Auth", "UserChangePassword"),
+    Method::new(UNARY, "etcdserverpb.Auth", "UserGrantRole"),
+    Method::new(UNARY, "etcdserverpb.Auth", "UserRevokeRole"),
+    Method::new(UNARY, "etcdserverpb.Auth", "RoleAdd"),
+    Method::new(UNARY, "etcdserverpb.Auth", "RoleGet"),
+    Method::new(UNARY, "etcdserverpb.Auth", "RoleList"),
+    Method::new(UNARY, "etcdserverpb.Auth", "RoleDelete"),
+    Method::new(UNARY, "etcdserverpb.Auth", "RoleGrantPermission"),
+    Method::new(UNARY, "etcdserverpb.Auth", "RoleRevokePermission"),
+    Method::new(UNARY, "v3lockpb.Lock", "Lock"),
+    Method::new(UNARY, "v3lockpb.Lock", "Unlock"),
+    Method::new(UNARY, "v3electionpb.Election", "Campaign"),
+    Method::new(UNARY, "v3electionpb.Election", "Proclaim"),
+    Method::new(UNARY, "v3electionpb.Election", "Leader"),
+    Method::new(SERVER_STREAM, "v3electionpb.Election", "Observe"),
+];
+
+/// What a call counts into.
+enum Labels {
+    Known(&'static Method),
+    /// A method none of kvd's services has, on one of them (answered
+    /// Unimplemented): labelled per call, as clients choose these names
+    /// and a cache of them could grow without bound.
+    Other {
+        service: String,
+        method: String,
+    },
+}
+
+/// What a call to `path` counts into, or `None` for what is not a call to
+/// one of kvd's gRPC services (HTTP routes, unknown services).
+fn classify(path: &str) -> Option<Labels> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    if let Some(m) = METHODS
+        .iter()
+        .find(|m| m.service == service && m.name == method)
+    {
+        return Some(Labels::Known(m));
+    }
+    let known = METHODS.iter().any(|m| m.service == service);
+    if !known || method.is_empty() || method.contains('/') {
+        return None;
+    }
+    Some(Labels::Other {
+        service: service.to_string(),
+        method: method.to_string(),
+    })
+}
+
+/// The code of a `grpc-status` value; anything else is Unknown, as grpc-go
+/// names codes it does not know.
+fn code_of(code: &[u8]) -> usize {
     match code {
-        b"0" => "OK",
-        b"1" => "Canceled",
-        b"2" => "Unknown",
-        b"3" => "InvalidArgument",
-        b"4" => "DeadlineExceeded",
-        b"5" => "NotFound",
-        b"6" => "AlreadyExists",
-        b"7" => "PermissionDenied",
-        b"8" => "ResourceExhausted",
-        b"9" => "FailedPrecondition",
-        b"10" => "Aborted",
-        b"11" => "OutOfRange",
-        b"12" => "Unimplemented",
-        b"13" => "Internal",
-        b"14" => "Unavailable",
-        b"15" => "DataLoss",
-        b"16" => "Unauthenticated",
-        _ => "Unknown",
+        [d @ b'0'..=b'9'] => usize::from(d - b'0'),
+        [b'1', d @ b'0'..=b'6'] => 10 + usize::from(d - b'0'),
+        _ => UNKNOWN,
     }
 }
 
 /// One call being counted; records `handled` exactly once.
 struct Call {
-    labels: [String; 3],
+    labels: Labels,
     start: Instant,
 }
 
 impl Call {
-    fn finish(self, code: &'static str) {
-        let s = super::get();
-        let [kind, service, method] = &self.labels;
-        let l = [kind.as_str(), service.as_str(), method.as_str()];
-        s.grpc_handled
-            .with_label_values(&[l[0], l[1], l[2], code])
-            .inc();
-        s.grpc_handling
-            .with_label_values(&l)
-            .observe(self.start.elapsed().as_secs_f64());
+    fn start(labels: Labels) -> Call {
+        match &labels {
+            Labels::Known(m) => m.started().inc(),
+            Labels::Other { service, method } => super::get()
+                .grpc_started
+                .with_label_values(&[UNARY, service, method])
+                .inc(),
+        }
+        Call {
+            labels,
+            start: Instant::now(),
+        }
+    }
+
+    fn finish(self, code: usize) {
+        let took = self.start.elapsed().as_secs_f64();
+        match &self.labels {
+            Labels::Known(m) => {
+                m.handled(code).inc();
+                m.handling().observe(took);
+            }
+            Labels::Other { service, method } => {
+                let s = super::get();
+                s.grpc_handled
+                    .with_label_values(&[UNARY, service, method, CODES[code]])
+                    .inc();
+                s.grpc_handling
+                    .with_label_values(&[UNARY, service, method])
+                    .observe(took);
+            }
+        }
     }
 }
 
-fn status_of(h: &HeaderMap) -> Option<&'static str> {
-    h.get("grpc-status").map(|v| code_name(v.as_bytes()))
+fn status_of(h: &HeaderMap) -> Option<usize> {
+    h.get("grpc-status").map(|v| code_of(v.as_bytes()))
 }
 
 /// The layer: `Server::builder().layer(GrpcMetricsLayer)`.
@@ -106,13 +253,15 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 #[derive(Debug, Clone)]
 pub struct GrpcMetrics<S>(S);
 
+// Bodies are Unpin (tonic's Body is boxed already), so they are wrapped
+// as they are, without another box each.
 impl<S, B, RB> tower::Service<Request<B>> for GrpcMetrics<S>
 where
     S: tower::Service<Request<tonic::body::Body>, Response = Response<RB>>,
     S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<tonic::codegen::StdError>,
-    RB: Body<Data = Bytes> + Send + 'static,
+    RB: Body<Data = Bytes> + Unpin + Send + 'static,
     RB::Error: Into<tonic::codegen::StdError>,
 {
     type Response = Response<tonic::body::Body>;
@@ -128,23 +277,13 @@ where
             .headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let call =
-            is_grpc
-                .then(|| classify(req.uri().path()))
-                .flatten()
-                .map(|(kind, service, method)| {
-                    super::get()
-                        .grpc_started
-                        .with_label_values(&[kind, &service, &method])
-                        .inc();
-                    Call {
-                        labels: [kind.to_string(), service, method],
-                        start: Instant::now(),
-                    }
-                });
+        let call = is_grpc
+            .then(|| classify(req.uri().path()))
+            .flatten()
+            .map(Call::start);
         // A call's request bytes count as received from gRPC clients.
         let req = match call {
-            Some(_) => req.map(|b| tonic::body::Body::new(Received(Box::pin(b)))),
+            Some(_) => req.map(|b| tonic::body::Body::new(Received(b))),
             None => req.map(tonic::body::Body::new),
         };
         let fut = self.0.call(req);
@@ -159,7 +298,7 @@ where
             }
             Ok(resp.map(|b| {
                 tonic::body::Body::new(CountedBody {
-                    inner: Box::pin(b),
+                    inner: b,
                     call: Some(call),
                 })
             }))
@@ -169,11 +308,11 @@ where
 
 /// A response body that records its call's code from the trailers.
 struct CountedBody<B> {
-    inner: Pin<Box<B>>,
+    inner: B,
     call: Option<Call>,
 }
 
-impl<B: Body<Data = Bytes>> Body for CountedBody<B> {
+impl<B: Body<Data = Bytes> + Unpin> Body for CountedBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -181,7 +320,7 @@ impl<B: Body<Data = Bytes>> Body for CountedBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let frame = ready!(self.inner.as_mut().poll_frame(cx));
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
                 if let Some(d) = f.data_ref() {
@@ -196,7 +335,7 @@ impl<B: Body<Data = Bytes>> Body for CountedBody<B> {
             // An error ends the stream; grpc-go would answer Unknown.
             Some(Err(_)) | None => {
                 if let Some(call) = self.call.take() {
-                    call.finish(if frame.is_none() { "OK" } else { "Unknown" });
+                    call.finish(if frame.is_none() { OK } else { UNKNOWN });
                 }
             }
         }
@@ -214,9 +353,9 @@ impl<B: Body<Data = Bytes>> Body for CountedBody<B> {
 
 /// A call's request body, counting its bytes
 /// (etcd_network_client_grpc_received_bytes_total).
-struct Received<B>(Pin<Box<B>>);
+struct Received<B>(B);
 
-impl<B: Body<Data = Bytes>> Body for Received<B> {
+impl<B: Body<Data = Bytes> + Unpin> Body for Received<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -224,7 +363,7 @@ impl<B: Body<Data = Bytes>> Body for Received<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let frame = ready!(self.0.as_mut().poll_frame(cx));
+        let frame = ready!(Pin::new(&mut self.0).poll_frame(cx));
         if let Some(Ok(f)) = &frame {
             if let Some(d) = f.data_ref() {
                 super::client_received(d.len());
@@ -246,7 +385,7 @@ impl<B> Drop for CountedBody<B> {
     fn drop(&mut self) {
         // Dropped before its trailers: the client went away.
         if let Some(call) = self.call.take() {
-            call.finish("Canceled");
+            call.finish(CANCELED);
         }
     }
 }
@@ -255,24 +394,97 @@ impl<B> Drop for CountedBody<B> {
 mod tests {
     use super::*;
 
+    fn labels(path: &str) -> Option<(&'static str, String, String)> {
+        match classify(path)? {
+            Labels::Known(m) => Some((m.kind, m.service.to_string(), m.name.to_string())),
+            Labels::Other { service, method } => Some((UNARY, service, method)),
+        }
+    }
+
     #[test]
     fn paths_map_to_go_grpc_prometheus_labels() {
-        let (k, s, m) = classify("/etcdserverpb.KV/Range").unwrap();
+        let (k, s, m) = labels("/etcdserverpb.KV/Range").unwrap();
         assert_eq!(
             (k, s.as_str(), m.as_str()),
             ("unary", "etcdserverpb.KV", "Range")
         );
         assert_eq!(
-            classify("/etcdserverpb.Watch/Watch").unwrap().0,
+            labels("/etcdserverpb.Watch/Watch").unwrap().0,
             "bidi_stream"
         );
         assert_eq!(
-            classify("/v3electionpb.Election/Observe").unwrap().0,
+            labels("/etcdserverpb.Lease/LeaseKeepAlive").unwrap().0,
+            "bidi_stream"
+        );
+        assert_eq!(
+            labels("/etcdserverpb.Maintenance/Snapshot").unwrap().0,
             "server_stream"
         );
-        assert!(classify("/health").is_none());
-        assert!(classify("/other.Svc/X").is_none());
-        assert_eq!(code_name(b"0"), "OK");
-        assert_eq!(code_name(b"16"), "Unauthenticated");
+        assert_eq!(
+            labels("/v3electionpb.Election/Observe").unwrap().0,
+            "server_stream"
+        );
+        // A method no service has, on a known service: counted as unary.
+        let (k, s, m) = labels("/etcdserverpb.KV/Nope").unwrap();
+        assert_eq!(
+            (k, s.as_str(), m.as_str()),
+            ("unary", "etcdserverpb.KV", "Nope")
+        );
+        assert!(labels("/etcdserverpb.KV/").is_none());
+        assert!(labels("/etcdserverpb.KV/a/b").is_none());
+        assert!(labels("/health").is_none());
+        assert!(labels("/other.Svc/X").is_none());
+    }
+
+    #[test]
+    fn status_codes_map_to_grpc_go_names() {
+        assert_eq!(CODES[code_of(b"0")], "OK");
+        assert_eq!(CODES[code_of(b"5")], "NotFound");
+        assert_eq!(CODES[code_of(b"16")], "Unauthenticated");
+        for odd in [
+            &b"17"[..],
+            b"",
+            b"x",
+            b"-1",
+            b"+1",
+            b"01",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(CODES[code_of(odd)], "Unknown", "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn cached_series_are_the_registered_ones() {
+        let Some(Labels::Known(m)) = classify("/etcdserverpb.KV/Compact") else {
+            panic!("Compact is one of kvd's methods");
+        };
+        let s = crate::metrics::get();
+        let labels = ["unary", "etcdserverpb.KV", "Compact"];
+        let before = s.grpc_started.with_label_values(&labels).get();
+        Call::start(Labels::Known(m)).finish(code_of(b"9"));
+        assert_eq!(s.grpc_started.with_label_values(&labels).get(), before + 1);
+        let handled = ["unary", "etcdserverpb.KV", "Compact", "FailedPrecondition"];
+        assert!(s.grpc_handled.with_label_values(&handled).get() >= 1);
+        assert!(
+            s.grpc_handling
+                .with_label_values(&labels)
+                .get_sample_count()
+                >= 1
+        );
+    }
+
+    #[test]
+    fn the_table_has_every_generated_method_once() {
+        for (i, a) in METHODS.iter().enumerate() {
+            for b in &METHODS[i + 1..] {
+                assert!(
+                    (a.service, a.name) != (b.service, b.name),
+                    "{}/{} twice",
+                    a.service,
+                    a.name
+                );
+            }
+        }
     }
 }
