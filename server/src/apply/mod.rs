@@ -3,6 +3,7 @@
 //! the last applied log id and membership, then its events go to watchers.
 
 mod auth;
+pub mod replies;
 mod request;
 mod snapshot;
 
@@ -32,6 +33,8 @@ pub use snapshot::SnapshotBuilder;
 mod batch_tests;
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod replies_tests;
 
 /// How often an applied batch is also made durable in redb. Between these the
 /// raft log (fsynced before every ack) is what makes writes durable; restart
@@ -54,6 +57,8 @@ pub struct Core {
     /// Notified (to current waiters) whenever `removed` changes: the
     /// removal wait (node/removal.rs) sleeps on it, not on raft's metrics.
     pub removed_changed: tokio::sync::Notify,
+    /// The callers of this member's proposals, answered by the applier.
+    pub replies: Arc<replies::Replies>,
 }
 
 /// An entry applied slower than this is logged (etcd's default
@@ -98,6 +103,7 @@ impl Core {
             auth: Arc::default(),
             removed: Mutex::new(BTreeSet::new()),
             removed_changed: tokio::sync::Notify::new(),
+            replies: Arc::default(),
         })
     }
 
@@ -186,6 +192,8 @@ impl StateMachine {
         // none): META keeps the membership of the commit that applied it.
         let mut next_membership: Option<StoredMembership> = None;
         let mut removed: Option<BTreeSet<u64>> = None;
+        // Entries (index in `out`) whose callers wait on this member.
+        let mut tagged = Vec::new();
         // META is opened once per commit (the store writes the revision
         // there too); LEASES, ALARMS and MEMBERS only if a request needs them.
         let result = core.store.write_with_meta(durable, |state, wtx, meta| {
@@ -211,6 +219,10 @@ impl StateMachine {
                         RaftResponse::default()
                     }
                     EntryPayload::Normal(req) => {
+                        let tag = replies::tag_of(&req.bytes);
+                        if tag.reply_to != 0 {
+                            tagged.push((out.len(), tag));
+                        }
                         let started = Instant::now();
                         let resp =
                             request::apply(&mut batch, &mut lessor, &mut tables, &req.bytes)?;
@@ -258,6 +270,11 @@ impl StateMachine {
         }
         if !events.is_empty() {
             self.core.hub.publish(rev, events);
+        }
+        // Committed and visible: the waiting callers hear from here, not
+        // through RaftCore (replies.rs).
+        for (i, tag) in tagged {
+            self.core.replies.answer(tag, &mut out[i].0);
         }
         Ok(out)
     }

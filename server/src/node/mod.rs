@@ -99,8 +99,6 @@ pub struct Node {
     token: String,
     next_id: AtomicU64,
     reads: read_index::ReadIndex,
-    /// Last log index when this member restarted as leader (see `start`).
-    watermark: u64,
     network: Network,
     /// The one batcher for this member's proposals, local and forwarded.
     proposer: propose::Proposer,
@@ -221,8 +219,12 @@ impl Node {
                 identity.member_id,
                 watermark,
             ),
-            watermark,
-            proposer: propose::Proposer::start(raft.clone(), network.clone(), identity.member_id),
+            proposer: propose::Proposer::start(
+                raft.clone(),
+                network.clone(),
+                identity.member_id,
+                core.replies.clone(),
+            ),
             network,
 
             raft,

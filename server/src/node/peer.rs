@@ -348,7 +348,9 @@ impl Peer for PeerService {
     ) -> Result<Response<ReadIndexResponse>, Status> {
         self.admit(&req)?;
         self.node.settled().await;
-        let check = super::read_index::leader_read_index(&self.node.raft, self.node.watermark);
+        // One leadership check (a heartbeat round) answers every follower's
+        // call and local read waiting when it starts (read_index.rs).
+        let check = self.node.reads.leader_index();
         let result = tokio::time::timeout(std::time::Duration::from_secs(5), check)
             .await
             .unwrap_or(Err(KvError::Timeout));

@@ -8,22 +8,28 @@
 //! requests then enter the leader's queue like its own clients' requests.
 //!
 //! A lone request skips the queue: on the leader, with no entry in flight
-//! and nothing queued, the caller's own task proposes it and reads the
-//! result straight from openraft's reply. Queueing it would cost two task
-//! hand-offs each way (batcher, submit task, reply relay) for no batching
-//! gain; the sequential single-client put is bound by exactly these hops.
+//! and nothing queued, the caller's own task proposes it. Queueing it would
+//! cost two task hand-offs (batcher, submit task) for no batching gain; the
+//! sequential single-client put is bound by exactly these hops.
+//!
+//! Either way the callers hear their results from the applier itself
+//! (apply/replies.rs): they are registered before their entry is proposed
+//! and answered right after the commit that applied it, not through
+//! RaftCore's reply (and the submit task's relay). openraft's reply still
+//! answers errors, and frees the entry's slot.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv_proto::kvpb::{InternalBatch, InternalRequest};
-use prost::Message;
+use futures::FutureExt;
+use kv_proto::kvpb::InternalRequest;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use super::forward;
 use super::leadership::{route_of, Route};
+use crate::apply::replies::{self, Replies, Tag, Waiter};
 use crate::apply::Applied;
 use crate::error::{KvError, KvResult};
 use crate::raft::network::Network;
@@ -50,7 +56,7 @@ pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 pub(super) struct Pending {
     pub(super) req: InternalRequest,
     pub(super) size: usize,
-    pub(super) tx: oneshot::Sender<KvResult<Applied>>,
+    pub(super) tx: Waiter,
     /// This request's share of [`MAX_QUEUED_BYTES`], held until it is applied.
     pub(super) bytes: OwnedSemaphorePermit,
     /// Whether a follower may hand it to the leader: not a request another
@@ -66,19 +72,24 @@ pub struct Proposer {
     /// Entries in flight on the leader, shared by the batcher and the
     /// direct path so both stay within [`MAX_INFLIGHT`].
     local_slots: Arc<Semaphore>,
+    /// Where callers wait for the applier (shared with it).
+    replies: Arc<Replies>,
 }
 
 impl Proposer {
-    /// Starts the batcher of member `me`.
-    pub fn start(raft: Raft, net: Network, me: NodeId) -> Self {
+    /// Starts the batcher of member `me`; its callers are answered through
+    /// `replies`, the applier's.
+    pub fn start(raft: Raft, net: Network, me: NodeId, replies: Arc<Replies>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Pending>(MAX_QUEUED_REQUESTS);
         let local_slots = Arc::new(Semaphore::new(MAX_INFLIGHT));
+        replies.bind(me);
         let proposer = Proposer {
             tx,
             bytes: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)),
             raft: raft.clone(),
             me,
             local_slots: local_slots.clone(),
+            replies: replies.clone(),
         };
         tokio::spawn(async move {
             let forward_slots = Arc::new(Semaphore::new(forward::MAX_INFLIGHT));
@@ -119,8 +130,9 @@ impl Proposer {
                 match route {
                     Ok(Route::Local) => {
                         let raft = raft.clone();
+                        let replies = replies.clone();
                         tokio::spawn(async move {
-                            submit(&raft, batch).await;
+                            submit(&raft, &replies, batch).await;
                             drop(permit);
                         });
                     }
@@ -198,11 +210,11 @@ impl Proposer {
     }
 }
 
-/// One entry's raft write, still running: if the caller stops waiting (its
-/// timeout, or its client going away drops it), the write finishes in a
-/// task of its own, holding its entry slot and byte share until openraft
-/// answers, so entries in flight stay bounded by [`MAX_INFLIGHT`] as on
-/// the batcher's path.
+/// One entry's raft write, still running: if the caller stops waiting (the
+/// applier answered it, its timeout, or its client going away drops it),
+/// the write finishes in a task of its own, holding its entry slot and byte
+/// share until openraft answers, so entries in flight stay bounded by
+/// [`MAX_INFLIGHT`] as on the batcher's path.
 struct DirectWrite {
     write: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     held: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
@@ -210,7 +222,11 @@ struct DirectWrite {
 
 impl Drop for DirectWrite {
     fn drop(&mut self) {
-        if let (Some(write), Some(held)) = (self.write.take(), self.held.take()) {
+        if let (Some(mut write), Some(held)) = (self.write.take(), self.held.take()) {
+            // openraft may have answered already: then no task is needed.
+            if write.as_mut().now_or_never().is_some() {
+                return;
+            }
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
                     write.await;
@@ -245,29 +261,32 @@ impl Proposer {
         slot: OwnedSemaphorePermit,
         bytes: OwnedSemaphorePermit,
     ) -> KvResult<Applied> {
-        let (tx, rx) = oneshot::channel();
-        let raft = self.raft.clone();
+        let (tx, mut rx) = oneshot::channel();
+        let (raft, replies) = (self.raft.clone(), self.replies.clone());
         let mut inflight = DirectWrite {
             write: Some(Box::pin(async move {
-                let result = write_entry(&raft, vec![req]).await;
-                let _ = tx.send(result);
+                answer_entry(&raft, &replies, vec![req], vec![tx]).await;
             })),
             held: Some((slot, bytes)),
         };
         let run = async {
-            if let Some(w) = inflight.write.as_mut() {
-                w.await;
+            if let Some(write) = inflight.write.as_mut() {
+                tokio::select! {
+                    biased;
+                    // The applier answered: openraft's reply is awaited
+                    // by DirectWrite's drop, off the caller's path.
+                    r = &mut rx => return r,
+                    () = write => {}
+                }
             }
-            // Done: nothing left to finish; the slot and bytes free now.
+            // openraft answered (an error, or a result the applier did not
+            // send): the slot and bytes free now.
             inflight.write = None;
             inflight.held = None;
             rx.await
         };
         match tokio::time::timeout(PROPOSE_TIMEOUT, run).await {
-            Ok(Ok(Ok(mut results))) => results
-                .pop()
-                .unwrap_or_else(|| Err(KvError::Internal("no result for a request".into()))),
-            Ok(Ok(Err(e))) => Err(e),
+            Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(KvError::Stopped),
             Err(_) => {
                 crate::metrics::proposals_failed(1);
@@ -277,26 +296,19 @@ impl Proposer {
     }
 }
 
-/// Proposes `requests` as one raft entry and returns their applied results,
-/// one per request, in order.
+/// Proposes `requests` as one raft entry tagged `tag` and returns what
+/// openraft's reply carries: the applied results, one per request in
+/// order, or none when the applier answered the callers itself.
 async fn write_entry(
     raft: &Raft,
+    tag: Option<Tag>,
     requests: Vec<InternalRequest>,
 ) -> KvResult<Vec<KvResult<Applied>>> {
     let n = requests.len();
     crate::metrics::batch(n);
-    let bytes = InternalBatch { requests }.encode_to_vec();
+    let bytes = replies::encode_entry(tag, &requests);
     match raft.client_write(RaftRequest { bytes }).await {
-        Ok(resp) => {
-            let results = resp.data.0;
-            if results.len() != n {
-                return Err(KvError::Internal(format!(
-                    "{} results for {n} requests",
-                    results.len()
-                )));
-            }
-            Ok(results)
-        }
+        Ok(resp) => Ok(resp.data.0),
         Err(e) => {
             crate::metrics::proposals_failed(n);
             Err(super::leadership::write_error(e))
@@ -304,9 +316,39 @@ async fn write_entry(
     }
 }
 
-async fn submit(raft: &Raft, batch: Vec<Pending>) {
-    // The byte permits are released when `_permits` drops: after the entry
-    // is applied (or has failed).
+/// Proposes `requests` as one raft entry; `waiters[i]` gets request i's
+/// result. They are registered first, so the applier answers them once the
+/// entry is applied; whoever it did not answer (openraft's error, or a
+/// full registry) is answered here from openraft's reply. Returns when
+/// openraft has answered.
+async fn answer_entry(
+    raft: &Raft,
+    replies: &Arc<Replies>,
+    requests: Vec<InternalRequest>,
+    waiters: Vec<Waiter>,
+) {
+    let (mut registration, mut left) = match replies.register(waiters) {
+        Ok(r) => (Some(r), Vec::new()),
+        Err(waiters) => (None, waiters),
+    };
+    let tag = registration.as_ref().map(|r| r.tag());
+    let result = write_entry(raft, tag, requests).await;
+    if let Some(waiters) = registration.as_mut().and_then(|r| r.take()) {
+        left = waiters;
+    }
+    match result {
+        Ok(results) => replies::send(left, results),
+        Err(e) => {
+            for w in left {
+                let _ = w.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+async fn submit(raft: &Raft, replies: &Arc<Replies>, batch: Vec<Pending>) {
+    // The byte permits are released when `_permits` drops: after openraft
+    // answered (the entry is applied, or has failed).
     let mut waiters = Vec::with_capacity(batch.len());
     let mut requests = Vec::with_capacity(batch.len());
     let mut _permits = Vec::with_capacity(batch.len());
@@ -315,16 +357,5 @@ async fn submit(raft: &Raft, batch: Vec<Pending>) {
         waiters.push(p.tx);
         _permits.push(p.bytes);
     }
-    match write_entry(raft, requests).await {
-        Ok(results) => {
-            for (w, r) in waiters.into_iter().zip(results) {
-                let _ = w.send(r);
-            }
-        }
-        Err(e) => {
-            for w in waiters {
-                let _ = w.send(Err(e.clone()));
-            }
-        }
-    }
+    answer_entry(raft, replies, requests, waiters).await;
 }
