@@ -25,6 +25,8 @@ use parking_lot::Mutex;
 
 use super::types::{Entry, NodeId, TypeConfig};
 
+#[cfg(test)]
+mod append_tests;
 mod conn;
 #[cfg(test)]
 mod conn_tests;
@@ -174,12 +176,64 @@ pub struct Peer {
     inflight: Option<InFlight>,
 }
 
-/// One AppendEntries call that outlived openraft's deadline, kept running
-/// under its own payload-sized deadline. openraft resends the same range
-/// after a timeout; that resend waits for this call instead of starting over.
+/// One AppendEntries call that outlived openraft's deadline, moved into a
+/// task of its own under its payload-sized deadline. openraft resends the
+/// same range after a timeout; that resend waits for this call instead of
+/// starting over.
 struct InFlight {
     key: AppendKey,
-    task: tokio::task::JoinHandle<Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>>>,
+    task: tokio::task::JoinHandle<AppendResult>,
+}
+
+type AppendResult = Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>>;
+
+/// An AppendEntries call as it is awaited: on the replication task itself
+/// (no task per call: a spawn per AppendEntries cost a task hand-off and a
+/// wake across threads), or the task a call that outlived a deadline was
+/// moved to.
+enum Running {
+    Inline(futures::future::BoxFuture<'static, AppendResult>),
+    Spawned(tokio::task::JoinHandle<AppendResult>),
+}
+
+impl Running {
+    async fn wait(&mut self) -> AppendResult {
+        match self {
+            Running::Inline(call) => call.await,
+            Running::Spawned(task) => match task.await {
+                Ok(result) => result,
+                Err(e) => Err(net_err(e.to_string())),
+            },
+        }
+    }
+}
+
+/// The call [`Peer::append_entries`] awaits. If the wait ends first
+/// (openraft's deadline dropped it, or the wait's own ran out), the call
+/// moves to a task of its own and into `slot`, where openraft's resend of
+/// the same range picks it up, so a large entry is never started over.
+struct Awaited<'a> {
+    slot: &'a mut Option<InFlight>,
+    key: AppendKey,
+    call: Option<Running>,
+}
+
+impl Drop for Awaited<'_> {
+    fn drop(&mut self) {
+        let task = match self.call.take() {
+            None => return,
+            Some(Running::Spawned(task)) => task,
+            Some(Running::Inline(call)) => match tokio::runtime::Handle::try_current() {
+                Ok(rt) => rt.spawn(call),
+                // The runtime is shutting down: nothing is left to wait for it.
+                Err(_) => return,
+            },
+        };
+        *self.slot = Some(InFlight {
+            key: self.key,
+            task,
+        });
+    }
 }
 
 /// What identifies an AppendEntries: the same vote, previous log id and last
@@ -377,37 +431,43 @@ impl RaftNetwork<TypeConfig> for Peer {
         let (bytes, cut) = bound_entries(&mut rpc);
         let last = rpc.entries.last().map(|e| e.log_id);
         let key: AppendKey = (rpc.vote, rpc.prev_log_id, last);
-        if self.inflight.as_ref().is_some_and(|f| f.key != key) {
-            if let Some(f) = self.inflight.take() {
-                f.task.abort();
+        let running = match self.inflight.take() {
+            Some(f) if f.key == key => Running::Spawned(f.task),
+            other => {
+                if let Some(f) = other {
+                    f.task.abort();
+                }
+                let (net, target, addr) = (self.net.clone(), self.target, self.addr.clone());
+                let deadline = payload_deadline(bytes);
+                let sent = Box::pin(async move {
+                    call(&net, target, &addr, Kind::Append, &rpc, deadline)
+                        .await
+                        .inspect_err(|_| crate::metrics::peer_send_failed(target, false))
+                });
+                Running::Inline(sent)
             }
-        }
-        if self.inflight.is_none() {
-            let (net, target, addr) = (self.net.clone(), self.target, self.addr.clone());
-            let deadline = payload_deadline(bytes);
-            let task = tokio::spawn(async move {
-                call(&net, target, &addr, Kind::Append, &rpc, deadline)
-                    .await
-                    .inspect_err(|_| crate::metrics::peer_send_failed(target, false))
-            });
-            self.inflight = Some(InFlight { key, task });
-        }
-        let Some(f) = self.inflight.as_mut() else {
-            return Err(net_err("no call in flight".to_string()));
         };
-        // Dropped here by openraft's own timeout, the call stays in `inflight`.
-        let done = tokio::time::timeout(option.hard_ttl(), &mut f.task).await;
-        let result = match done {
-            Err(_) => {
-                return Err(net_err(format!(
-                    "peer {:x}: {bytes} bytes of entries still in flight",
-                    self.target
-                )))
-            }
-            Ok(joined) => {
-                self.inflight = None;
-                joined.map_err(|e| net_err(e.to_string()))?
-            }
+        let target = self.target;
+        let mut awaited = Awaited {
+            slot: &mut self.inflight,
+            key,
+            call: Some(running),
+        };
+        let done = tokio::time::timeout(option.hard_ttl(), async {
+            let result = match awaited.call.as_mut() {
+                Some(running) => running.wait().await,
+                None => Err(net_err("no call in flight".to_string())),
+            };
+            awaited.call = None;
+            result
+        })
+        .await;
+        // Still running (the wait ran out): it moves to a task of its own.
+        drop(awaited);
+        let Ok(result) = done else {
+            return Err(net_err(format!(
+                "peer {target:x}: {bytes} bytes of entries still in flight"
+            )));
         };
         match (result?, cut) {
             (AppendEntriesResponse::Success, Some(sent)) => {
