@@ -9,3 +9,6 @@ mod write;
 pub use range::range;
 pub use validate::{check_delete, check_put, check_range, check_txn_shape, Limits};
 pub use write::{delete_range, is_read_only, is_serializable, put, read_txn, txn, LeaseBook};
+
+#[cfg(test)]
+mod compare_tests;

@@ -57,7 +57,16 @@ pub fn range(view: &impl ReadView, req: &RangeRequest) -> KvResult<RangeResponse
     };
     let mut count = 0i64;
     let mut kvs: Vec<Arc<KeyValue>> = Vec::new();
-    for (_, hist) in view.index().range(&req.key, &req.range_end) {
+    // One key (a get) is looked up without a range iterator (a boxed one).
+    let (one, many) = if req.range_end.is_empty() {
+        (view.index().get(&req.key), None)
+    } else {
+        (None, Some(view.index().range(&req.key, &req.range_end)))
+    };
+    let hists = one
+        .into_iter()
+        .chain(many.into_iter().flatten().map(|(_, h)| h));
+    for hist in hists {
         if hist.live_at(rev).is_none() {
             continue;
         }

@@ -14,7 +14,7 @@ use kv_proto::mvccpb::KeyValue;
 
 use super::range::{range, read_rev};
 use crate::error::{KvError, KvResult};
-use crate::mvcc::{ReadView, WriteBatch};
+use crate::mvcc::{KeyHistory, ReadView, WriteBatch};
 
 /// What the write path needs from the lease table: existence and key attachment.
 pub trait LeaseBook {
@@ -109,33 +109,27 @@ pub fn delete_range(
     })
 }
 
-fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
-    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
-    let ord = match target {
-        CompareTarget::Value => {
-            let v: &[u8] = match &c.target_union {
-                Some(TargetUnion::Value(v)) => v,
-                _ => &[],
-            };
-            kv.value.as_slice().cmp(v)
+/// The fields of a key's value that a compare other than VALUE reads.
+#[derive(Debug, Default, Clone, Copy)]
+struct Meta {
+    version: i64,
+    create_revision: i64,
+    mod_revision: i64,
+    lease: i64,
+}
+
+impl Meta {
+    fn of(kv: &KeyValue) -> Self {
+        Meta {
+            version: kv.version,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            lease: kv.lease,
         }
-        _ => {
-            let want = match (&c.target_union, target) {
-                (Some(TargetUnion::Version(v)), CompareTarget::Version) => *v,
-                (Some(TargetUnion::CreateRevision(v)), CompareTarget::Create) => *v,
-                (Some(TargetUnion::ModRevision(v)), CompareTarget::Mod) => *v,
-                (Some(TargetUnion::Lease(v)), CompareTarget::Lease) => *v,
-                _ => 0,
-            };
-            let have = match target {
-                CompareTarget::Version => kv.version,
-                CompareTarget::Create => kv.create_revision,
-                CompareTarget::Mod => kv.mod_revision,
-                _ => kv.lease,
-            };
-            have.cmp(&want)
-        }
-    };
+    }
+}
+
+fn decide(c: &Compare, ord: std::cmp::Ordering) -> bool {
     match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
         CompareResult::Equal => ord.is_eq(),
         CompareResult::NotEqual => ord.is_ne(),
@@ -144,27 +138,94 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
     }
 }
 
-/// etcd's rule: every key in the compare's range must satisfy it; an absent key
-/// compares as a zero KeyValue, except that VALUE compares on absent keys fail.
+/// A compare of any target but VALUE.
+fn compare_meta(c: &Compare, m: Meta) -> bool {
+    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    let want = match (&c.target_union, target) {
+        (Some(TargetUnion::Version(v)), CompareTarget::Version) => *v,
+        (Some(TargetUnion::CreateRevision(v)), CompareTarget::Create) => *v,
+        (Some(TargetUnion::ModRevision(v)), CompareTarget::Mod) => *v,
+        (Some(TargetUnion::Lease(v)), CompareTarget::Lease) => *v,
+        _ => 0,
+    };
+    let have = match target {
+        CompareTarget::Version => m.version,
+        CompareTarget::Create => m.create_revision,
+        CompareTarget::Mod => m.mod_revision,
+        _ => m.lease,
+    };
+    decide(c, have.cmp(&want))
+}
+
+/// A VALUE compare.
+fn compare_value(c: &Compare, kv: &KeyValue) -> bool {
+    let v: &[u8] = match &c.target_union {
+        Some(TargetUnion::Value(v)) => v,
+        _ => &[],
+    };
+    decide(c, kv.value.as_slice().cmp(v))
+}
+
+/// What a non-VALUE compare reads of `hist` at `rev`: from the index when
+/// that is the key's current value (the index keeps its version, create
+/// revision and lease, and its revision is the mod revision), so a compare
+/// never reads a value the cache dropped from the backend; from the stored
+/// value for an older revision. `None` if the key did not exist at `rev`.
+fn meta_at(view: &impl ReadView, hist: &KeyHistory, rev: i64) -> KvResult<Option<Meta>> {
+    let Some(r) = hist.live_at(rev) else {
+        return Ok(None);
+    };
+    if let Some(live) = hist.live().filter(|_| hist.newest_put() == Some(r)) {
+        return Ok(Some(Meta {
+            version: live.version,
+            create_revision: live.create_revision,
+            mod_revision: r.main,
+            lease: live.lease,
+        }));
+    }
+    Ok(view.value_at(hist, rev)?.map(|kv| Meta::of(&kv)))
+}
+
+/// Whether the key of `hist` satisfies `c` at `rev`; `None` if the key did
+/// not exist then.
+fn compare_key(
+    view: &impl ReadView,
+    c: &Compare,
+    hist: &KeyHistory,
+    rev: i64,
+) -> KvResult<Option<bool>> {
+    if c.target == CompareTarget::Value as i32 {
+        return Ok(view.value_at(hist, rev)?.map(|kv| compare_value(c, &kv)));
+    }
+    Ok(meta_at(view, hist, rev)?.map(|m| compare_meta(c, m)))
+}
+
+/// An absent key compares as a zero KeyValue, except that VALUE compares fail.
+fn compare_absent(c: &Compare) -> bool {
+    c.target != CompareTarget::Value as i32 && compare_meta(c, Meta::default())
+}
+
+/// etcd's rule: every key in the compare's range must satisfy it; if none
+/// exists, [`compare_absent`].
 fn compare(view: &impl ReadView, c: &Compare) -> KvResult<bool> {
     let rev = view.rev();
+    // One key, the usual compare: looked up without a range iterator (a
+    // boxed one per call).
+    if c.range_end.is_empty() {
+        let Some(hist) = view.index().get(&c.key) else {
+            return Ok(compare_absent(c));
+        };
+        return Ok(compare_key(view, c, hist, rev)?.unwrap_or_else(|| compare_absent(c)));
+    }
     let mut any = false;
     for (_, hist) in view.index().range(&c.key, &c.range_end) {
-        let Some(kv) = view.value_at(hist, rev)? else {
-            continue;
-        };
-        any = true;
-        if !compare_kv(c, &kv) {
-            return Ok(false);
+        match compare_key(view, c, hist, rev)? {
+            None => continue,
+            Some(false) => return Ok(false),
+            Some(true) => any = true,
         }
     }
-    if !any {
-        if c.target == CompareTarget::Value as i32 {
-            return Ok(false);
-        }
-        return Ok(compare_kv(c, &KeyValue::default()));
-    }
-    Ok(true)
+    Ok(any || compare_absent(c))
 }
 
 /// Evaluates every compare on the path through nested txns before anything runs.
