@@ -16,8 +16,11 @@ use std::path::Path;
 use super::types::{Entry, LogId, Vote};
 use crate::storage::wal::{self, WalError};
 
-/// Decoded entries kept in memory, newest first to stay.
-pub(crate) const CACHE_BYTES: usize = 8 << 20;
+/// Decoded entries kept in memory, newest first to stay. 4 MiB holds about
+/// half a second of entries at 25k puts/s of 300 bytes, far more than an
+/// in-step follower lags by; 8 MiB cost 3-5 MiB of peak RSS on the put
+/// workloads (13 MiB over three members) for no measurable CPU saving.
+pub(crate) const CACHE_BYTES: usize = 4 << 20;
 
 /// Where a durable entry's record starts.
 #[derive(Debug, Clone, Copy)]
