@@ -24,7 +24,7 @@
 # p50/p99 of 8 concurrent putters while each runs; a compaction whose RPC
 # times out is timed to the first put applied after it), and 10k watchers
 # over 1k streams with 100 puts (events/s, peak RSS; SCALE_WATCHERS,
-# SCALE_STREAMS, SCALE_WATCH_PUTS change them). One CSV row per server and size goes to
+# SCALE_STREAMS, SCALE_WATCH_PUTS change them; SCALE_QUOTA the backend quota). One CSV row per server and size goes to
 # bench/results/scale-<UTC timestamp>.csv; the PNGs (one per figure, against
 # the key count) and docs/benchmarks/scale.csv come from bench/scale/plot.py.
 # Only PIDs this script starts are killed; each data dir is deleted as soon
@@ -42,6 +42,10 @@ PLOT_ONLY=""
 WATCHERS=${SCALE_WATCHERS:-10000}
 STREAMS=${SCALE_STREAMS:-1000}
 WATCH_PUTS=${SCALE_WATCH_PUTS:-100} # each put is one event per watcher
+# Backend quota of both servers (8 GiB). kvd needs more than etcd for the same
+# data (redb grows its file by doubling, then by 4 GiB regions; see
+# docs/reliability.md), so 4M keys x 4 versions needs SCALE_QUOTA=17179869184.
+QUOTA=${SCALE_QUOTA:-8589934592}
 
 usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
@@ -144,7 +148,7 @@ start() {
     --listen-client-urls "$c" --advertise-client-urls "$c" \
     --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
     --initial-cluster "$6" --initial-cluster-state "$7" --initial-cluster-token scale \
-    --snapshot-count 10000 --quota-backend-bytes 8589934592 \
+    --snapshot-count 10000 --quota-backend-bytes "$QUOTA" \
     >>"$dir.log" 2>&1 &
   PID=$!
   PIDS+=("$PID")
@@ -311,6 +315,7 @@ echo "$COLUMNS_CSV" >"$CSV"
   echo "kvd $KVD_BIN (built $(date -u -r "$KVD_BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'))"
   echo "sizes $SIZES"
   echo "versions $VERSIONS"
+  echo "quota $QUOTA"
 } >"$META"
 
 for keys in "${SIZE_LIST[@]}"; do
