@@ -2,7 +2,7 @@
 # Scale series (issue 16): how kvd's costs grow with the data, beside etcd's.
 #
 #   bench/scale.sh                     # quick: 10k and 100k keys (minutes on 2 cores)
-#   bench/scale.sh --sizes 100k,1m,4m  # the issue's full list (1M: ~15 min, 4M: hours, ~20 GB disk)
+#   bench/scale.sh --sizes 100k,1m,4m  # the full list (4M: ~15-20 min per server, ~15 GB)
 #   bench/scale.sh --etcd latest       # etcd 3.7.3 from .cache/ (scripts/etcd-latest.sh)
 #   bench/scale.sh --etcd PATH         # that etcd binary (default: Debian's 3.4)
 #   bench/scale.sh --only kvd          # one server only
@@ -42,9 +42,9 @@ PLOT_ONLY=""
 WATCHERS=${SCALE_WATCHERS:-10000}
 STREAMS=${SCALE_STREAMS:-1000}
 WATCH_PUTS=${SCALE_WATCH_PUTS:-100} # each put is one event per watcher
-# Backend quota of both servers (8 GiB). kvd needs more than etcd for the same
-# data (redb grows its file by doubling, then by 4 GiB regions; see
-# docs/reliability.md), so 4M keys x 4 versions needs SCALE_QUOTA=17179869184.
+# Backend quota of both servers (8 GiB). Before kvd counted its rows' share of
+# the file for the quota (docs/reliability.md), 4M keys x 4 versions needed
+# SCALE_QUOTA=17179869184 (16 GiB) in kvd.
 QUOTA=${SCALE_QUOTA:-8589934592}
 
 usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }

@@ -385,6 +385,7 @@ mod tests {
             meta: applied
                 .map(|v| vec![(META_APPLIED.to_string(), v.to_vec())])
                 .unwrap_or_default(),
+            row_bytes: 0,
         }
     }
 

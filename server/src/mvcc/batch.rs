@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kv_proto::mvccpb::{event::EventType, Event, KeyValue};
 use redb::Table;
 
+use super::footprint::row_bytes;
 use super::row::{encode_row, fetch_put, KIND_PUT, KIND_TOMBSTONE};
 use super::store::{ReadView, State};
 use super::{Index, MvccError, Revision};
@@ -97,8 +98,9 @@ impl<'a, 't> WriteBatch<'a, 't> {
             value,
             lease,
         });
-        self.kv
-            .insert(rev.to_key(), encode_row(KIND_PUT, &kv).as_slice())?;
+        let row = encode_row(KIND_PUT, &kv);
+        self.kv.insert(rev.to_key(), row.as_slice())?;
+        self.state.written += row_bytes(row.len());
         self.state.index.put(rev, kv.clone());
         self.events.push(Event {
             r#type: EventType::Put as i32,
@@ -119,8 +121,9 @@ impl<'a, 't> WriteBatch<'a, 't> {
             mod_revision: rev.main,
             ..KeyValue::default()
         };
-        self.kv
-            .insert(rev.to_key(), encode_row(KIND_TOMBSTONE, &tomb).as_slice())?;
+        let row = encode_row(KIND_TOMBSTONE, &tomb);
+        self.kv.insert(rev.to_key(), row.as_slice())?;
+        self.state.written += row_bytes(row.len());
         self.state.index.tombstone(key, rev);
         self.events.push(Event {
             r#type: EventType::Delete as i32,

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use redb::Database;
 
+use super::footprint::{row_bytes, Footprint};
 use super::store::State;
 use super::{MvccError, Revision, Store};
 use crate::storage::schema::KV;
@@ -262,12 +263,13 @@ impl Compactor {
         &self,
         db: &RwLock<Database>,
         state: &RwLock<State>,
+        footprint: &Footprint,
     ) -> Result<Step, MvccError> {
         let _one = self.stepping.lock();
         if self.indexing() {
             return Ok(self.index_step(state));
         }
-        self.step_locked(db)
+        self.step_locked(db, footprint)
     }
 
     /// Compacts the next [`INDEX_STEP_KEYS`] keys of the index at the
@@ -312,7 +314,7 @@ impl Compactor {
         Step::More
     }
 
-    fn step_locked(&self, db: &RwLock<Database>) -> Result<Step, MvccError> {
+    fn step_locked(&self, db: &RwLock<Database>, footprint: &Footprint) -> Result<Step, MvccError> {
         let Some(batch) = self.next_batch(BATCH_ROWS) else {
             return Ok(if self.is_idle() {
                 Step::Idle
@@ -338,15 +340,18 @@ impl Compactor {
                     redb::Durability::None
                 })?;
                 let mut n = 0;
+                let mut freed = 0;
                 {
                     let mut kv = wtx.open_table(KV)?;
                     for r in &batch.revs {
-                        if kv.remove(r.to_key())?.is_some() {
+                        if let Some(row) = kv.remove(r.to_key())? {
                             n += 1;
+                            freed += row_bytes(row.value().len());
                         }
                     }
                 }
                 wtx.commit()?;
+                footprint.remove(freed);
                 // Recorded before `db` is let go: a defragment's swap
                 // (which holds `db` exclusively) sees every deletion.
                 if let Some(log) = self.recorded.lock().as_mut() {

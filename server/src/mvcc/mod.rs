@@ -8,6 +8,7 @@
 
 mod batch;
 pub mod compactor;
+pub mod footprint;
 mod index;
 mod recover;
 mod revision;

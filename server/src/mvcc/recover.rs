@@ -15,6 +15,8 @@ pub struct Recovered {
     pub leases: Vec<(i64, i64)>,
     pub alarms: Vec<(u64, i32)>,
     pub meta: Vec<(String, Vec<u8>)>,
+    /// The KV rows' share of the backend ([`super::footprint::row_bytes`]).
+    pub row_bytes: u64,
 }
 
 /// A counter from META: `default` when absent (a fresh store), an error
@@ -46,8 +48,10 @@ pub(super) fn load(db: &Database) -> Result<(State, Recovered), MvccError> {
         compact_rev: read_i64(meta.get(META_COMPACT)?, META_COMPACT, NO_COMPACTION)?,
         ..State::default()
     };
+    let mut row_bytes = 0;
     for row in kv.iter()? {
         let (k, v) = row?;
+        row_bytes += super::footprint::row_bytes(v.value().len());
         let rev = Revision::from_key(k.value());
         let (tomb, value) = decode_row(rev, v.value())?;
         st.rev = st.rev.max(rev.main);
@@ -92,6 +96,7 @@ pub(super) fn load(db: &Database) -> Result<(State, Recovered), MvccError> {
             leases,
             alarms,
             meta,
+            row_bytes,
         },
     ))
 }

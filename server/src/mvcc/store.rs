@@ -15,6 +15,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 mod defrag;
 
 use super::compactor::{Compactor, Step, BATCH_ROWS, INDEX_STEP_KEYS};
+use super::footprint::Footprint;
 use super::recover::load;
 pub use super::recover::Recovered;
 use super::row::{decode_row, fetch_put};
@@ -31,6 +32,9 @@ pub struct State {
     /// compacts the index once committed), or the recovery's (with the
     /// rows its pass over the rebuilt index dropped).
     pub pending: Option<(i64, Vec<Revision>)>,
+    /// Row bytes ([`super::footprint::row_bytes`]) this batch wrote, added
+    /// to the store's footprint once it commits.
+    pub written: u64,
 }
 
 /// Revisioned key-value store.
@@ -49,6 +53,8 @@ pub struct Store {
     read_gate: Arc<tokio::sync::RwLock<()>>,
     /// Deletes compacted rows in the background (compactor.rs).
     compactor: Compactor,
+    /// The KV rows' share of the file, for the quota (footprint.rs).
+    footprint: Footprint,
 }
 
 /// Values read from META, in the order asked for.
@@ -112,6 +118,7 @@ impl Store {
             size_checked: parking_lot::Mutex::new(std::time::Instant::now()),
             read_gate: Arc::default(),
             compactor: Compactor::default(),
+            footprint: Footprint::default(),
         };
         let recovered = store.reload()?;
         Ok((store, recovered))
@@ -121,6 +128,7 @@ impl Store {
     pub fn reload(&self) -> Result<Recovered, MvccError> {
         let db = self.db.read();
         let (mut st, recovered) = load(&db)?;
+        self.footprint.reset(recovered.row_bytes);
         let (rev, dropped) = st.pending.take().unwrap_or((st.compact_rev, Vec::new()));
         self.compactor.reset(rev, dropped);
         *self.state.write() = st;
@@ -205,6 +213,7 @@ impl Store {
             crate::raft::failpoint::backend_commit()?;
             let _timer = crate::metrics::backend_commit();
             wtx.commit()?;
+            self.footprint.add(std::mem::take(&mut state.written));
             if let Some((rev, dropped)) = state.pending.take() {
                 self.compactor.push(rev, dropped);
             }
@@ -245,7 +254,7 @@ impl Store {
     fn run_compaction(&self) {
         let result = if !self.compactor.attached() {
             loop {
-                match self.compactor.step(&self.db, &self.state) {
+                match self.compactor.step(&self.db, &self.state, &self.footprint) {
                     Ok(Step::More) => continue,
                     other => break other,
                 }
@@ -268,7 +277,7 @@ impl Store {
                 if !small || result.is_err() {
                     break;
                 }
-                result = self.compactor.step(&self.db, &self.state);
+                result = self.compactor.step(&self.db, &self.state, &self.footprint);
             }
             result
         } else {
@@ -282,7 +291,7 @@ impl Store {
     /// Compacts the next keys of the index, or deletes the next batch of
     /// compacted rows (the background compactor's step).
     pub fn compact_step(&self) -> Result<Step, MvccError> {
-        self.compactor.step(&self.db, &self.state)
+        self.compactor.step(&self.db, &self.state, &self.footprint)
     }
 
     /// The background deletion of compacted rows.
@@ -301,6 +310,24 @@ impl Store {
     /// Size of the backing file in bytes.
     pub fn db_size(&self) -> i64 {
         self.size.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What the space quota is checked against: the high water mark of the
+    /// bytes the rows occupy, never more than the file (footprint.rs).
+    pub fn quota_size(&self) -> u64 {
+        self.footprint
+            .high_water()
+            .min(self.db_size().max(0) as u64)
+    }
+
+    /// The rows' share of the file (footprint.rs).
+    pub fn footprint(&self) -> &Footprint {
+        &self.footprint
+    }
+
+    /// The bytes the rows occupy now (etcd's dbSizeInUse), at most the file.
+    pub fn size_in_use(&self) -> i64 {
+        (self.footprint.in_use().min(i64::MAX as u64) as i64).min(self.db_size())
     }
 
     /// [`Store::refresh_size`] after a commit, at most once per

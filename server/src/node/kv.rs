@@ -34,7 +34,9 @@ impl Node {
         if self.core.alarms.lock().iter().any(|(_, a)| *a == nospace) {
             return Err(KvError::NoSpace);
         }
-        if self.core.store.db_size() as u64 > self.quota_bytes {
+        // The rows' share of the file, not the file: redb grows it in
+        // doublings (mvcc/footprint.rs).
+        if self.core.store.quota_size() > self.quota_bytes {
             tracing::warn!(
                 quota = self.quota_bytes,
                 "backend over quota; raising NOSPACE alarm"

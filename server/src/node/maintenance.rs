@@ -135,7 +135,7 @@ impl Node {
                 .iter()
                 .map(|(member, alarm)| format!("memberID:{member} alarm:{alarm}"))
                 .collect(),
-            db_size_in_use: db_size,
+            db_size_in_use: self.core.store.size_in_use(),
             is_learner,
             storage_version: API_VERSION.to_string(),
             db_size_quota: self.quota_bytes.min(i64::MAX as u64) as i64,

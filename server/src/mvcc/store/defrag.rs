@@ -128,6 +128,7 @@ impl Store {
         // not while the others wait.
         drop(old);
         self.refresh_size();
+        self.footprint.settle();
         tracing::info!(
             took = ?started.elapsed(),
             copying = ?copied,
