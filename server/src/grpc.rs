@@ -70,7 +70,11 @@ fn grpc_go_text(msg: &str) -> Option<String> {
 
 /// Decodes `%XX` escapes (the gRPC spec's grpc-message encoding); anything
 /// malformed is kept as is.
-fn percent_decode(s: &str) -> String {
+///
+/// ```
+/// assert_eq!(kvd::grpc::percent_decode("a%20b%zz"), "a b%zz");
+/// ```
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -369,7 +369,7 @@ async fn kv_unary_answers_keep_their_wire_form() {
         assert!(a.body.is_empty() && a.trailers.is_empty(), "{name}");
         let msg = a.header("grpc-message").unwrap_or("");
         assert!(
-            percent_decode(msg).starts_with(text),
+            kvd::grpc::percent_decode(msg).starts_with(text),
             "{name}: grpc-message {msg:?}, wanted {text:?}"
         );
     }
@@ -378,28 +378,4 @@ async fn kv_unary_answers_keep_their_wire_form() {
         let old = Server::start_with(Kvd, options().binary(old.into())).await;
         assert_eq!(lines(&transcript(&old).await), lines(&t));
     }
-}
-
-/// grpc-message's `%XX` escapes.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(x)) => {
-                out.push(x);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -30,6 +30,8 @@ mod append_tests;
 mod conn;
 #[cfg(test)]
 mod conn_tests;
+#[cfg(test)]
+mod test_peer;
 pub use conn::PeerConn;
 use kv_client::conn::{Conn, Settings};
 

@@ -104,59 +104,44 @@ fn view() -> Uncached {
     v
 }
 
+/// Key, range end, target, result, the compared value, whether it holds.
+type Case = (
+    &'static [u8],
+    &'static [u8],
+    CompareTarget,
+    CompareResult,
+    TargetUnion,
+    bool,
+);
+
 // A compare-and-swap on mod_revision (kv-bench's txn) and every other
 // non-VALUE compare are answered from the index: no value is read.
 #[test]
 fn non_value_compares_read_no_value() {
     use CompareResult::{Equal, Greater, Less, NotEqual};
     use CompareTarget::{Create, Lease, Mod, Version};
+    use TargetUnion as U;
     let v = view();
-    assert!(holds(
-        &v,
-        cmp(b"a", b"", Mod, Equal, TargetUnion::ModRevision(3))
-    ));
-    assert!(!holds(
-        &v,
-        cmp(b"a", b"", Mod, Equal, TargetUnion::ModRevision(1))
-    ));
-    assert!(holds(
-        &v,
-        cmp(b"a", b"", Version, Equal, TargetUnion::Version(2))
-    ));
-    assert!(holds(
-        &v,
-        cmp(b"a", b"", Create, Equal, TargetUnion::CreateRevision(1))
-    ));
-    assert!(holds(
-        &v,
-        cmp(b"b", b"", Lease, Equal, TargetUnion::Lease(7))
-    ));
-    assert!(holds(
-        &v,
-        cmp(b"a", b"", Lease, NotEqual, TargetUnion::Lease(7))
-    ));
-    // A range: every key must satisfy it.
-    assert!(holds(
-        &v,
-        cmp(b"a", b"c", Mod, Greater, TargetUnion::ModRevision(1))
-    ));
-    assert!(!holds(
-        &v,
-        cmp(b"a", b"c", Mod, Greater, TargetUnion::ModRevision(2))
-    ));
-    assert!(holds(
-        &v,
-        cmp(b"a", b"\0", Version, Less, TargetUnion::Version(3))
-    ));
-    // An absent key compares as a zero KeyValue.
-    assert!(holds(
-        &v,
-        cmp(b"z", b"", Mod, Equal, TargetUnion::ModRevision(0))
-    ));
-    assert!(holds(
-        &v,
-        cmp(b"z", b"", Version, Less, TargetUnion::Version(1))
-    ));
+    let cases: [Case; 12] = [
+        (b"a", b"", Mod, Equal, U::ModRevision(3), true),
+        (b"a", b"", Mod, Equal, U::ModRevision(1), false),
+        (b"a", b"", Version, Equal, U::Version(2), true),
+        (b"a", b"", Create, Equal, U::CreateRevision(1), true),
+        (b"b", b"", Lease, Equal, U::Lease(7), true),
+        (b"a", b"", Lease, NotEqual, U::Lease(7), true),
+        // A range: every key must satisfy it.
+        (b"a", b"c", Mod, Greater, U::ModRevision(1), true),
+        (b"a", b"c", Mod, Greater, U::ModRevision(2), false),
+        (b"a", b"\0", Version, Less, U::Version(3), true),
+        // An absent key compares as a zero KeyValue.
+        (b"z", b"", Mod, Equal, U::ModRevision(0), true),
+        (b"z", b"", Version, Less, U::Version(1), true),
+        (b"z", b"", Create, Greater, U::CreateRevision(0), false),
+    ];
+    for (key, end, target, result, want, expected) in cases {
+        let c = cmp(key, end, target, result, want);
+        assert_eq!(holds(&v, c.clone()), expected, "{c:?}");
+    }
     assert_eq!(v.fetches.get(), 0, "a non-VALUE compare read a value");
 }
 

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
 use kv_proto::kvpb::RaftMessage;
 use openraft::error::RaftError;
 use openraft::network::RPCOption;
@@ -15,20 +14,11 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
 use openraft::{
     BasicNode, CommittedLeaderId, EntryPayload, LogId, RaftNetwork, RaftNetworkFactory, Vote,
 };
-use prost::Message;
 use tokio::net::TcpListener;
 
+use super::test_peer::answer;
 use super::{Entry, Network, NodeId, TypeConfig};
 use crate::raft::RaftRequest;
-
-fn grpc_frame(msg: &RaftMessage) -> Bytes {
-    let body = msg.encode_to_vec();
-    let mut out = BytesMut::with_capacity(5 + body.len());
-    out.put_u8(0);
-    out.put_u32(body.len() as u32);
-    out.put_slice(&body);
-    out.freeze()
-}
 
 /// A peer that answers every call `delay` after its request arrived, with
 /// a successful AppendEntries, and counts the calls it got.
@@ -44,7 +34,7 @@ async fn slow_peer(delay: Duration) -> (String, Arc<AtomicUsize>) {
                 let Ok(mut conn) = h2::server::handshake(tcp).await else {
                     return;
                 };
-                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                while let Some(Ok((req, respond))) = conn.accept().await {
                     count.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
                         let mut body = req.into_body();
@@ -56,18 +46,7 @@ async fn slow_peer(delay: Duration) -> (String, Arc<AtomicUsize>) {
                         let ok: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
                             Ok(AppendEntriesResponse::Success);
                         let data = bincode::serialize(&ok).unwrap();
-                        let response = http::Response::builder()
-                            .status(200)
-                            .header("content-type", "application/grpc")
-                            .body(())
-                            .unwrap();
-                        let Ok(mut send) = respond.send_response(response, false) else {
-                            return;
-                        };
-                        let _ = send.send_data(grpc_frame(&RaftMessage { data }), false);
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                        let _ = send.send_trailers(trailers);
+                        answer(respond, &RaftMessage { data });
                     });
                 }
             });

@@ -5,22 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use kv_proto::kvpb::RaftMessage;
-use prost::Message;
 use tokio::net::TcpListener;
 
+use super::test_peer::answer;
 use super::{Network, CLUSTER_ID_HEADER, TO_MEMBER_HEADER};
-
-/// One gRPC message: the 5-byte prefix, then the encoded message.
-fn grpc_frame(msg: &RaftMessage) -> Bytes {
-    let body = msg.encode_to_vec();
-    let mut out = BytesMut::with_capacity(5 + body.len());
-    out.put_u8(0);
-    out.put_u32(body.len() as u32);
-    out.put_slice(&body);
-    out.freeze()
-}
 
 /// A gRPC server that answers every unary call with a `RaftMessage` whose
 /// data is the request's cluster-ID and to-member headers, and counts the
@@ -56,7 +45,7 @@ impl EchoServer {
                             next = conn.accept() => next,
                             _ = closed.changed() => return,
                         };
-                        let Some(Ok((req, mut respond))) = next else {
+                        let Some(Ok((req, respond))) = next else {
                             return;
                         };
                         tokio::spawn(async move {
@@ -75,18 +64,7 @@ impl EchoServer {
                                     return;
                                 }
                             }
-                            let response = http::Response::builder()
-                                .status(200)
-                                .header("content-type", "application/grpc")
-                                .body(())
-                                .unwrap();
-                            let Ok(mut send) = respond.send_response(response, false) else {
-                                return;
-                            };
-                            let _ = send.send_data(grpc_frame(&RaftMessage { data }), false);
-                            let mut trailers = http::HeaderMap::new();
-                            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                            let _ = send.send_trailers(trailers);
+                            answer(respond, &RaftMessage { data });
                         });
                     }
                 });
