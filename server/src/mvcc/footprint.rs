@@ -29,6 +29,10 @@ const PAGE: u64 = 4096;
 const ENTRY_OVERHEAD: u64 = 16 + 4;
 /// Rows up to this size share leaves; larger ones get pages of their own.
 const SHARED_LEAF_MAX: u64 = PAGE / 2;
+/// What an empty store occupies: redb's header and the pages of kvd's
+/// (empty) tables. Never 0, as bbolt's in-use size never is (clients print
+/// `dbSizeInUse` only when it is not 0).
+pub const EMPTY_STORE_BYTES: u64 = 6 * PAGE;
 
 /// The bytes of redb pages one KV row of `len` encoded bytes occupies.
 ///

@@ -44,9 +44,9 @@ fn the_count_follows_redbs_pages_for_small_and_large_rows() {
     ] {
         let d = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(&d.path().join("db")).unwrap();
-        let empty = allocated(&store);
+        assert_eq!(allocated(&store), EMPTY_STORE_BYTES, "an empty store");
         put_rows(&store, rows, value, 50);
-        let actual = allocated(&store) - empty;
+        let actual = allocated(&store) - EMPTY_STORE_BYTES;
         let counted = store.footprint().in_use();
         let ratio = counted as f64 / actual as f64;
         assert!(
@@ -95,8 +95,13 @@ fn compaction_lowers_the_count_and_defragment_the_mark() {
     let left = store.footprint().in_use();
     assert!(left > full / 30 && left < full / 20, "{left} of {full}");
     assert_eq!(store.footprint().high_water(), full);
-    assert_eq!(store.quota_size(), full.min(store.db_size() as u64));
+    let file = store.db_size() as u64;
+    assert_eq!(store.quota_size(), (EMPTY_STORE_BYTES + full).min(file));
+    assert_eq!(
+        store.size_in_use() as u64,
+        (EMPTY_STORE_BYTES + left).min(file)
+    );
     store.defragment().unwrap();
     assert_eq!(store.footprint().high_water(), left);
-    assert!(store.quota_size() <= left);
+    assert!(store.quota_size() <= EMPTY_STORE_BYTES + left);
 }

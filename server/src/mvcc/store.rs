@@ -15,7 +15,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 mod defrag;
 
 use super::compactor::{Compactor, Step, BATCH_ROWS, INDEX_STEP_KEYS};
-use super::footprint::Footprint;
+use super::footprint::{Footprint, EMPTY_STORE_BYTES};
 use super::recover::load;
 pub use super::recover::Recovered;
 use super::row::{decode_row, fetch_put};
@@ -315,9 +315,7 @@ impl Store {
     /// What the space quota is checked against: the high water mark of the
     /// bytes the rows occupy, never more than the file (footprint.rs).
     pub fn quota_size(&self) -> u64 {
-        self.footprint
-            .high_water()
-            .min(self.db_size().max(0) as u64)
+        (EMPTY_STORE_BYTES + self.footprint.high_water()).min(self.db_size().max(0) as u64)
     }
 
     /// The rows' share of the file (footprint.rs).
@@ -327,7 +325,8 @@ impl Store {
 
     /// The bytes the rows occupy now (etcd's dbSizeInUse), at most the file.
     pub fn size_in_use(&self) -> i64 {
-        (self.footprint.in_use().min(i64::MAX as u64) as i64).min(self.db_size())
+        let in_use = EMPTY_STORE_BYTES + self.footprint.in_use();
+        (in_use.min(i64::MAX as u64) as i64).min(self.db_size())
     }
 
     /// [`Store::refresh_size`] after a commit, at most once per
