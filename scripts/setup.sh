@@ -17,6 +17,9 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v timeout >/dev/null 2>&1 || need+=(coreutils)
 # The DNS tests of kv-discovery also ask with `dig`.
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)
+# kvd's allocator (tikv-jemallocator) builds jemalloc from source with make and cc.
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -288,7 +288,10 @@ const IMPORT_BATCH_BYTES: u64 = 8 << 20;
 /// 1 GiB, kept every page a write or an import touched in the process.
 /// Reads at the head come from the in-memory index; older pages from the
 /// kernel's page cache, outside kvd's RSS, as bbolt's mmap serves etcd.
-pub const BACKEND_CACHE_BYTES: usize = 16 << 20;
+/// 8 MiB pays for jemalloc's extra peak RSS (src/main.rs) at no measured
+/// cost: at 1M keys the load, range, restart and compaction figures held
+/// and peak RSS fell (docs/benchmarks.md).
+pub const BACKEND_CACHE_BYTES: usize = 8 << 20;
 
 /// Builds a complete store file at `path` from the snapshot in `data`
 /// (`total` bytes from its current position), replacing anything there:
