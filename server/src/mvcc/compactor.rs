@@ -30,6 +30,7 @@ use parking_lot::{Mutex, RwLock};
 use redb::Database;
 
 use super::footprint::{row_bytes, Footprint};
+use super::store::behind::{self, Behind};
 use super::store::State;
 use super::{MvccError, Revision, Store};
 use crate::storage::schema::KV;
@@ -264,12 +265,13 @@ impl Compactor {
         db: &RwLock<Database>,
         state: &RwLock<State>,
         footprint: &Footprint,
+        open: &Behind,
     ) -> Result<Step, MvccError> {
         let _one = self.stepping.lock();
         if self.indexing() {
             return Ok(self.index_step(state));
         }
-        self.step_locked(db, footprint)
+        self.step_locked(db, footprint, open)
     }
 
     /// Compacts the next [`INDEX_STEP_KEYS`] keys of the index at the
@@ -314,7 +316,12 @@ impl Compactor {
         Step::More
     }
 
-    fn step_locked(&self, db: &RwLock<Database>, footprint: &Footprint) -> Result<Step, MvccError> {
+    fn step_locked(
+        &self,
+        db: &RwLock<Database>,
+        footprint: &Footprint,
+        open: &Behind,
+    ) -> Result<Step, MvccError> {
         let Some(batch) = self.next_batch(BATCH_ROWS) else {
             return Ok(if self.is_idle() {
                 Step::Idle
@@ -329,8 +336,14 @@ impl Compactor {
             if self.queue.lock().epoch != batch.epoch {
                 return Ok(Step::More);
             }
+            // The applier's open transaction (if any) is used and committed
+            // here: beginning another would wait for it.
+            let mut slot = open.lock();
+            let mut carries = false;
             let deleted = (|| {
-                let mut wtx = db.begin_write()?;
+                let taken = Behind::take(&mut slot, &db)?;
+                carries = taken.carries();
+                let mut wtx = taken.wtx;
                 // The last batch is made durable so a finished compaction
                 // stays finished; the others need not be (a crash queues
                 // them again).
@@ -359,9 +372,14 @@ impl Compactor {
                 }
                 Ok::<u64, MvccError>(n)
             })();
+            drop(slot);
             match deleted {
                 Ok(n) => removed = n,
                 Err(e) => {
+                    if carries {
+                        // The applier's answered batches went with it.
+                        behind::fatal(&e);
+                    }
                     self.requeue(&batch);
                     return Err(e);
                 }

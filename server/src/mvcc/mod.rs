@@ -178,10 +178,43 @@ mod tests {
     }
 
     #[test]
+    fn reads_of_the_backend_see_every_applied_batch() {
+        use redb::ReadableTableMetadata;
+        let d = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&d.path().join("db")).unwrap();
+        for k in [b"a", b"b", b"c"] {
+            // Not committed yet: they ride in the open transaction.
+            put(&store, k, false).unwrap();
+        }
+        let read = store.read_txn().unwrap();
+        assert_eq!(read.txn.open_table(KV).unwrap().len().unwrap(), 3);
+        assert_eq!(read.rev, store.current_rev());
+        drop(read);
+        put(&store, b"d", false).unwrap();
+        let (hash, _, rev) = store.hash_kv(0).unwrap();
+        assert_eq!(rev, store.current_rev());
+        let (reference, _) = Store::open(&d.path().join("ref")).unwrap();
+        for k in [b"a", b"b", b"c", b"d"] {
+            put(&reference, k, false).unwrap();
+            reference.settle().unwrap();
+        }
+        assert_eq!(reference.hash_kv(0).unwrap().0, hash);
+        put(&store, b"e", false).unwrap();
+        let mut snap = Vec::new();
+        store.export_durable(&[], &mut snap).unwrap();
+        let (copy, _) = Store::open(&d.path().join("copy")).unwrap();
+        copy.import(&snap).unwrap();
+        assert!(copy.snapshot().index().get(b"e").is_some());
+    }
+
+    #[test]
     fn a_failed_write_leaves_no_change_in_memory() {
         let d = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(&d.path().join("db")).unwrap();
         put(&store, b"a", false).unwrap();
+        // Committed: a failure in a transaction still carrying "a" (which a
+        // client may have been told about) would stop the process instead.
+        store.settle().unwrap();
         let rev = store.current_rev();
         assert!(put(&store, b"b", true).is_err());
         assert_eq!(store.current_rev(), rev);

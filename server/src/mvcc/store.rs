@@ -12,8 +12,10 @@ use kv_proto::mvccpb::{event::EventType, Event, KeyValue};
 use parking_lot::{RwLock, RwLockReadGuard};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
+pub(super) mod behind;
 mod defrag;
 
+use self::behind::Behind;
 use super::compactor::{Compactor, Step, BATCH_ROWS, INDEX_STEP_KEYS};
 use super::footprint::{Footprint, EMPTY_STORE_BYTES};
 use super::recover::load;
@@ -55,6 +57,19 @@ pub struct Store {
     compactor: Compactor,
     /// The KV rows' share of the file, for the quota (footprint.rs).
     footprint: Footprint,
+    /// The write transaction kept open across applied batches (behind.rs).
+    behind: Behind,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Before the database closes: a transaction must not outlive it.
+        if let Some(o) = self.behind.lock().take() {
+            if let Err(e) = o.wtx.commit() {
+                tracing::error!(error = %e, "committing the open backend transaction at close failed (the raft log replays it)");
+            }
+        }
+    }
 }
 
 /// Values read from META, in the order asked for.
@@ -119,6 +134,7 @@ impl Store {
             read_gate: Arc::default(),
             compactor: Compactor::default(),
             footprint: Footprint::default(),
+            behind: Behind::default(),
         };
         let recovered = store.reload()?;
         Ok((store, recovered))
@@ -127,6 +143,7 @@ impl Store {
     /// Rebuilds the index and counters from disk (after open or a snapshot install).
     pub fn reload(&self) -> Result<Recovered, MvccError> {
         let db = self.db.read();
+        self.behind.settle()?;
         let (mut st, recovered) = load(&db)?;
         self.footprint.reset(recovered.row_bytes);
         let (rev, dropped) = st.pending.take().unwrap_or((st.compact_rev, Vec::new()));
@@ -139,6 +156,13 @@ impl Store {
         Ok(recovered)
     }
 
+    /// Commits the batches the open write transaction carries (see
+    /// behind.rs), so redb's committed state holds every applied write.
+    /// Every read of redb does this itself.
+    pub fn settle(&self) -> Result<(), MvccError> {
+        self.behind.settle()
+    }
+
     /// A consistent read view at the current revision.
     pub fn snapshot(&self) -> Snapshot<'_> {
         let db = self.db.read();
@@ -146,6 +170,7 @@ impl Store {
         Snapshot {
             db,
             state,
+            behind: &self.behind,
             txn: std::cell::OnceCell::new(),
             kv: std::cell::OnceCell::new(),
         }
@@ -196,30 +221,39 @@ impl Store {
     ) -> Result<R, MvccError> {
         let db = self.db.read();
         let mut state = self.state.write();
+        let mut slot = self.behind.lock();
+        let mut carries = false;
         let result = (|| {
-            let mut wtx = db.begin_write()?;
-            wtx.set_durability(if durable {
-                redb::Durability::Immediate
-            } else {
-                redb::Durability::None
-            })?;
-            let out = body(&mut state, &wtx)?;
-            if state.pending.is_some() {
-                // A compaction is recorded durably before its rows go (as
-                // etcd's ForceCommit of the scheduled revision).
+            let taken = Behind::take(&mut slot, &db)?;
+            carries = taken.carries();
+            let out = body(&mut state, &taken.wtx)?;
+            // Test builds only: a commit failing here must stop the member
+            // (run for every batch, as if each were committed on its own).
+            crate::raft::failpoint::backend_commit()?;
+            self.footprint.add(std::mem::take(&mut state.written));
+            // A compaction is recorded durably before its rows go (as
+            // etcd's ForceCommit of the scheduled revision).
+            let now = durable || state.pending.is_some();
+            if !now && !taken.due() {
+                taken.keep(&mut slot);
+                return Ok(out);
+            }
+            let mut wtx = taken.wtx;
+            if now {
                 wtx.set_durability(redb::Durability::Immediate)?;
             }
-            // Test builds only: a commit failing here must stop the member.
-            crate::raft::failpoint::backend_commit()?;
             let _timer = crate::metrics::backend_commit();
             wtx.commit()?;
-            self.footprint.add(std::mem::take(&mut state.written));
             if let Some((rev, dropped)) = state.pending.take() {
                 self.compactor.push(rev, dropped);
             }
             Ok(out)
         })();
         if let Err(e) = &result {
+            if carries {
+                // Batches already answered went with the transaction.
+                behind::fatal(e);
+            }
             // `body` changed the index as it went: put back the last committed
             // state before any reader can see changes that are not on disk.
             tracing::error!(error = %e, "backend commit failed; restoring the index from the last commit");
@@ -240,6 +274,7 @@ impl Store {
                 }
             }
         }
+        drop(slot);
         drop(state);
         drop(db);
         self.run_compaction();
@@ -254,7 +289,10 @@ impl Store {
     fn run_compaction(&self) {
         let result = if !self.compactor.attached() {
             loop {
-                match self.compactor.step(&self.db, &self.state, &self.footprint) {
+                match self
+                    .compactor
+                    .step(&self.db, &self.state, &self.footprint, &self.behind)
+                {
                     Ok(Step::More) => continue,
                     other => break other,
                 }
@@ -277,7 +315,9 @@ impl Store {
                 if !small || result.is_err() {
                     break;
                 }
-                result = self.compactor.step(&self.db, &self.state, &self.footprint);
+                result = self
+                    .compactor
+                    .step(&self.db, &self.state, &self.footprint, &self.behind);
             }
             result
         } else {
@@ -291,7 +331,8 @@ impl Store {
     /// Compacts the next keys of the index, or deletes the next batch of
     /// compacted rows (the background compactor's step).
     pub fn compact_step(&self) -> Result<Step, MvccError> {
-        self.compactor.step(&self.db, &self.state, &self.footprint)
+        self.compactor
+            .step(&self.db, &self.state, &self.footprint, &self.behind)
     }
 
     /// The background deletion of compacted rows.
@@ -365,7 +406,7 @@ impl Store {
     ) -> Result<R, MvccError> {
         let db = self.db.read();
         let state = self.state.read();
-        let rtx = db.begin_read()?;
+        let rtx = self.behind.begin_read(&db)?;
         f(&rtx, &state)
     }
 
@@ -378,7 +419,7 @@ impl Store {
         let db = self.db.read();
         let state = self.state.read();
         Ok(OwnedRead {
-            txn: db.begin_read()?,
+            txn: self.behind.begin_read(&db)?,
             rev: state.rev,
             compact_rev: state.compact_rev,
         })
@@ -390,9 +431,15 @@ impl Store {
     pub fn durable_read(&self) -> Result<ReadTransaction, MvccError> {
         let db = self.db.read();
         let _state = self.state.write();
-        let mut wtx = db.begin_write()?;
-        wtx.set_durability(redb::Durability::Immediate)?;
-        wtx.commit()?;
+        let mut slot = self.behind.lock();
+        let taken = Behind::take(&mut slot, &db)?;
+        if taken.carries() {
+            behind::commit_carried(taken.wtx, true)?;
+        } else {
+            let mut wtx = taken.wtx;
+            wtx.set_durability(redb::Durability::Immediate)?;
+            wtx.commit()?;
+        }
         Ok(db.begin_read()?)
     }
 
@@ -450,6 +497,8 @@ impl Store {
     fn swap_in(&self, new: &Path, fresh: Database) -> Result<Recovered, MvccError> {
         let mut db = self.db.write();
         let mut state = self.state.write();
+        // Committed into the old file: no transaction may outlive it.
+        self.behind.settle()?;
         std::fs::rename(new, &self.path)?;
         crate::storage::snapshot::sync_parent(&self.path)
             .map_err(|e| MvccError::Storage(e.to_string()))?;
@@ -502,7 +551,7 @@ impl Store {
             // what it sees, and no compaction commits while `state` is held.
             let keep = (!self.compactor.is_idle()).then(|| state.index.kept_at(state.compact_rev));
             let read = OwnedRead {
-                txn: db.begin_read()?,
+                txn: self.behind.begin_read(&db)?,
                 rev: state.rev,
                 compact_rev: state.compact_rev,
             };
@@ -651,6 +700,7 @@ impl std::io::Write for CrcWriter {
 pub struct Snapshot<'a> {
     db: RwLockReadGuard<'a, Database>,
     state: RwLockReadGuard<'a, State>,
+    behind: &'a Behind,
     txn: std::cell::OnceCell<ReadTransaction>,
     /// The `kv` table of `txn`, opened once: a range reads one row per key
     /// whose value the index does not cache.
@@ -662,7 +712,7 @@ impl Snapshot<'_> {
         if let Some(t) = self.txn.get() {
             return Ok(t);
         }
-        let t = self.db.begin_read()?;
+        let t = self.behind.begin_read(&self.db)?;
         Ok(self.txn.get_or_init(|| t))
     }
 

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    TableHandle, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableTable, TableDefinition, TableHandle,
+    WriteTransaction,
 };
 
 use super::Store;
@@ -97,7 +97,10 @@ impl Store {
         let locked = Instant::now();
         let mut tail = 0;
         {
-            let rtx = db.begin_read()?;
+            // The applier's open transaction goes into the old file first:
+            // the tail copied below must hold it, and none may outlive the
+            // old handle.
+            let rtx = self.behind.begin_read(&db)?;
             check_tables(&rtx)?;
             let mut wtx = fresh.begin_write()?;
             wtx.set_durability(Durability::Immediate)?;
@@ -147,7 +150,7 @@ impl Store {
     fn read_at_head(&self) -> Result<(ReadTransaction, i64), MvccError> {
         let db = self.db.read();
         let state = self.state.read();
-        Ok((db.begin_read()?, state.rev))
+        Ok((self.behind.begin_read(&db)?, state.rev))
     }
 }
 
