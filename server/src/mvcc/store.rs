@@ -239,12 +239,7 @@ impl Store {
                 taken.keep(&mut slot);
                 return Ok(out);
             }
-            let mut wtx = taken.wtx;
-            if now {
-                wtx.set_durability(redb::Durability::Immediate)?;
-            }
-            let _timer = crate::metrics::backend_commit();
-            wtx.commit()?;
+            taken.commit(now)?;
             if let Some((rev, dropped)) = state.pending.take() {
                 self.compactor.push(rev, dropped);
             }
@@ -433,14 +428,7 @@ impl Store {
         let db = self.db.read();
         let _state = self.state.write();
         let mut slot = self.behind.lock();
-        let taken = Behind::take(&mut slot, &db)?;
-        if taken.carries() {
-            behind::commit_carried(taken.wtx, true)?;
-        } else {
-            let mut wtx = taken.wtx;
-            wtx.set_durability(redb::Durability::Immediate)?;
-            wtx.commit()?;
-        }
+        Behind::take(&mut slot, &db)?.commit(true)?;
         Ok(db.begin_read()?)
     }
 

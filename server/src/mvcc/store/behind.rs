@@ -57,6 +57,12 @@ impl Taken {
         })
     }
 
+    /// Commits it (durably if asked); see [`commit_wtx`] for a failure.
+    pub(in crate::mvcc) fn commit(self, durable: bool) -> Result<(), MvccError> {
+        let carries = self.carries();
+        commit_wtx(self.wtx, durable, carries)
+    }
+
     /// Leaves it open holding one more batch.
     pub(in crate::mvcc) fn keep(self, slot: &mut Option<Open>) {
         let (since, batches) = self.carried.unwrap_or((Instant::now(), 0));
@@ -108,19 +114,17 @@ impl Behind {
 /// [`Behind::settle`] with the slot already locked.
 pub(in crate::mvcc) fn settle_locked(slot: &mut Option<Open>) -> Result<(), MvccError> {
     match slot.take() {
-        Some(o) => commit_carried(o.wtx, false),
+        Some(o) => commit_wtx(o.wtx, false, true),
         None => Ok(()),
     }
 }
 
-/// Commits a transaction that carries applied batches. A failure stops the
-/// process: those batches were answered, and an index that shows them over
-/// a backend without them cannot be put back; a restart replays them from
-/// the raft log (etcd stops on a failed bolt commit too).
-pub(in crate::mvcc) fn commit_carried(
-    mut wtx: WriteTransaction,
-    durable: bool,
-) -> Result<(), MvccError> {
+/// Commits `wtx` (durably if asked). When it `carries` applied batches, a
+/// failure stops the process: those batches were answered, and an index
+/// that shows them over a backend without them cannot be put back; a
+/// restart replays them from the raft log (etcd stops on a failed bolt
+/// commit too).
+fn commit_wtx(mut wtx: WriteTransaction, durable: bool, carries: bool) -> Result<(), MvccError> {
     let result = (|| {
         if durable {
             wtx.set_durability(redb::Durability::Immediate)?;
@@ -129,13 +133,13 @@ pub(in crate::mvcc) fn commit_carried(
         wtx.commit()?;
         Ok(())
     })();
-    if let Err(e) = &result {
+    if let (Err(e), true) = (&result, carries) {
         fatal(e);
     }
     result
 }
 
-/// Logs `e` as fatal and exits (see [`commit_carried`]).
+/// Logs `e` as fatal and exits (see [`commit_wtx`]).
 pub(in crate::mvcc) fn fatal(e: &MvccError) -> ! {
     tracing::error!(error = %e, "fatal storage error: a backend transaction holding applied batches failed; exiting (restart recovers from the raft log)");
     std::process::exit(1);
