@@ -343,19 +343,10 @@ impl Compactor {
             let deleted = (|| {
                 let taken = Behind::take(&mut slot, &db)?;
                 carries = taken.carries();
-                let mut wtx = taken.wtx;
-                // The last batch is made durable so a finished compaction
-                // stays finished; the others need not be (a crash queues
-                // them again).
-                wtx.set_durability(if batch.last {
-                    redb::Durability::Immediate
-                } else {
-                    redb::Durability::None
-                })?;
                 let mut n = 0;
                 let mut freed = 0;
                 {
-                    let mut kv = wtx.open_table(KV)?;
+                    let mut kv = taken.wtx.open_table(KV)?;
                     for r in &batch.revs {
                         if let Some(row) = kv.remove(r.to_key())? {
                             n += 1;
@@ -363,7 +354,10 @@ impl Compactor {
                         }
                     }
                 }
-                wtx.commit()?;
+                // The last batch is made durable so a finished compaction
+                // stays finished; the others need not be (a crash queues
+                // them again).
+                taken.commit(batch.last)?;
                 footprint.remove(freed);
                 // Recorded before `db` is let go: a defragment's swap
                 // (which holds `db` exclusively) sees every deletion.

@@ -65,11 +65,7 @@ pub struct Store {
 impl Drop for Store {
     fn drop(&mut self) {
         // Before the database closes: a transaction must not outlive it.
-        if let Some(o) = self.behind.lock().take() {
-            if let Err(e) = o.wtx.commit() {
-                tracing::error!(error = %e, "committing the open backend transaction at close failed (the raft log replays it)");
-            }
-        }
+        self.behind.close();
     }
 }
 

@@ -104,6 +104,16 @@ impl Behind {
         settle_locked(&mut self.lock())
     }
 
+    /// Commits the open transaction as the store closes; a failure is only
+    /// logged there (the raft log replays what it carried).
+    pub(in crate::mvcc) fn close(&self) {
+        if let Some(o) = self.lock().take() {
+            if let Err(e) = o.wtx.commit() {
+                tracing::error!(error = %e, "committing the open backend transaction at close failed (the raft log replays it)");
+            }
+        }
+    }
+
     /// A read transaction that sees every applied batch.
     pub(in crate::mvcc) fn begin_read(&self, db: &Database) -> Result<ReadTransaction, MvccError> {
         self.settle()?;
