@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::ops::RangeBounds;
 use std::path::Path;
 
+use super::log_ids::LogIds;
 use super::types::{Entry, LogId, Vote};
 use crate::storage::wal::{self, WalError};
 
@@ -34,33 +35,38 @@ pub(crate) struct Loc {
 /// writer in the order it writes (so a truncate and a re-append of the same
 /// index can never be seen out of order).
 #[derive(Default)]
-pub(crate) struct Locs(BTreeMap<u64, Loc>);
+pub(crate) struct Locs(LogIds<(u64, u64)>);
 
 impl Locs {
     pub(crate) fn insert(&mut self, loc: Loc) {
-        self.0.insert(loc.log_id.index, loc);
+        self.0.push(loc.log_id, (loc.seq, loc.offset));
     }
 
     /// Forgets entries at `at` and above.
     pub(crate) fn truncate(&mut self, at: u64) {
-        self.0.split_off(&at);
+        self.0.truncate(at);
     }
 
     /// Forgets entries up to and including `upto`.
     pub(crate) fn purge(&mut self, upto: u64) {
-        self.0 = self.0.split_off(&upto.saturating_add(1));
+        self.0.purge(upto);
     }
 
     fn get(&self, index: u64) -> Option<Loc> {
-        self.0.get(&index).copied()
+        let (log_id, &(seq, offset)) = self.0.get(index)?;
+        Some(Loc {
+            log_id,
+            seq,
+            offset,
+        })
     }
 }
 
 /// What the rest of the member sees of the log.
 #[derive(Default)]
 pub(crate) struct LogMem {
-    /// Every entry in the log, by index.
-    ids: BTreeMap<u64, LogId>,
+    /// Every entry in the log.
+    ids: LogIds<()>,
     /// The newest entries, with their encoded size.
     cache: BTreeMap<u64, (Entry, usize)>,
     cached_bytes: usize,
@@ -77,7 +83,7 @@ enum Slot {
 impl LogMem {
     pub(crate) fn insert(&mut self, e: Entry, size: usize) {
         let index = e.log_id.index;
-        self.ids.insert(index, e.log_id);
+        self.ids.push(e.log_id, ());
         if let Some((_, old)) = self.cache.insert(index, (e, size)) {
             self.cached_bytes -= old;
         }
@@ -86,7 +92,7 @@ impl LogMem {
 
     /// Drops entries at `at` and above (a conflicting suffix).
     pub(crate) fn truncate(&mut self, at: u64) {
-        self.ids.split_off(&at);
+        self.ids.truncate(at);
         let dropped = self.cache.split_off(&at);
         self.cached_bytes -= dropped.values().map(|(_, n)| n).sum::<usize>();
     }
@@ -94,7 +100,7 @@ impl LogMem {
     /// Drops entries up to and including `upto`.
     pub(crate) fn purge(&mut self, upto: LogId) {
         let after = upto.index.saturating_add(1);
-        self.ids = self.ids.split_off(&after);
+        self.ids.purge(upto.index);
         let kept = self.cache.split_off(&after);
         let dropped = std::mem::replace(&mut self.cache, kept);
         self.cached_bytes -= dropped.values().map(|(_, n)| n).sum::<usize>();
@@ -108,7 +114,7 @@ impl LogMem {
     }
 
     pub(crate) fn last_log_id(&self) -> Option<LogId> {
-        self.ids.last_key_value().map(|(_, id)| *id).or(self.purged)
+        self.ids.last().or(self.purged)
     }
 
     /// Drops the oldest decoded entries past [`CACHE_BYTES`], each only once
@@ -135,13 +141,13 @@ impl LogMem {
     /// segments in `dir`, after the caller drops its locks (see [`read`]).
     fn slots<RB: RangeBounds<u64>>(&self, range: RB, locs: &Locs) -> Vec<Slot> {
         let mut out = Vec::new();
-        for (&index, id) in self.ids.range(range) {
-            if let Some((e, _)) = self.cache.get(&index) {
+        for (id, ()) in self.ids.range(range) {
+            if let Some((e, _)) = self.cache.get(&id.index) {
                 out.push(Slot::Mem(e.clone()));
                 continue;
             }
-            match locs.get(index) {
-                Some(loc) if loc.log_id == *id => out.push(Slot::Disk(loc)),
+            match locs.get(id.index) {
+                Some(loc) if loc.log_id == id => out.push(Slot::Disk(loc)),
                 _ => break,
             }
         }

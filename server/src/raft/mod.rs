@@ -3,6 +3,7 @@
 
 pub mod failpoint;
 mod log_cache;
+mod log_ids;
 pub mod log_store;
 pub mod network;
 pub mod snapshot_file;
