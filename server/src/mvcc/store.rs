@@ -101,6 +101,32 @@ pub trait ReadView {
         }
         Ok(self.fetch(r)?.map(Arc::new))
     }
+
+    /// [`value_at`](Self::value_at) without the value, for keys-only reads:
+    /// a key's current version is described by the index alone, so only an
+    /// older one is read from the backend (a 1 MiB value read to be thrown
+    /// away cost a loaded member its answers to everything else).
+    fn key_at(
+        &self,
+        key: &[u8],
+        hist: &KeyHistory,
+        main: i64,
+    ) -> Result<Option<Arc<KeyValue>>, MvccError> {
+        let Some(r) = hist.live_at(main) else {
+            return Ok(None);
+        };
+        match hist.live() {
+            Some(live) if hist.newest_put() == Some(r) => Ok(Some(Arc::new(KeyValue {
+                key: key.to_vec(),
+                create_revision: live.create_revision,
+                mod_revision: r.main,
+                version: live.version,
+                value: Vec::new(),
+                lease: live.lease,
+            }))),
+            _ => self.value_at(hist, main),
+        }
+    }
 }
 
 impl Store {

@@ -59,14 +59,14 @@ pub fn range(view: &impl ReadView, req: &RangeRequest) -> KvResult<RangeResponse
     let mut kvs: Vec<Arc<KeyValue>> = Vec::new();
     // One key (a get) is looked up without a range iterator (a boxed one).
     let (one, many) = if req.range_end.is_empty() {
-        (view.index().get(&req.key), None)
+        (view.index().get(&req.key).map(|h| (&req.key, h)), None)
     } else {
         (None, Some(view.index().range(&req.key, &req.range_end)))
     };
-    let hists = one
-        .into_iter()
-        .chain(many.into_iter().flatten().map(|(_, h)| h));
-    for hist in hists {
+    let hists = one.into_iter().chain(many.into_iter().flatten());
+    // Keys only: no value is read unless the sort needs it.
+    let without_values = req.keys_only && target != SortTarget::Value;
+    for (key, hist) in hists {
         if hist.live_at(rev).is_none() {
             continue;
         }
@@ -74,7 +74,12 @@ pub fn range(view: &impl ReadView, req: &RangeRequest) -> KvResult<RangeResponse
         if req.count_only || kvs.len() >= fetch_cap {
             continue;
         }
-        if let Some(kv) = view.value_at(hist, rev)? {
+        let kv = if without_values {
+            view.key_at(key, hist, rev)?
+        } else {
+            view.value_at(hist, rev)?
+        };
+        if let Some(kv) = kv {
             if keep(req, &kv) {
                 kvs.push(kv);
             }
@@ -120,5 +125,120 @@ fn sort(kvs: &mut [Arc<KeyValue>], order: SortOrder, target: SortTarget) {
     }
     if order == SortOrder::Descend {
         kvs.reverse();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::mvcc::{Index, Revision};
+
+    /// A read view over an index whose values are not cached, counting
+    /// the reads of the backend.
+    struct View {
+        index: Index,
+        rows: HashMap<(i64, i64), KeyValue>,
+        fetches: Cell<usize>,
+    }
+
+    impl ReadView for View {
+        fn rev(&self) -> i64 {
+            4
+        }
+        fn compact_rev(&self) -> i64 {
+            0
+        }
+        fn index(&self) -> &Index {
+            &self.index
+        }
+        fn fetch(&self, rev: Revision) -> Result<Option<KeyValue>, MvccError> {
+            self.fetches.set(self.fetches.get() + 1);
+            Ok(self.rows.get(&(rev.main, rev.sub)).cloned())
+        }
+    }
+
+    fn view() -> View {
+        let mut v = View {
+            index: Index::default(),
+            rows: HashMap::new(),
+            fetches: Cell::new(0),
+        };
+        let puts = [
+            (b"k1", 2, 2, 1, 0),
+            (b"k1", 3, 2, 2, 0),
+            (b"k2", 4, 4, 1, 7),
+        ];
+        for (key, main, create, version, lease) in puts {
+            let kv = KeyValue {
+                key: key.to_vec(),
+                create_revision: create,
+                mod_revision: main,
+                version,
+                value: vec![main as u8; 1024],
+                lease,
+            };
+            // As after a restart or a snapshot install: nothing cached.
+            v.index.put_uncached(Revision::new(main, 0), &kv);
+            v.rows.insert((main, 0), kv);
+        }
+        v
+    }
+
+    fn req(revision: i64, keys_only: bool) -> RangeRequest {
+        RangeRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            revision,
+            keys_only,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keys_only_reads_no_current_value() {
+        let v = view();
+        let full = range(&v, &req(0, false)).unwrap();
+        assert_eq!(v.fetches.replace(0), 2);
+        let keys = range(&v, &req(0, true)).unwrap();
+        assert_eq!(v.fetches.get(), 0, "current versions come from the index");
+        let want: Vec<KeyValue> = full
+            .kvs
+            .into_iter()
+            .map(|mut kv| {
+                kv.value.clear();
+                kv
+            })
+            .collect();
+        assert_eq!(keys.kvs, want);
+        assert_eq!(keys.count, 2);
+        // One key, as a get asks for it.
+        let one = RangeRequest {
+            key: b"k2".to_vec(),
+            keys_only: true,
+            ..Default::default()
+        };
+        assert_eq!(range(&v, &one).unwrap().kvs, want[1..].to_vec());
+        assert_eq!(v.fetches.get(), 0);
+    }
+
+    #[test]
+    fn keys_only_reads_an_older_version_from_the_backend() {
+        let v = view();
+        let old = range(&v, &req(2, true)).unwrap();
+        assert_eq!(v.fetches.get(), 1);
+        assert_eq!(old.kvs.len(), 1);
+        assert_eq!((old.kvs[0].mod_revision, old.kvs[0].version), (2, 1));
+        assert!(old.kvs[0].value.is_empty());
+        // Sorting by value needs the values.
+        let by_value = RangeRequest {
+            sort_target: SortTarget::Value as i32,
+            ..req(0, true)
+        };
+        v.fetches.set(0);
+        range(&v, &by_value).unwrap();
+        assert_eq!(v.fetches.get(), 2);
     }
 }
