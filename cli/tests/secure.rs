@@ -38,11 +38,7 @@ impl Drop for Etcd {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    kv_robustness::ports::free_port().expect("a free loopback port")
 }
 
 fn start_etcd(dir: &Path) -> Etcd {

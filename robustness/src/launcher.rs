@@ -4,7 +4,6 @@
 //! import (it is a test module of another package).
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -92,10 +91,7 @@ pub struct Cluster {
     initial: String,
 }
 
-fn free_port() -> std::io::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
+use crate::ports::free_port;
 
 impl Cluster {
     /// Starts `n` members and waits until each serves linearizable reads.

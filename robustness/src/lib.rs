@@ -18,6 +18,7 @@ pub mod faults;
 pub mod launcher;
 pub mod linearizable;
 pub mod membership;
+pub mod ports;
 pub mod proxy;
 pub mod resolve;
 pub mod traffic;

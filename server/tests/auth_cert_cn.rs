@@ -5,6 +5,7 @@
 //! roles say; a token, when sent, wins; without --client-cert-auth (a
 //! trusted CA alone) the CN is nobody.
 
+mod common;
 #[path = "../../client/tests/suite/pki.rs"]
 mod pki;
 
@@ -12,15 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use pki::{make_ca, make_leaf};
 
 const ETCD_BIN: &str = "/usr/bin/etcd";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 /// One member (kvd or etcd) serving clients over mutual TLS.
 struct Member {

@@ -399,11 +399,6 @@ fn start_refused(kind: Kind, auth_token: &str) -> String {
     )
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_jwt_options_stop_the_server_with_etcds_errors() {
     let keys = Keys::new();

@@ -25,13 +25,8 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 async fn start(bin: &Path, dir: &Path) -> (Proc, String) {
-    let (c, p) = (free_port(), free_port());
+    let (c, p) = (common::free_port(), common::free_port());
     let (c, p) = (
         format!("http://127.0.0.1:{c}"),
         format!("http://127.0.0.1:{p}"),

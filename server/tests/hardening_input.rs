@@ -127,11 +127,8 @@ async fn too_deep_txn_is_refused_and_fails_no_neighbour() {
 fn kvd_refuses(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("kvd.log");
-    let listener_c = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listener_p = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = format!("http://{}", listener_c.local_addr().unwrap());
-    let peer = format!("http://{}", listener_p.local_addr().unwrap());
-    drop((listener_c, listener_p));
+    let client = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
     let mut cmd = Command::new(Kvd.binary());
     cmd.arg(format!("--data-dir={}", dir.path().join("data").display()))
         .arg(format!("--listen-client-urls={client}"))

@@ -5,14 +5,15 @@
 //! certificate can neither call the peer API nor join; the server
 //! certificate rotated on disk while serving; clear start-up errors.
 
+mod common;
 #[path = "../../client/tests/suite/pki.rs"]
 mod pki;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use kv_proto::kvpb::peer_client::PeerClient;
 use kv_proto::kvpb::ClusterIdRequest;
 use pki::{make_ca, make_leaf};
@@ -21,11 +22,6 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 /// Longest wait for anything a test polls for (a member starting, a
 /// certificate reload): generous for a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 /// CAs "client" (the client side), "peer" (members' peer certificates) and
 /// "other" (trusted by nobody), with their leaves.

@@ -1,7 +1,7 @@
 //! The parity harness shared by the parity tests: servers, runs, masks.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,11 +28,7 @@ impl Drop for Server {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    kv_robustness::ports::free_port().expect("a free loopback port")
 }
 
 pub fn kvd_bin() -> PathBuf {

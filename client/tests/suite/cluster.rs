@@ -4,7 +4,6 @@
 //! dropping the cluster resumes stopped members and kills them all.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,13 +44,10 @@ pub struct Cluster {
     tls: Option<ServerTls>,
 }
 
-/// `n` distinct free ports (all listeners held until all are known).
+/// `n` distinct free ports, kept for this process ([`kv_robustness::ports`]).
 fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    ls.iter()
-        .map(|l| l.local_addr().expect("addr").port())
+    (0..n)
+        .map(|_| kv_robustness::ports::free_port().expect("a free loopback port"))
         .collect()
 }
 

@@ -177,10 +177,7 @@ async fn status_and_members(kind: Kind) {
 /// retried (and the balancer picks again).
 async fn dead_endpoint_is_skipped(kind: Kind) {
     let server = Server::start(kind).await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let dead = kv_robustness::ports::free_port().expect("a free loopback port");
     let fast = fast_config(server.endpoint());
     let config = kv_client::ClientConfig::new([format!("127.0.0.1:{dead}"), server.endpoint()])
         .with_connect_timeout(fast.connect_timeout())

@@ -4,7 +4,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -75,12 +74,10 @@ pub fn kvd_bin() -> PathBuf {
     .clone()
 }
 
-/// Two distinct free ports (both listeners are held until both are known).
+/// Two distinct free ports, kept for this process ([`kv_robustness::ports`]).
 fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
-    (port(&a), port(&b))
+    let port = || kv_robustness::ports::free_port().expect("a free loopback port");
+    (port(), port())
 }
 
 /// A test client config: short timeouts and fast retries.

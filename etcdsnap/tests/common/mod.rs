@@ -2,18 +2,13 @@
 //! free ports, drive it with etcdctl, find the newest etcd and etcdutl.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free 127.0.0.1 port (bound then released).
+/// A free 127.0.0.1 port, kept for this process ([`kv_robustness::ports`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    kv_robustness::ports::free_port().expect("a free loopback port")
 }
 
 /// A running single-member etcd, killed on drop.

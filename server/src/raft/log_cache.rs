@@ -84,17 +84,28 @@ impl LogMem {
     pub(crate) fn insert(&mut self, e: Entry, size: usize) {
         let index = e.log_id.index;
         self.ids.push(e.log_id, ());
-        if let Some((_, old)) = self.cache.insert(index, (e, size)) {
-            self.cached_bytes -= old;
+        // The cache holds only entries the ids hold: a re-append replaced
+        // `index` and after, and a gap started the ids afresh at `index`
+        // (older entries left in the cache would block `evict`).
+        let replaced = self.cache.split_off(&index);
+        self.drop_cached(replaced);
+        if self.ids.first() == Some(index) {
+            let older = std::mem::take(&mut self.cache);
+            self.drop_cached(older);
         }
+        self.cache.insert(index, (e, size));
         self.cached_bytes += size;
+    }
+
+    fn drop_cached(&mut self, dropped: BTreeMap<u64, (Entry, usize)>) {
+        self.cached_bytes -= dropped.values().map(|(_, n)| n).sum::<usize>();
     }
 
     /// Drops entries at `at` and above (a conflicting suffix).
     pub(crate) fn truncate(&mut self, at: u64) {
         self.ids.truncate(at);
         let dropped = self.cache.split_off(&at);
-        self.cached_bytes -= dropped.values().map(|(_, n)| n).sum::<usize>();
+        self.drop_cached(dropped);
     }
 
     /// Drops entries up to and including `upto`.
@@ -103,7 +114,7 @@ impl LogMem {
         self.ids.purge(upto.index);
         let kept = self.cache.split_off(&after);
         let dropped = std::mem::replace(&mut self.cache, kept);
-        self.cached_bytes -= dropped.values().map(|(_, n)| n).sum::<usize>();
+        self.drop_cached(dropped);
         self.purged = Some(upto);
     }
 
@@ -202,4 +213,42 @@ pub(crate) fn read<RB: RangeBounds<u64>>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn cached(m: &LogMem) -> (Vec<u64>, usize) {
+        (m.cache.keys().copied().collect(), m.cached_bytes)
+    }
+
+    #[test]
+    fn the_cache_holds_only_what_the_ids_hold() {
+        let mut m = LogMem::default();
+        for i in 1..=5 {
+            m.insert(entry(1, i), 10);
+        }
+        assert_eq!(cached(&m), (vec![1, 2, 3, 4, 5], 50));
+        // A new leader's entry at 3 replaces 3..=5.
+        m.insert(entry(2, 3), 7);
+        assert_eq!(cached(&m), (vec![1, 2, 3], 27));
+        assert_eq!(m.last_log_id(), Some(entry(2, 3).log_id));
+        // A gap (after a snapshot install) starts afresh: nothing older
+        // stays to hold the cache's first place, which `evict` waits on.
+        m.insert(entry(2, 100), 9);
+        assert_eq!(cached(&m), (vec![100], 9));
+        let ids: Vec<u64> = m.ids.range(..).map(|(id, ())| id.index).collect();
+        assert_eq!(ids, vec![100]);
+        m.truncate(100);
+        assert_eq!(cached(&m), (vec![], 0));
+    }
 }

@@ -109,6 +109,11 @@ impl<V> LogIds<V> {
         Some((self.id_at(index), v))
     }
 
+    /// The first index held.
+    pub(crate) fn first(&self) -> Option<u64> {
+        (!self.vals.is_empty()).then_some(self.first)
+    }
+
     /// The last entry's id.
     pub(crate) fn last(&self) -> Option<LogId> {
         let index = self.end().checked_sub(1)?;

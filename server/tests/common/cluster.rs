@@ -2,7 +2,6 @@
 //! flags as etcd members are, each with its own free ports, data dir and log.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,10 +31,7 @@ pub struct Cluster {
     pub extra: Vec<String>,
 }
 
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
+pub use super::free_port;
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
@@ -169,7 +165,14 @@ impl Cluster {
         (0..self.members.len())
             .map(|i| {
                 let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                // Backtrace frames would push the error itself out of the tail.
+                let frame = |l: &&str| {
+                    let t = l.trim_start();
+                    t.starts_with("at ")
+                        || t.split_once(": ")
+                            .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+                };
+                let tail: Vec<&str> = text.lines().rev().filter(|l| !frame(l)).take(30).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 format!("--- {} ---\n{}", self.members[i].name, tail.join("\n"))
             })

@@ -22,7 +22,6 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -108,13 +107,10 @@ pub struct Server {
 
 pub const MEMBER_NAME: &str = "n1";
 
-fn pick_port_pair() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let pa = a.local_addr().unwrap().port();
-    let pb = b.local_addr().unwrap().port();
-    // Both are released when the listeners drop here.
-    (pa, pb)
+/// A loopback port kept for this test process (see [`kv_robustness::ports`]:
+/// none from the ephemeral range, which a restart could find taken).
+pub fn free_port() -> u16 {
+    kv_robustness::ports::free_port().expect("a free loopback port")
 }
 
 impl Server {
@@ -155,7 +151,7 @@ impl Server {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (c, p) = pick_port_pair();
+            let (c, p) = (free_port(), free_port());
             server.client_port = c;
             server.peer_port = p;
             match server.spawn_and_wait().await {
