@@ -12,6 +12,7 @@ use etcd_client::{Client, ConnectOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::ports::free_port;
 use crate::proxy::Proxy;
 
 /// How long a member may take to serve again after a (re)start or a fault.
@@ -90,8 +91,6 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     initial: String,
 }
-
-use crate::ports::free_port;
 
 impl Cluster {
     /// Starts `n` members and waits until each serves linearizable reads.
